@@ -1,0 +1,349 @@
+"""A loopback fake of the OpenAI chat-completions API, with fault injection, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+FAULT_429 = "429"  # 429 with Retry-After and a rate_limit error body
+FAULT_500 = "500"  # 500 with a server_error body
+FAULT_400 = "400"  # 400 invalid_request_error: a client error that must not be retried
+FAULT_RESET = "reset"  # socket closed with RST and no response: a connection error
+FAULT_HANG = "hang"  # no answer until stop() or hang_seconds, then the socket is closed
+FAULT_HTML200 = "html200"  # 200 with an HTML gateway page
+FAULT_EMPTY200 = "empty200"  # 200 application/json with an empty body
+FAULT_TRUNCATED_JSON = "truncated_json"  # valid completion whose content is the answer cut in half
+FAULT_SCHEMA_VIOLATION = "schema_violation"  # valid completion whose content is JSON breaking the verdict schema
+ALL_FAULTS: tuple[str, ...] = (
+    FAULT_429, FAULT_500, FAULT_400, FAULT_RESET, FAULT_HANG,
+    FAULT_HTML200, FAULT_EMPTY200, FAULT_TRUNCATED_JSON, FAULT_SCHEMA_VIOLATION,
+)
+SCHEMA_VIOLATION_CONTENT = json.dumps({"verdict": "maybe", "confidence": 7})
+MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+
+Responder = Callable[[dict[str, Any]], str]
+FaultPlan = Callable[[int, dict[str, Any]], "str | None"]
+Labels = dict[tuple[str, str], str]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the fake received: its path, parsed JSON body (None if absent/invalid) and fault applied."""
+
+    path: str
+    body: dict[str, Any] | None
+    fault: str | None
+    timestamp: float
+
+
+def _text(content: Any) -> str:
+    """Return a message's content as text, joining the text parts of a multi-part content list."""
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+def _tokens(text: str) -> int:
+    """Return a rough token count for text."""
+    return len(text) // 4 + 1
+
+
+def load_reference_labels(path: str | Path) -> Labels:
+    """Return {(tool, persona): verdict} read from a labelled-reviews JSONL file."""
+    labels: Labels = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            labels[(row["tool"], row["persona"])] = row["verdict"]
+    return labels
+
+
+def reference_responder(labels: Labels) -> Responder:
+    """Return a responder answering each persona's verdict on the tool under review from labels (default ship)."""
+
+    def respond(body: dict[str, Any]) -> str:
+        messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+        ordered = sorted(messages, key=lambda m: m.get("role") != "system")  # stable: system first
+        persona = next((found.group(1) for m in ordered
+                        if (found := re.search(r"Persona id: (\w+)", _text(m.get("content"))))), "unknown")
+        tool = "unknown"
+        for message in messages:
+            text = _text(message.get("content"))
+            marker = re.search(r"^BEGIN TOOL UNDER REVIEW$", text, re.MULTILINE)
+            if message.get("role") == "user" and marker:
+                name = re.search(r"^Name: (.+)$", text[marker.end():], re.MULTILINE)
+                tool = name.group(1).strip() if name else tool
+                break
+        verdict = labels.get((tool, persona), "ship")
+        return json.dumps({
+            "verdict": verdict,
+            "confidence": 0.8 if verdict == "ship" else 0.7,
+            "headline": f"{persona}: {verdict} {tool}",
+            "review": f"{tool} was read from the {persona} seat. The verdict is {verdict}. "
+                      "This is a canned review from the fake endpoint.",
+            "key_points": [f"{tool} has a clear primitive", f"the {persona} view decides {verdict}"],
+        })
+
+    return respond
+
+
+def scripted_responder(answers: Sequence[str]) -> Responder:
+    """Return a responder giving answers in order, repeating the last once exhausted; raises ValueError if empty."""
+    if not answers:
+        raise ValueError("scripted_responder needs at least one answer")
+    lock, calls = threading.Lock(), [0]
+
+    def respond(body: dict[str, Any]) -> str:
+        with lock:
+            answer = answers[min(calls[0], len(answers) - 1)]
+            calls[0] += 1
+        return answer
+
+    return respond
+
+
+def random_faults(rate: float, seed: int, kinds: Sequence[str] = ALL_FAULTS) -> FaultPlan:
+    """Return a fault plan failing each request with probability rate, decided by seed and index alone."""
+
+    def plan(index: int, body: dict[str, Any]) -> str | None:
+        rng = random.Random(seed + index)
+        return rng.choice(list(kinds)) if rng.random() < rate else None
+
+    return plan
+
+
+def _fault_plan(faults: Sequence[str | None] | FaultPlan | None) -> FaultPlan:
+    """Return faults as a plan callable; raises ValueError on an unknown fault name in a list."""
+    if faults is None:
+        return lambda index, body: None
+    if callable(faults):
+        return faults
+    schedule = list(faults)
+    unknown = [name for name in schedule if name is not None and name not in ALL_FAULTS]
+    if unknown:
+        raise ValueError(f"unknown fault names {unknown}; known: {ALL_FAULTS}")
+    return lambda index, body: schedule[index] if index < len(schedule) else None
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, pointing its handlers back at the FakeOpenAI that owns it."""
+
+    daemon_threads = True
+    fake: FakeOpenAI
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves one connection: /v1/models and /v1/chat/completions, applying the planned fault."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        self.server.fake._track(self.connection, add=False)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test and benchmark output quiet."""
+
+    def do_GET(self) -> None:
+        self.server.fake._record(self.path, None, None)
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(200, MODELS)
+        else:
+            self._send(404, _error("not found", "not_found"))
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if self.path.rstrip("/") != "/v1/chat/completions" or not isinstance(body, dict):
+            fake._record(self.path, body if isinstance(body, dict) else None, None)
+            self._send(404 if body is not None else 400, _error("not found or not JSON", "invalid_request_error"))
+            return
+        index = fake._next_index()
+        fault = fake.faults(index, body)
+        fake._record(self.path, body, fault)
+        if fake.latency > 0:
+            fake._stopping.wait(fake.latency)  # a per-thread sleep that stop() cuts short
+        self._answer(fake, index, body, fault)
+
+    def _answer(self, fake: FakeOpenAI, index: int, body: dict[str, Any], fault: str | None) -> None:
+        """Write the healthy reply to a chat request, or the given fault instead."""
+        if fault in (FAULT_429, FAULT_500, FAULT_400):
+            errors = {FAULT_429: ("rate limited", "rate_limit"), FAULT_500: ("internal error", "server_error"),
+                      FAULT_400: ("bad request", "invalid_request_error")}
+            headers = {"Retry-After": fake.retry_after} if fault == FAULT_429 else {}
+            self._send(int(fault), _error(*errors[fault]), headers=headers)
+        elif fault in (FAULT_RESET, FAULT_HANG):
+            if fault == FAULT_HANG:
+                fake._stopping.wait(fake.hang_seconds)
+            self.close_connection = True
+            try:  # linger 0 makes close() send RST; detach so the fd closes now, despite rfile/wfile
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                socket.close(self.connection.detach())
+            except OSError:
+                pass  # the client or stop() closed it first
+        elif fault == FAULT_HTML200:
+            self._send(200, b"<html><body>Gateway</body></html>", content_type="text/html")
+        elif fault == FAULT_EMPTY200:
+            self._send(200, b"")
+        else:
+            content = fake.responder(body)
+            if fault == FAULT_TRUNCATED_JSON:
+                content = content[: len(content) // 2]
+            elif fault == FAULT_SCHEMA_VIOLATION:
+                content = SCHEMA_VIOLATION_CONTENT
+            elif fault is not None:
+                raise ValueError(f"unknown fault {fault!r}; known: {ALL_FAULTS}")
+            self._send(200, _completion(index, body, content))
+
+    def _send(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        """Write one complete response with a Content-Length, so keep-alive connections stay usable."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _error(message: str, kind: str) -> dict[str, Any]:
+    """Return an OpenAI-shaped error body."""
+    return {"error": {"message": message, "type": kind}}
+
+
+def _completion(index: int, body: dict[str, Any], content: str) -> dict[str, Any]:
+    """Return a ChatCompletion with content as the message, or as tool-call arguments when tools were sent."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    finish_reason = "stop"
+    tools = body.get("tools") or []
+    if tools:
+        name = tools[0].get("function", {}).get("name", "tool")
+        message = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_fake_{index}", "type": "function", "function": {"name": name, "arguments": content}}]}
+        finish_reason = "tool_calls"
+    prompt = "\n".join(_text(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict))
+    prompt_tokens, completion_tokens = _tokens(prompt), _tokens(content)
+    return {
+        "id": f"chatcmpl-fake-{index}", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model", "fake-model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+class FakeOpenAI:
+    """A fake OpenAI endpoint serving on 127.0.0.1 from construction until stop() (or the end of a with block)."""
+
+    def __init__(self, responder: Responder | None = None,
+                 faults: Sequence[str | None] | FaultPlan | None = None, latency: float = 0.0, *,
+                 port: int = 0, retry_after: str = "0", hang_seconds: float = 30.0) -> None:
+        self.responder = responder or reference_responder({})
+        self.faults = _fault_plan(faults)
+        self.latency, self.retry_after, self.hang_seconds = latency, retry_after, hang_seconds
+        self._lock = threading.Lock()
+        self._records: list[RecordedRequest] = []
+        self._chat_count = 0
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.fake = self
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-openai", daemon=True)
+        self._thread.start()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Return a snapshot of the requests received so far, in arrival order."""
+        with self._lock:
+            return list(self._records)
+
+    def stop(self) -> None:
+        """Stop serving: release hanging and sleeping requests, close open connections; safe to call twice."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
+        self._server.server_close()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> FakeOpenAI:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _next_index(self) -> int:
+        with self._lock:
+            self._chat_count += 1
+            return self._chat_count - 1
+
+    def _record(self, path: str, body: dict[str, Any] | None, fault: str | None) -> None:
+        with self._lock:
+            self._records.append(RecordedRequest(path, body, fault, time.time()))
+
+    def _track(self, connection: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            (self._connections.add if add else self._connections.discard)(connection)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve a fake endpoint, print `READY <base_url>`, and run until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds each chat request waits")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-kinds", default=",".join(ALL_FAULTS), help="comma-separated fault names")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument("--labels", type=Path, help="labelled-reviews JSONL giving each persona's verdict")
+    args = parser.parse_args(argv)
+    kinds = [kind for kind in args.fault_kinds.split(",") if kind]
+    if unknown := set(kinds) - set(ALL_FAULTS):
+        parser.error(f"--fault-kinds: unknown {sorted(unknown)}; known: {', '.join(ALL_FAULTS)}")
+    labels = load_reference_labels(args.labels) if args.labels else {}
+    faults = random_faults(args.fault_rate, args.seed, kinds) if args.fault_rate > 0 else None
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    with FakeOpenAI(reference_responder(labels), faults, args.latency, port=args.port,
+                    hang_seconds=args.hang_seconds) as fake:
+        print(f"READY {fake.base_url}", flush=True)
+        while not done.wait(0.5):
+            pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
