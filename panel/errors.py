@@ -1,0 +1,25 @@
+"""The errors a user can hit; each carries one line naming what to fix."""
+
+
+class PanelError(Exception):
+    """Base class: the CLI prints str(error) as one line, without a traceback."""
+
+
+class CardError(PanelError):
+    """A run file or tool card is missing, unreadable or has a wrong field."""
+
+
+class PersonaError(PanelError):
+    """A persona file or prompt template is broken or uses an unknown variable."""
+
+
+class EndpointError(PanelError):
+    """The model endpoint could not be started, reached or configured."""
+
+
+class StoreError(PanelError):
+    """The database is locked, corrupt, from a newer version, or a query was refused."""
+
+
+class BudgetExceeded(PanelError):
+    """A run hit its request or token budget; what was answered is stored."""

@@ -1,0 +1,296 @@
+"""DuckDB: the one owner of the connection and of all SQL.
+
+Concurrency design (docs/schema.md): a run holds a writer lock file for its whole life, so a second
+writer is refused at once; but it opens the database only for short transactions (one verdict with
+its attempts each), so analysts' read-only connections get in between and retry briefly when they
+meet a write in progress. A verdict and its attempts commit together, so kill -9 loses nothing
+committed, and UNIQUE (cache_key, generation) makes a rerun unable to add a duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from panel.ask import Answer, VerdictJob
+from panel.cards import RunSpec, ToolCard
+from panel.config import Settings
+from panel.errors import StoreError
+from panel.migrations import migrate
+from panel.personas import Persona, PromptTemplates
+
+LOCK_RETRY_S = 15.0
+
+
+def _is_lock_conflict(error: Exception) -> bool:
+    return "lock" in str(error).lower() and "conflict" in str(error).lower() or "Could not set lock" in str(error)
+
+
+def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
+    """Open the database, retrying while another process holds it briefly; StoreError otherwise."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if not _is_lock_conflict(error) or time.monotonic() >= deadline:
+                if _is_lock_conflict(error):
+                    raise StoreError(f"{path}: database is locked by another process; try again") from None
+                raise StoreError(f"{path}: cannot open database ({str(error).splitlines()[0]})") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        except duckdb.Error as error:
+            raise StoreError(f"{path}: not a usable panel database ({str(error).splitlines()[0]})") from None
+
+
+@dataclass
+class StoredVerdict:
+    """A persona's current verdict on a tool in a run, with any editor override applied."""
+
+    persona_id: str
+    tool_id: str
+    verdict: str | None
+    confidence: float | None
+    headline: str | None
+    review: str | None
+    key_points: list[str]
+    valid: bool
+    attempt_count: int
+    model: str
+    persona_hash: str
+    flags: list[str]
+    created_at: datetime
+    model_verdict: str | None = None
+    model_review: str | None = None
+    override_editor: str | None = None
+
+    @property
+    def overridden(self) -> bool:
+        """True when an editor changed this verdict or its quote."""
+        return self.override_editor is not None
+
+
+@dataclass
+class StoredRun:
+    """A run as stored: its settings, its pairs' cards and its current verdicts."""
+
+    run_id: str
+    title: str
+    model: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    pairs: list[tuple[ToolCard, ToolCard]]
+    tool_ids: list[tuple[str, str]]
+    verdicts: dict[tuple[int, str, str], StoredVerdict] = field(default_factory=dict)
+    persona_hashes: dict[str, str] = field(default_factory=dict)
+
+
+class Store:
+    """The panel database: open it with Store(path); every read and write goes through here."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock_file: Any = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.transaction():
+            pass  # creates the file and applies pending migrations, once, on open
+
+    # --- connections -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short read-write transaction; the connection closes afterwards so readers can get in."""
+        con = connect(self.path, read_only=False)
+        try:
+            migrate(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection (retries while a writer's transaction is in progress)."""
+        con = connect(self.path, read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def acquire_writer(self) -> None:
+        """Become the one writing process for this database, or raise StoreError at once."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreError(f"{self.path}: another panel run is writing this database ({holder}); "
+                             "wait for it to finish or use --db") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._lock_file = handle
+
+    def release_writer(self) -> None:
+        """Give up the writer lock (also released by the OS when the process dies)."""
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    # --- writes --------------------------------------------------------------------------------
+    def begin_run(self, run_id: str, spec: RunSpec, settings: Settings, personas: list[Persona],
+                  templates: PromptTemplates, jobs: list[VerdictJob]) -> None:
+        """Record a run, its tools, pairs, prompt versions and planned items (idempotent)."""
+        now = datetime.now(timezone.utc)
+        with self.transaction() as con:
+            con.execute("""
+                INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL)
+                ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL""",
+                [run_id, spec.title, spec.path, settings.model_name, settings.base_url,
+                 settings.structured_mode, json.dumps(settings.sampling()), now])
+            for index, pair in enumerate(spec.pairs):
+                for card in pair.tools:
+                    con.execute("INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                [card.card_hash, card.name, card.category, card.model_dump_json(),
+                                 json.dumps(card.flags, ensure_ascii=False), now])
+                con.execute("INSERT INTO pairs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                            [run_id, index, pair.left.card_hash, pair.right.card_hash])
+            for persona in personas:
+                con.execute("INSERT INTO prompt_versions VALUES (?, 'persona', ?, ?, ?) ON CONFLICT DO NOTHING",
+                            [persona.content_hash, persona.id, persona.text, now])
+            con.execute("INSERT INTO prompt_versions VALUES (?, 'templates', ?, ?, ?) ON CONFLICT DO NOTHING",
+                        [templates.content_hash, templates.folder,
+                         json.dumps(templates.sources, ensure_ascii=False), now])
+            for job in jobs:
+                con.execute("""INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?)
+                               ON CONFLICT DO UPDATE SET cache_key = excluded.cache_key""",
+                            [run_id, job.pair_index, job.tool.card_hash, job.rival.card_hash,
+                             job.persona.id, job.cache_key])
+
+    def answered_keys(self, cache_keys: list[str]) -> set[str]:
+        """The cache keys that already have a valid current verdict (a rerun skips them)."""
+        if not cache_keys:
+            return set()
+        with self.transaction() as con:
+            rows = con.execute("""
+                SELECT cache_key FROM verdicts WHERE valid AND cache_key IN (SELECT unnest(?))
+                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""",
+                [cache_keys]).fetchall()
+        return {row[0] for row in rows}
+
+    def save_answer(self, run_id: str, answer: Answer, settings: Settings) -> int:
+        """Store one verdict (valid or not) with all its attempts in one transaction; return its id."""
+        job, verdict = answer.job, answer.verdict
+        with self.transaction() as con:
+            generation = con.execute("SELECT coalesce(max(generation), 0) + 1 FROM verdicts WHERE cache_key = ?",
+                                     [job.cache_key]).fetchall()[0][0]
+            verdict_id = con.execute("""
+                INSERT INTO verdicts (cache_key, generation, run_id, tool_id, rival_tool_id, persona_id,
+                    persona_hash, template_hash, model, mode, sampling_json, verdict, confidence, headline,
+                    review, key_points_json, raw_answer, valid, attempt_count, request_count, prompt_tokens,
+                    completion_tokens, latency_s, flags_json, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                RETURNING verdict_id""",
+                [job.cache_key, generation, run_id, job.tool.card_hash, job.rival.card_hash, job.persona.id,
+                 job.persona.content_hash, job.template_hash, settings.model_name, settings.structured_mode,
+                 json.dumps(settings.sampling()),
+                 verdict.verdict if verdict else None, verdict.confidence if verdict else None,
+                 verdict.headline if verdict else None, verdict.review if verdict else None,
+                 json.dumps(verdict.key_points, ensure_ascii=False) if verdict else None,
+                 answer.raw_text, verdict is not None, len(answer.attempts), answer.requests,
+                 answer.prompt_tokens, answer.completion_tokens, answer.latency_s,
+                 json.dumps(job.tool.flags, ensure_ascii=False), datetime.now(timezone.utc)]).fetchall()[0][0]
+            for a in answer.attempts:
+                con.execute("""
+                    INSERT INTO attempts (verdict_id, number, status, http_status, error_class, error_message,
+                        raw_text, prompt_tokens, completion_tokens, latency_s, sdk_retries, started_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [verdict_id, a.number, a.status, a.http_status, a.error_class, a.error_message,
+                     a.raw_text, a.prompt_tokens, a.completion_tokens, a.latency_s, a.sdk_retries,
+                     a.started_at])
+        return verdict_id
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        """Mark a run finished, incomplete (some verdicts missing) or stopped (budget, Ctrl-C)."""
+        with self.transaction() as con:
+            con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                        [status, datetime.now(timezone.utc), run_id])
+
+    # --- reads ---------------------------------------------------------------------------------
+    def resolve_run_id(self, run_ref: str | None) -> str:
+        """A full run id from a prefix, or the latest run when `run_ref` is None."""
+        with self.reader() as con:
+            if run_ref is None:
+                rows = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
+            else:
+                rows = con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_ref]).fetchall()
+        if not rows:
+            raise StoreError(f"{self.path}: no run " + (f"matching '{run_ref}'" if run_ref else "stored yet"))
+        if len(rows) > 1:
+            raise StoreError(f"run id '{run_ref}' is ambiguous: give more characters")
+        return rows[0][0]
+
+    def load_run(self, run_id: str) -> StoredRun:
+        """A stored run with its cards and current verdicts (overrides applied), for tally and render."""
+        with self.reader() as con:
+            run = con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at
+                                 FROM runs WHERE run_id = ?""", [run_id]).fetchall()
+            if not run:
+                raise StoreError(f"{self.path}: no run '{run_id}'")
+            pair_rows = con.execute("""
+                SELECT p.left_tool_id, l.card_json, l.flags_json, p.right_tool_id, r.card_json, r.flags_json
+                FROM pairs p JOIN tools l ON l.tool_id = p.left_tool_id JOIN tools r ON r.tool_id = p.right_tool_id
+                WHERE p.run_id = ? ORDER BY p.pair_index""", [run_id]).fetchall()
+            verdict_rows = con.execute("""
+                SELECT i.pair_index, i.tool_id, i.persona_id, v.verdict, v.confidence, v.headline, v.review,
+                       v.key_points_json, v.valid, v.attempt_count, v.model, v.persona_hash, v.flags_json,
+                       v.created_at, o.verdict, o.review, o.editor
+                FROM run_items i
+                JOIN verdicts v ON v.cache_key = i.cache_key
+                LEFT JOIN (SELECT * FROM overrides WHERE run_id = ?
+                           QUALIFY row_number() OVER (PARTITION BY tool_id, persona_id
+                                                      ORDER BY created_at DESC, override_id DESC) = 1) o
+                       ON o.tool_id = i.tool_id AND o.persona_id = i.persona_id
+                WHERE i.run_id = ?
+                QUALIFY v.generation = max(v.generation) OVER (PARTITION BY v.cache_key)""",
+                [run_id, run_id]).fetchall()
+        stored = StoredRun(*run[0], pairs=[], tool_ids=[])
+        for left_id, left_json, left_flags, right_id, right_json, right_flags in pair_rows:
+            left = ToolCard.model_validate_json(left_json)
+            left.flags = json.loads(left_flags)
+            right = ToolCard.model_validate_json(right_json)
+            right.flags = json.loads(right_flags)
+            stored.pairs.append((left, right))
+            stored.tool_ids.append((left_id, right_id))
+        for row in verdict_rows:
+            (pair_index, tool_id, persona_id, verdict, confidence, headline, review, key_points, valid,
+             attempts, model, persona_hash, flags, created_at, o_verdict, o_review, o_editor) = row
+            stored.verdicts[(pair_index, tool_id, persona_id)] = StoredVerdict(
+                persona_id, tool_id, o_verdict or verdict, confidence, headline, o_review or review,
+                json.loads(key_points) if key_points else [], valid, attempts, model, persona_hash,
+                json.loads(flags), created_at, model_verdict=verdict, model_review=review,
+                override_editor=o_editor)
+            stored.persona_hashes[persona_id] = persona_hash
+        return stored

@@ -1,0 +1,69 @@
+"""The Verdict schema: what one persona says about one tool, and how an answer is validated."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Verdict(BaseModel):
+    """One reviewer's structured ship/skip verdict on one tool."""
+
+    model_config = ConfigDict(extra="ignore")
+    verdict: Literal["ship", "skip"]
+    confidence: float = Field(ge=0.0, le=1.0, description="0 to 1: how sure the reviewer is")
+    headline: str = Field(min_length=3, max_length=160, description="one-line summary of the verdict")
+    review: str = Field(min_length=40, max_length=3000, description="the quotable review paragraph")
+    key_points: list[str] = Field(min_length=1, max_length=6, description="the reviewer's key points")
+
+
+class InvalidAnswer(Exception):
+    """An answer arrived but is not a valid Verdict; `feedback` is safe to send back to the model."""
+
+    def __init__(self, feedback: str) -> None:
+        super().__init__(feedback)
+        self.feedback = feedback
+
+
+def verdict_schema() -> dict:
+    """The JSON schema sent to endpoints that support structured output.
+
+    String length bounds stay in pydantic only: llama.cpp compiles them into a grammar that
+    repeats a rule once per character, and a 3000-character bound crashes its server.
+    """
+    schema = Verdict.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema["properties"].values():
+        for key in ("title", "minLength", "maxLength"):
+            prop.pop(key, None)
+    schema["additionalProperties"] = False
+    return schema
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
+
+
+def parse_verdict(text: str | None) -> Verdict:
+    """Parse a model's reply into a Verdict or raise InvalidAnswer with a re-ask message."""
+    if text is None or not text.strip():
+        raise InvalidAnswer("The reply was empty. Reply with one JSON object.")
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise InvalidAnswer(f"The reply was not valid JSON ({error.msg} at character {error.pos}).") from None
+    if not isinstance(data, dict):
+        raise InvalidAnswer("The reply must be one JSON object, not a list or a bare value.")
+    try:
+        return Verdict.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'object'}: {e['msg']}" for e in error.errors()[:6]
+        )
+        raise InvalidAnswer(f"The JSON did not match the schema: {problems}.") from None
