@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timezone
 
 import openai
 from openai.types.chat import ChatCompletion
+from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from panel.cards import RunSpec, ToolCard, content_hash
@@ -30,6 +32,8 @@ class VerdictJob:
     rival: ToolCard
     messages: list[dict[str, str]]
     template_hash: str
+    # What a valid answer is: a Verdict for personas; other panel calls (the chair) bring their own.
+    answer_model: type[BaseModel] = Verdict
 
 
 @dataclass
@@ -54,7 +58,7 @@ class Answer:
     """The outcome of asking for one verdict: a valid Verdict or None, with every attempt."""
 
     job: VerdictJob
-    verdict: Verdict | None
+    verdict: Verdict | Any | None
     raw_text: str | None
     attempts: list[Attempt] = field(default_factory=list)
 
@@ -87,10 +91,11 @@ class RequestFailed(Exception):
     """The SDK gave up (HTTP status or transport error after its own retries): not re-asked."""
 
 
-def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str) -> str:
+def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str,
+              answer_model: type[BaseModel] = Verdict) -> str:
     """Content hash of everything that decides an answer: messages, model, sampling, schema, mode."""
-    return content_hash({"messages": messages, "model": settings.model_name,
-                         "sampling": settings.sampling(), "schema": verdict_schema(), "mode": mode})
+    return content_hash({"messages": messages, "model": settings.model_name, "sampling": settings.sampling(),
+                         "schema": verdict_schema(answer_model), "mode": mode})
 
 
 def plan_run(spec: RunSpec, personas: list[Persona], templates: PromptTemplates,
@@ -112,7 +117,7 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
     """Ask for one verdict; re-ask (bounded) when the answer does not parse or validate."""
     answer = Answer(job, None, None)
     messages = list(job.messages)
-    request_args = mode.request(verdict_schema())
+    request_args = mode.request(verdict_schema(job.answer_model))
     try:
         async for retry in AsyncRetrying(
                 stop=stop_after_attempt(settings.reasks + 1), reraise=True,
@@ -120,7 +125,7 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
             with retry:
                 text = await _attempt(client, messages, settings, mode, request_args, answer)
                 try:
-                    answer.verdict = parse_verdict(text)
+                    answer.verdict = parse_verdict(text, job.answer_model)
                 except InvalidAnswer as invalid:
                     answer.attempts[-1].status = "invalid"
                     answer.attempts[-1].error_class = "InvalidAnswer"

@@ -96,6 +96,7 @@ class StoredRun:
     tool_ids: list[tuple[str, str]]
     verdicts: dict[tuple[int, str, str], StoredVerdict] = field(default_factory=dict)
     persona_hashes: dict[str, str] = field(default_factory=dict)
+    persona_texts: dict[str, str] = field(default_factory=dict)
 
 
 class Store:
@@ -293,4 +294,9 @@ class Store:
                 json.loads(flags), created_at, model_verdict=verdict, model_review=review,
                 override_editor=o_editor)
             stored.persona_hashes[persona_id] = persona_hash
+        if stored.persona_hashes:
+            with self.reader() as con:
+                rows = con.execute("SELECT name, text FROM prompt_versions WHERE content_hash IN (SELECT unnest(?))",
+                                   [list(stored.persona_hashes.values())]).fetchall()
+            stored.persona_texts = dict(rows)
         return stored

@@ -28,13 +28,13 @@ class InvalidAnswer(Exception):
         self.feedback = feedback
 
 
-def verdict_schema() -> dict:
-    """The JSON schema sent to endpoints that support structured output.
+def verdict_schema(answer_model: type[BaseModel] = Verdict) -> dict:
+    """The JSON schema of `answer_model` sent to endpoints that support structured output.
 
     String length bounds stay in pydantic only: llama.cpp compiles them into a grammar that
     repeats a rule once per character, and a 3000-character bound crashes its server.
     """
-    schema = Verdict.model_json_schema()
+    schema = answer_model.model_json_schema()
     schema.pop("title", None)
     for prop in schema["properties"].values():
         for key in ("title", "minLength", "maxLength"):
@@ -46,8 +46,8 @@ def verdict_schema() -> dict:
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
 
-def parse_verdict(text: str | None) -> Verdict:
-    """Parse a model's reply into a Verdict or raise InvalidAnswer with a re-ask message."""
+def parse_verdict(text: str | None, answer_model: type[BaseModel] = Verdict) -> BaseModel:
+    """Parse a model's reply into `answer_model` (a Verdict by default) or raise InvalidAnswer."""
     if text is None or not text.strip():
         raise InvalidAnswer("The reply was empty. Reply with one JSON object.")
     body = text.strip()
@@ -61,7 +61,7 @@ def parse_verdict(text: str | None) -> Verdict:
     if not isinstance(data, dict):
         raise InvalidAnswer("The reply must be one JSON object, not a list or a bare value.")
     try:
-        return Verdict.model_validate(data)
+        return answer_model.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'object'}: {e['msg']}" for e in error.errors()[:6]

@@ -1,0 +1,6 @@
+"""The `panel` command line; `main` is the installed entry point."""
+
+from panel.cli import editor  # noqa: F401  (each module registers its commands on `app`)
+from panel.cli.app import app, main
+
+__all__ = ["app", "main"]

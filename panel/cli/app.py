@@ -1,0 +1,60 @@
+"""The `panel` command: the Typer app, shared options, and one-line errors.
+
+Commands live beside it, grouped by who uses them: editor.py (review, render, override),
+maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from panel.config import Settings, settings_from_env
+from panel.errors import PanelError
+
+app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb, or $PANEL_DB).")]
+OutOption = Annotated[Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages).")]
+
+
+class _State:
+    debug = False
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False) -> None:
+    """Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export."""
+    _State.debug = debug
+
+
+def make_settings(db: Path | None = None, out: Path | None = None, **flags: object) -> Settings:
+    """Settings from the environment with these command-line flags applied."""
+    return settings_from_env(db_path=db, out_dir=out, **flags)
+
+
+def main() -> None:
+    """Entry point: run the app; our errors print as one line (tracebacks with --debug)."""
+    try:
+        app(standalone_mode=False)
+    except PanelError as error:
+        if _State.debug:
+            raise
+        err_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err_console.print("interrupted: answers received so far are stored; rerun to resume")
+        sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)

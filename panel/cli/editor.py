@@ -1,0 +1,100 @@
+"""Editors' commands: review a run file, re-render a stored run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from panel.ask import Answer
+from panel.cli.app import DbOption, OutOption, app, console, make_settings
+from panel.config import MODES, Settings
+from panel.render import write_pages
+from panel.review import ReviewOutcome, prepare_run, review
+from panel.store import Store
+from panel.tally import RunTally, tally_run
+
+
+def _summary_table(tally: RunTally) -> Table:
+    table = Table(title=f"Run {tally.run.run_id} · {tally.run.model}", show_lines=False)
+    table.add_column("Tool")
+    table.add_column("Panel ship", justify="right")
+    for persona_id in tally.personas:
+        table.add_column(persona_id)
+    for pair in tally.pairs:
+        for side in pair.tools:
+            cells = []
+            for persona_id in tally.personas:
+                verdict = side.verdicts.get(persona_id)
+                cells.append(verdict.verdict if verdict else "—")
+            table.add_row(side.tool.name, side.ship_percent, *cells)
+    return table
+
+
+def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
+    tally = tally_run(store.load_run(run_id))
+    pages = write_pages(tally, settings.out_dir)
+    console.print(_summary_table(tally))
+    for page in pages:
+        console.print(f"page: {page}")
+    return pages
+
+
+@app.command("review")
+def review_command(
+    run_file: Annotated[Path, typer.Argument(help="Run file naming the tool pairs, e.g. runs/example.yaml.")],
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the embedded model).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name to request.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")] = None,
+    persona: Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")] = None,
+    refresh: Annotated[bool, typer.Option(help="Ask again even for cached verdicts; old ones stay as history.")] = False,
+    db: DbOption = None,
+    out: OutOption = None,
+) -> None:
+    """Ask every persona for a verdict on every tool of a run file, store them, render the pages.
+
+    Example: panel review runs/example.yaml
+    """
+    settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency)
+    prepared = prepare_run(run_file, settings, persona)
+    store = Store(settings.db_path)
+    where = "embedded model" if settings.embedded else settings.base_url
+    console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
+                  f"({settings.model_name}, mode {settings.structured_mode})")
+    started = time.monotonic()
+    outcome = review(prepared, settings, store, refresh=refresh,
+                     on_answer=lambda a: console.print(_answer_line(a)))
+    console.print(_outcome_line(outcome, time.monotonic() - started))
+    _render(store, outcome.run_id, settings)
+    if outcome.failed:
+        raise typer.Exit(code=3)
+
+
+def _answer_line(answer: Answer) -> str:
+    verdict = answer.verdict.verdict if answer.verdict else "no valid answer"
+    return (f"  {answer.job.persona.id:<9} on {answer.job.tool.name[:40]}: {verdict} "
+            f"({len(answer.attempts)} attempt{'s' if len(answer.attempts) != 1 else ''}, {answer.latency_s:.1f} s)")
+
+
+def _outcome_line(outcome: ReviewOutcome, seconds: float) -> str:
+    return (f"{outcome.status}: {outcome.needed} verdicts, {outcome.cached} cached, {outcome.asked} asked, "
+            f"{outcome.failed} failed, {outcome.requests} requests, {outcome.tokens} tokens, {seconds:.1f} s")
+
+
+@app.command("render")
+def render_command(
+    run_id: Annotated[Optional[str], typer.Argument(help="Run id or prefix (default: the latest run).")] = None,
+    db: DbOption = None,
+    out: OutOption = None,
+) -> None:
+    """Re-render a stored run's pages without calling a model.
+
+    Example: panel render 3f2a
+    """
+    settings = make_settings(db, out)
+    store = Store(settings.db_path)
+    _render(store, store.resolve_run_id(run_id), settings)

@@ -1,0 +1,95 @@
+"""jinja2 page + Markdown: the comparison page of a stored run, escaped, self-contained."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from panel.errors import PersonaError
+from panel.personas import parse_persona
+from panel.tally import PairTally, RunTally
+
+# The page runs no script and loads nothing from elsewhere; this says so to the browser too.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                           "base-uri 'none'; form-action 'none'")
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def markdown_escape(value: object) -> str:
+    """Escape text for Markdown so vendor text cannot add links, HTML or formatting."""
+    text = "" if value is None else str(value)
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return text.replace("&", "&amp;")
+
+
+@dataclass(frozen=True)
+class PersonaLabel:
+    """How a persona is named on the page."""
+
+    id: str
+    title: str
+    focus: str
+
+
+def persona_labels(tally: RunTally) -> dict[str, PersonaLabel]:
+    """Each persona's title and focus, from the persona version the run used (stored text)."""
+    labels: dict[str, PersonaLabel] = {}
+    for persona_id in tally.personas:
+        text = tally.run.persona_texts.get(persona_id)
+        try:
+            persona = parse_persona(text, persona_id) if text else None
+        except PersonaError:
+            persona = None
+        labels[persona_id] = (PersonaLabel(persona_id, persona.title, persona.focus) if persona
+                              else PersonaLabel(persona_id, persona_id.title(), ""))
+    return labels
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("panel", "templates"), undefined=StrictUndefined,
+                      autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["md"] = markdown_escape
+    env.filters["percent"] = lambda rate: "—" if rate is None else f"{round(rate * 100)}%"
+    return env
+
+
+def page_context(tally: RunTally, pair: PairTally) -> dict[str, object]:
+    """Everything the page templates read for one pair."""
+    return {"tally": tally, "run": tally.run, "pair": pair, "personas": persona_labels(tally),
+            "csp": CONTENT_SECURITY_POLICY, "generated_at": datetime.now(timezone.utc)}
+
+
+def render_html(tally: RunTally, pair: PairTally) -> str:
+    """One pair's comparison page as a self-contained HTML document."""
+    return _environment().get_template("page.html.j2").render(**page_context(tally, pair))
+
+
+def render_markdown(tally: RunTally, pair: PairTally) -> str:
+    """The same content as Markdown, for pasting into a CMS."""
+    return _environment().get_template("page.md.j2").render(**page_context(tally, pair))
+
+
+def page_slug(pair: PairTally) -> str:
+    """A file-name-safe slug such as 'smolvlm2-2b-vs-perplexity-sonar-pro-2-api'."""
+    raw = f"{pair.left.tool.name} vs {pair.right.tool.name}".lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", raw).strip("-")[:80].strip("-")
+    return f"{pair.index + 1:02d}-{slug or 'pair'}"
+
+
+def write_pages(tally: RunTally, out_dir: Path) -> list[Path]:
+    """Write an HTML and a Markdown page per pair under `out_dir/<run_id>/`; return the HTML paths."""
+    folder = out_dir / tally.run.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for pair in tally.pairs:
+        html_path = folder / f"{page_slug(pair)}.html"
+        html_path.write_text(render_html(tally, pair), encoding="utf-8")
+        html_path.with_suffix(".md").write_text(render_markdown(tally, pair), encoding="utf-8")
+        written.append(html_path)
+    return written

@@ -1,0 +1,46 @@
+"""Shared fixtures: a temp home for every test, the loopback fake endpoint, settings that point at both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from panel.config import PROJECT_ROOT, Settings
+from tests.fake_openai import FakeOpenAI, load_reference_labels, reference_responder
+
+REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
+EXAMPLE_RUN = PROJECT_ROOT / "runs" / "example.yaml"
+
+
+def reference_labels_path() -> Path:
+    """The labelled reviews of the reference page (shared/ beside the checkout, or a test copy)."""
+    path = REFERENCE / "labelled-reviews.jsonl"
+    return path if path.exists() else PROJECT_ROOT / "tests" / "data" / "labelled-reviews.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test talks to a real endpoint or writes the user's database."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PANEL_MODEL", "PANEL_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PANEL_DB", str(tmp_path / "panel.duckdb"))
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    """A fake endpoint that answers like the reference page's labels (business: skip; others: ship)."""
+    with FakeOpenAI(responder=reference_responder(load_reference_labels(reference_labels_path()))) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for a run against whatever base URL a test sets, writing under tmp_path."""
+    return Settings(db_path=tmp_path / "panel.duckdb", out_dir=tmp_path / "pages", max_retries=1, timeout_s=10)
+
+
+def chat_requests(server: FakeOpenAI) -> list:
+    """The chat-completion requests the fake received (not /models probes)."""
+    return [r for r in server.requests if r.path.endswith("/chat/completions")]

@@ -1,0 +1,60 @@
+"""The `panel` command as a user runs it: help everywhere, one-line errors, review then render."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from panel.cli import app
+from tests.conftest import EXAMPLE_RUN, chat_requests
+from tests.fake_openai import FakeOpenAI
+
+PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
+
+
+def run_panel(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    import os
+    env = dict(os.environ, COLUMNS="200", **(env_extra or {}))
+    return subprocess.run([*PANEL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+def command_names() -> list[str]:
+    group = typer.main.get_command(app)
+    return sorted(group.commands)
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_every_command_has_help_with_an_example(name: str) -> None:
+    result = run_panel(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout and "Example:" in result.stdout
+
+
+def test_broken_card_is_one_line_error_and_no_model_call(tmp_path: Path, fake: FakeOpenAI) -> None:
+    (tmp_path / "run.yaml").write_text("pairs:\n  - [{name: A}, {name: B}]\n", encoding="utf-8")
+    result = run_panel("review", str(tmp_path / "run.yaml"), "--base-url", fake.base_url)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "run.yaml: tool 'A': field 'category' is missing" in result.stderr
+    assert chat_requests(fake) == []
+
+
+def test_review_then_render_without_a_model(fake: FakeOpenAI, tmp_path: Path) -> None:
+    out = tmp_path / "pages"
+    reviewed = run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--out", str(out))
+    assert reviewed.returncode == 0, reviewed.stderr
+    assert "finished: 8 verdicts" in reviewed.stdout and "75%" in reviewed.stdout
+    calls = len(chat_requests(fake))
+    fake.stop()  # rendering must not need the endpoint
+    for page in out.rglob("*.html"):
+        page.unlink()
+    rendered = run_panel("render", "--out", str(out))
+    assert rendered.returncode == 0, rendered.stderr
+    assert calls == 8
+    pages = list(out.rglob("*.html"))
+    assert len(pages) == 1 and "75%" in pages[0].read_text()
+    assert pages[0].with_suffix(".md").exists()

@@ -1,0 +1,32 @@
+"""End to end with the real embedded model (SmolLM2-135M via llama.cpp): slow, so there is one test."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from panel.config import Settings
+from panel.endpoints import embedded_model_path
+from panel.render import write_pages
+from panel.review import prepare_run, review
+from panel.store import Store
+from panel.tally import tally_run
+from tests.conftest import EXAMPLE_RUN
+
+pytestmark = pytest.mark.slow
+
+
+def test_embedded_model_produces_eight_valid_stored_verdicts_and_a_page(settings: Settings) -> None:
+    assert embedded_model_path().stat().st_size > 50_000_000
+    prepared = prepare_run(EXAMPLE_RUN, settings)
+    store = Store(settings.db_path)
+    outcome = review(prepared, settings, store)
+    assert outcome.failed == 0, [a.attempts[-1].error_message for a in outcome.answers if a.verdict is None]
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        rows = con.execute("SELECT verdict, confidence, review, model, valid FROM verdicts").fetchall()
+    assert len(rows) == 8
+    assert all(v in ("ship", "skip") and 0 <= c <= 1 and len(r) >= 40 and m == "smollm2-135m-instruct" and ok
+               for v, c, r, m, ok in rows)
+    page = write_pages(tally_run(store.load_run(outcome.run_id)), settings.out_dir)[0]
+    html = page.read_text()
+    assert "Panel ship" in html and "Reviewer scorecard" in html
