@@ -99,6 +99,72 @@ class StoredRun:
     persona_texts: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PromptVersion:
+    """One stored version of a persona file or of the template set, with how much it was used."""
+
+    content_hash: str
+    kind: str  # persona | templates
+    name: str
+    text: str
+    first_seen_at: datetime
+    first_used_at: datetime | None
+    last_used_at: datetime | None
+    verdict_count: int
+
+
+@dataclass(frozen=True)
+class GoldLabel:
+    """An editor's ship/skip for a tool, per persona (persona_id) or overall (persona_id None)."""
+
+    tool_name: str
+    persona_id: str | None
+    verdict: str
+    source: str
+    review: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AnsweredVerdict:
+    """The current stored answer for one cache key, with what it cost."""
+
+    cache_key: str
+    verdict: str | None
+    confidence: float | None
+    headline: str | None
+    review: str | None
+    valid: bool
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Override:
+    """An editor's change to a verdict or its quote, stored beside the model's answer (never over it)."""
+
+    override_id: int
+    run_id: str
+    tool_id: str
+    tool_name: str
+    persona_id: str
+    verdict: str | None  # None: the model's verdict stands
+    review: str | None  # None: the model's quote stands
+    editor: str
+    note: str | None
+    created_at: datetime
+    model_verdict: str | None
+    model_review: str | None
+
+
+def _insert_run_items(con: duckdb.DuckDBPyConnection, run_id: str, jobs: list[VerdictJob]) -> None:
+    for job in jobs:
+        con.execute("""INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?)
+                       ON CONFLICT DO UPDATE SET cache_key = excluded.cache_key""",
+                    [run_id, job.pair_index, job.tool.card_hash, job.rival.card_hash,
+                     job.persona.id, job.cache_key])
+
+
 class Store:
     """The panel database: open it with Store(path); every read and write goes through here."""
 
@@ -300,3 +366,70 @@ class Store:
                                    [list(stored.persona_hashes.values())]).fetchall()
             stored.persona_texts = dict(rows)
         return stored
+
+    # --- maintainers: prompt versions, answers by cache key, gold labels --------------------------
+    def prompt_versions(self, kind: str | None = None) -> list[PromptVersion]:
+        """Every stored persona/templates version with first and last use and valid verdicts produced."""
+        with self.reader() as con:
+            rows = con.execute("""
+                WITH used AS (
+                    SELECT 'persona' AS kind, persona_hash AS content_hash, min(created_at) AS first_used,
+                           max(created_at) AS last_used, count(*) FILTER (WHERE valid) AS n
+                    FROM verdicts GROUP BY persona_hash
+                    UNION ALL
+                    SELECT 'templates', template_hash, min(created_at), max(created_at),
+                           count(*) FILTER (WHERE valid)
+                    FROM verdicts GROUP BY template_hash)
+                SELECT p.content_hash, p.kind, p.name, p.text, p.first_seen_at, u.first_used, u.last_used,
+                       coalesce(u.n, 0)
+                FROM prompt_versions p LEFT JOIN used u USING (kind, content_hash)
+                WHERE ? IS NULL OR p.kind = ?
+                ORDER BY p.kind, p.name, coalesce(u.first_used, p.first_seen_at)""", [kind, kind]).fetchall()
+        return [PromptVersion(*row) for row in rows]
+
+    def answered_verdicts(self, cache_keys: list[str]) -> dict[str, AnsweredVerdict]:
+        """The current (latest generation) stored answer for each of `cache_keys` that has one."""
+        if not cache_keys:
+            return {}
+        with self.reader() as con:
+            rows = con.execute("""
+                SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens
+                FROM verdicts WHERE cache_key IN (SELECT unnest(?))
+                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""", [cache_keys]).fetchall()
+        return {row[0]: AnsweredVerdict(*row) for row in rows}
+
+    def add_labels(self, labels: list[GoldLabel]) -> int:
+        """Store gold labels, skipping exact repeats (a re-import adds nothing); return how many were new."""
+        added = 0
+        now = datetime.now(timezone.utc)
+        with self.transaction() as con:
+            for label in labels:
+                repeat = con.execute("""
+                    SELECT count(*) FROM labels WHERE tool_name = ? AND persona_id IS NOT DISTINCT FROM ?
+                    AND verdict = ? AND source = ? AND review IS NOT DISTINCT FROM ?""",
+                    [label.tool_name, label.persona_id, label.verdict, label.source, label.review]).fetchall()[0][0]
+                if not repeat:
+                    con.execute("""INSERT INTO labels (tool_name, persona_id, verdict, source, review, created_at)
+                                   VALUES (?, ?, ?, ?, ?, ?)""",
+                                [label.tool_name, label.persona_id, label.verdict, label.source, label.review,
+                                 label.created_at or now])
+                    added += 1
+        return added
+
+    def gold_labels(self) -> list[GoldLabel]:
+        """The label in force per (tool name, persona or overall): the latest of labels and editor overrides."""
+        with self.reader() as con:
+            rows = con.execute("""
+                SELECT tool_name, persona_id, verdict, source, review, created_at FROM (
+                    SELECT tool_name, persona_id, verdict, source, review, created_at, label_id AS seq FROM labels
+                    UNION ALL
+                    SELECT t.name, o.persona_id, o.verdict, 'override by ' || o.editor, o.review, o.created_at,
+                           o.override_id
+                    FROM (SELECT * FROM overrides  -- an override's latest row is in force; NULL verdict: reverted
+                          QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, persona_id
+                                                     ORDER BY created_at DESC, override_id DESC) = 1) o
+                    JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IS NOT NULL)
+                QUALIFY row_number() OVER (PARTITION BY tool_name, persona_id
+                                           ORDER BY created_at DESC, seq DESC) = 1
+                ORDER BY tool_name, persona_id NULLS FIRST""").fetchall()
+        return [GoldLabel(*row) for row in rows]

@@ -44,7 +44,10 @@ def make_settings(db: Path | None = None, out: Path | None = None, **flags: obje
 def main() -> None:
     """Entry point: run the app; our errors print as one line (tracebacks with --debug)."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns a command's typer.Exit code instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except PanelError as error:
         if _State.debug:
             raise

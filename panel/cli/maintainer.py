@@ -1,0 +1,285 @@
+"""Maintainers' commands: personas (versions), lint, compare (what a prompt edit changes), check, labels."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from panel.ask import Answer
+from panel.cli.app import DbOption, OutOption, app, console, make_settings
+from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
+from panel.config import MODES, PROJECT_ROOT
+from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
+from panel.labels import import_labels, make_label
+from panel.lint import default_token_budget, lint
+from panel.personas import load_personas, load_templates
+from panel.store import Store
+
+BaseUrlOption = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the embedded model).")]
+ModelOption = Annotated[Optional[str], typer.Option(help="Model name to request.")]
+ModeOption = Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")]
+ConcurrencyOption = Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")]
+PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]
+PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/).")]
+PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/).")]
+RunFilesArgument = Annotated[Optional[list[Path]], typer.Argument(help="Run files (default: every runs/*.yaml).")]
+
+
+def _safe(value: object) -> str:
+    """Model and vendor text for the terminal: control characters dropped, rich markup escaped."""
+    text = "".join(c for c in str(value) if c == "\n" or unicodedata.category(c) != "Cc")
+    return escape(text)
+
+
+def _run_files(given: list[Path] | None) -> list[Path]:
+    files = given or sorted((PROJECT_ROOT / "runs").glob("*.yaml"))
+    if not files:
+        raise typer.BadParameter("no run files given and none in runs/")
+    return files
+
+
+def _rate(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{round(value * 100)}%" if percent else f"{value:.2f}"
+
+
+def _progress(answer: Answer) -> None:
+    verdict = answer.verdict.verdict if answer.verdict else "no valid answer"
+    console.print(f"  asked {_safe(answer.job.persona.id)} on {_safe(answer.job.tool.name[:40])}: {verdict}")
+
+
+@app.command("personas")
+def personas_command(
+    show: Annotated[Optional[str], typer.Option("--show", help="Print the stored text of this version (hash prefix).")] = None,
+    personas_dir: PersonasDirOption = None,
+    prompts_dir: PromptsDirOption = None,
+    db: DbOption = None,
+) -> None:
+    """List every persona and template version: its hash, first use and verdicts; mark the working tree's.
+
+    Example: panel personas --show 3f2a9c1b
+    """
+    settings = make_settings(db, personas_dir=personas_dir, prompts_dir=prompts_dir)
+    versions = Store(settings.db_path).prompt_versions()
+    if show:
+        console.print(resolve_version(versions, show).text, markup=False, highlight=False)
+        return
+    current = {p.id: p.content_hash for p in load_personas(settings.personas_dir)}
+    current["templates"] = load_templates(settings.prompts_dir).content_hash
+    table = Table(title="Prompt versions (* = working tree)")
+    for column in ("Persona", "Version", "", "First used", "Last used", "Verdicts"):
+        table.add_column(column, justify="right" if column == "Verdicts" else "left")
+    stored = set()
+    for v in versions:
+        name = v.name if v.kind == "persona" else "templates"
+        stored.add((name, v.content_hash))
+        table.add_row(_safe(name), v.content_hash[:12], "*" if current.get(name) == v.content_hash else "",
+                      f"{v.first_used_at:%Y-%m-%d %H:%M}" if v.first_used_at else "never",
+                      f"{v.last_used_at:%Y-%m-%d %H:%M}" if v.last_used_at else "—", str(v.verdict_count))
+    for name, digest in current.items():
+        if (name, digest) not in stored:
+            table.add_row(_safe(name), digest[:12], "*", "not yet used", "—", "0")
+    console.print(table)
+
+
+@app.command("lint")
+def lint_command(
+    run_files: RunFilesArgument = None,
+    personas_dir: PersonasDirOption = None,
+    prompts_dir: PromptsDirOption = None,
+    mode: ModeOption = None,
+    base_url: BaseUrlOption = None,
+    token_budget: Annotated[Optional[int], typer.Option(min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens).")] = None,
+) -> None:
+    """Render every persona x template x card without a model and check it; exit 1 on any error (for CI).
+
+    Example: panel lint runs/example.yaml --prompts-dir prompts
+    """
+    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, mode=mode, base_url=base_url)
+    report = lint(_run_files(run_files), settings, token_budget)
+    for finding in report.findings:
+        colour = "red" if finding.severity == "error" else "yellow"
+        console.print(f"[{colour}]{finding.severity}[/{colour}] {_safe(finding.where)}: {_safe(finding.message)}")
+        if finding.example:
+            console.print(f"    first seen: {_safe(finding.example)}", style="dim")
+    budget = token_budget or default_token_budget(settings)
+    console.print(f"{report.renders} renders checked (mode {settings.structured_mode}); largest prompt "
+                  f"~{report.largest_prompt} of {budget} tokens ({report.token_counter}); "
+                  f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings")
+    if report.errors:
+        raise typer.Exit(code=1)
+
+
+def _compare_table(result: Comparison) -> Table:
+    table = Table(title="Before → after, per persona")
+    for column in ("Persona", "Flipped", "Ship rate", "Accuracy", "Balanced acc.", "Cohen's κ", "Labelled",
+                   "Mean conf.", "Tokens", "Cost"):
+        table.add_column(column, justify="left" if column == "Persona" else "right")
+    for p in result.personas:
+        b, a = result.before[p], result.after[p]
+        flips = sum(1 for item in result.flips if item.persona_id == p)
+        table.add_row(_safe(p), f"{flips} of {a.verdicts}",
+                      f"{_rate(b.ship_rate, True)} → {_rate(a.ship_rate, True)}",
+                      f"{_rate(b.accuracy)} → {_rate(a.accuracy)}",
+                      f"{_rate(b.balanced_accuracy)} → {_rate(a.balanced_accuracy)}",
+                      f"{_rate(b.kappa)} → {_rate(a.kappa)}", f"{b.labelled} → {a.labelled}",
+                      f"{_rate(b.mean_confidence)} → {_rate(a.mean_confidence)}",
+                      f"{b.tokens} → {a.tokens}", f"{b.cost:.4f} → {a.cost:.4f}")
+    return table
+
+
+@app.command("compare")
+def compare_command(
+    run_files: RunFilesArgument = None,
+    persona: PersonaOption = None,
+    base: Annotated[Optional[list[str]], typer.Option("--base", help="Stored version(s) for the before side (hash prefix; default: each prompt's most recently used version).")] = None,
+    candidate: Annotated[Optional[list[str]], typer.Option("--candidate", help="Stored version(s) for the after side (default: the working tree).")] = None,
+    price_prompt: Annotated[float, typer.Option("--price-prompt", min=0, help="Price per 1k prompt tokens (default 0: the embedded model is free).")] = 0.0,
+    price_completion: Annotated[float, typer.Option("--price-completion", min=0, help="Price per 1k completion tokens.")] = 0.0,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the HTML report (default <out>/compare/).")] = None,
+    personas_dir: PersonasDirOption = None,
+    prompts_dir: PromptsDirOption = None,
+    base_url: BaseUrlOption = None,
+    model: ModelOption = None,
+    mode: ModeOption = None,
+    concurrency: ConcurrencyOption = None,
+    db: DbOption = None,
+    out: OutOption = None,
+) -> None:
+    """Show what a persona/template edit changes: flipped verdicts and agreement with gold labels, before → after.
+
+    Example: panel compare runs/example.yaml --persona skeptic
+    """
+    settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
+                             personas_dir=personas_dir, prompts_dir=prompts_dir)
+    store = Store(settings.db_path)
+    result = compare(_run_files(run_files), settings, store, base, candidate, persona,
+                     Prices(price_prompt, price_completion), on_answer=_progress)
+    for name, before, after in result.changes():
+        console.print(f"{_safe(name)}: {_safe(before)} → {_safe(after)}")
+    console.print(f"requests: before {result.requests['before']}, after {result.requests['after']} "
+                  "(cached answers cost none)")
+    console.print(_compare_table(result))
+    console.print(f"{len(result.flips)} verdict(s) flipped")
+    for item in result.flips:
+        label = f" (label: {item.gold})" if item.gold else ""
+        console.print(f"\n[bold]{_safe(item.persona_id)} on {_safe(item.tool_name)}{_safe(label)}: "
+                      f"{item.before.verdict} → {item.after.verdict}[/bold]")  # type: ignore[union-attr]
+        for heading, v in (("before", item.before), ("after", item.after)):
+            console.print(f"  {heading}: {_safe(v.headline)} (confidence {_rate(v.confidence)})")  # type: ignore[union-attr]
+            console.print(f"    {_safe(v.review)}", style="dim")  # type: ignore[union-attr]
+    path = html or settings.out_dir / "compare" / report_name(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_compare_html(result), encoding="utf-8")
+    console.print(f"\nreport: {_safe(path)}")
+
+
+def _check_table(report: ConsistencyReport) -> Table:
+    table = Table(title=f"Consistency of run {report.run_id}")
+    for column in ("Persona", "Verdicts", "Ship rate", "Labelled base rate", "Swapped flips", "Blinded flips",
+                   "Contradictions", "Problems"):
+        table.add_column(column, justify="left" if column in ("Persona", "Problems") else "right")
+    for p in report.personas:
+        flips = {v: f"{p.flips[v][0]}/{p.flips[v][1]} ({_rate(p.flip_rate(v), True)})" for v in (SWAPPED, BLINDED)}
+        table.add_row(_safe(p.persona_id), str(p.verdicts), _rate(p.ship_rate, True), _rate(p.base_rate, True),
+                      flips[SWAPPED], flips[BLINDED], str(len(p.contradictions)),
+                      _safe("; ".join(p.problems)) or "ok")
+    return table
+
+
+@app.command("check")
+def check_command(
+    run_file: Annotated[Path, typer.Argument(help="Run file whose verdicts to probe.")] = PROJECT_ROOT / "runs" / "example.yaml",
+    sample: Annotated[Optional[int], typer.Option(min=1, help="Verdicts to re-ask per probe (default: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for choosing the sample.")] = 7,
+    persona: PersonaOption = None,
+    max_flip_rate: Annotated[float, typer.Option(min=0, max=1, help="Fail a persona above this flip rate.")] = 0.25,
+    tolerance: Annotated[float, typer.Option(min=0, max=1, help="Fail a ship rate further than this from the labelled base rate.")] = 0.25,
+    personas_dir: PersonasDirOption = None,
+    prompts_dir: PromptsDirOption = None,
+    base_url: BaseUrlOption = None,
+    model: ModelOption = None,
+    mode: ModeOption = None,
+    concurrency: ConcurrencyOption = None,
+    db: DbOption = None,
+) -> None:
+    """Re-ask a sample with the tools swapped and names blinded; count flips, contradictions, ship-rate drift. Exit 1 on failure.
+
+    Example: panel check runs/example.yaml --sample 4
+    """
+    settings = make_settings(db, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
+                             personas_dir=personas_dir, prompts_dir=prompts_dir)
+    report = check(run_file, settings, Store(settings.db_path), sample, seed, persona, max_flip_rate, tolerance)
+    console.print(_check_table(report))
+    for p in report.personas:
+        for tool, why in p.contradictions:
+            console.print(f"  contradiction: {_safe(p.persona_id)} on {_safe(tool)}: {_safe(why)}")
+    console.print(f"panel ship rate {_rate(report.panel_ship_rate, True)} vs labelled base rate "
+                  f"{_rate(report.panel_base_rate, True)}; {report.requests} requests made")
+    for problem in report.problems:
+        console.print(f"[red]panel:[/red] {_safe(problem)}")
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+labels_app = typer.Typer(help="Gold labels: editors' ship/skip per tool and persona.\n\nExample: panel labels import ../shared/reference/labelled-reviews.jsonl",
+                         no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("import")
+def labels_import_command(
+    labels_file: Annotated[Path, typer.Argument(help="JSONL: one {tool, persona?, verdict, review?} per line.")],
+    source: Annotated[str, typer.Option(help="Where these labels come from.")] = "reference",
+    personas_dir: PersonasDirOption = None,
+    db: DbOption = None,
+) -> None:
+    """Import gold labels from a JSONL file; importing the same file again adds nothing.
+
+    Example: panel labels import ../shared/reference/labelled-reviews.jsonl
+    """
+    settings = make_settings(db, personas_dir=personas_dir)
+    known = [p.id for p in load_personas(settings.personas_dir)]
+    read, added = import_labels(Store(settings.db_path), labels_file, source, known)
+    console.print(f"{read} labels read, {added} new")
+
+
+@labels_app.command("add")
+def labels_add_command(
+    tool: Annotated[str, typer.Argument(help="Tool name exactly as on its card.")],
+    verdict: Annotated[str, typer.Argument(help="ship or skip.")],
+    persona: Annotated[Optional[str], typer.Option(help="The persona this label is for (default: the tool overall).")] = None,
+    source: Annotated[str, typer.Option(help="Who labelled it.")] = "editor",
+    personas_dir: PersonasDirOption = None,
+    db: DbOption = None,
+) -> None:
+    """Add one editor label: ship/skip for a tool, per persona or overall.
+
+    Example: panel labels add "SmolVLM2-2B" skip --persona business
+    """
+    settings = make_settings(db, personas_dir=personas_dir)
+    known = [p.id for p in load_personas(settings.personas_dir)]
+    added = Store(settings.db_path).add_labels([make_label(tool, verdict, persona, source, known)])
+    console.print("label added" if added else "label already present")
+
+
+@labels_app.command("list")
+def labels_list_command(db: DbOption = None) -> None:
+    """List the labels in force (latest per tool and persona; editor overrides included).
+
+    Example: panel labels list
+    """
+    labels = Store(make_settings(db).db_path).gold_labels()
+    table = Table(title=f"{len(labels)} gold labels")
+    for column in ("Tool", "Persona", "Verdict", "Source", "Added"):
+        table.add_column(column)
+    for label in labels:
+        table.add_row(_safe(label.tool_name), _safe(label.persona_id or "(overall)"), label.verdict,
+                      _safe(label.source), f"{label.created_at:%Y-%m-%d}" if label.created_at else "")
+    console.print(table)

@@ -1,0 +1,217 @@
+"""`panel compare`: a persona edit run over stored pairs shows exactly which verdicts flip and how agreement moves."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
+from panel.compare import CompareError, Prices, compare, render_compare_html
+from panel.config import PROJECT_ROOT, Settings
+from panel.labels import import_labels
+from panel.review import prepare_run, review
+from panel.store import Store
+from tests.conftest import chat_requests
+from tests.fake_openai import FakeOpenAI
+
+TOOLS = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"]
+# The skeptic's gold labels: the first three tools ship, the last three skip.
+SKEPTIC_GOLD = dict(zip(TOOLS, ["ship", "ship", "ship", "skip", "skip", "skip"]))
+MARKER = "STRICT-MARKER: skip unless the edge is proven."
+# With the marker in its brief, the scripted skeptic skips these tools (and ships the rest).
+STRICT_SKIPS = {"Charlie", "Delta", "Echo"}
+HOSTILE_REVIEW = "</blockquote><script>alert('x')</script> Skip: the edge is not proven for this tool at all."
+
+
+def card(name: str) -> dict[str, Any]:
+    """A valid inline card for a made-up tool."""
+    return {"name": name, "category": "Developer tool", "tagline": f"{name} does one job well",
+            "description": f"{name} is a tool under test with a plain description.",
+            "pricing": {"entry": "Free", "details": "free tier"}}
+
+
+def write_run(folder: Path) -> Path:
+    """A run file of three pairs: Alpha vs Bravo, Charlie vs Delta, Echo vs Foxtrot."""
+    pairs = [[card(TOOLS[i]), card(TOOLS[i + 1])] for i in range(0, 6, 2)]
+    path = folder / "six.yaml"
+    path.write_text(json.dumps({"title": "Six tools", "pairs": pairs}), encoding="utf-8")
+    return path
+
+
+def write_labels(folder: Path) -> Path:
+    """Gold labels for the skeptic on all six tools, and for the builder (ship) on Alpha."""
+    lines = [{"tool": t, "persona": "skeptic", "verdict": v} for t, v in SKEPTIC_GOLD.items()]
+    lines.append({"tool": "Alpha", "persona": "builder", "verdict": "ship"})
+    path = folder / "labels.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    return path
+
+
+def persona_and_tool(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(persona id, tool under review, system prompt) read from a chat request the way a model would see it."""
+    system = next(m["content"] for m in body["messages"] if m["role"] == "system")
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    persona = re.search(r"Persona id: (\w+)", system).group(1)
+    block = user[user.index("BEGIN TOOL UNDER REVIEW"):]
+    tool = re.search(r"^Name: (.+)$", block, re.M).group(1).strip()
+    return persona, tool, system
+
+
+def strict_skeptic_responder(body: dict[str, Any]) -> str:
+    """Ship everything, except the skeptic whose brief has the marker: it skips Charlie, Delta and Echo."""
+    persona, tool, system = persona_and_tool(body)
+    skip = persona == "skeptic" and MARKER in system and tool in STRICT_SKIPS
+    verdict = "skip" if skip else "ship"
+    review = HOSTILE_REVIEW if skip else f"{tool} clears the scripted bar against its rivals, so ship it."
+    return json.dumps({"verdict": verdict, "confidence": 0.6 if skip else 0.8,
+                       "headline": f"{persona} says {verdict} on {tool}", "review": review,
+                       "key_points": [f"{persona} on {tool}"]})
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Settings:
+    """A personas folder copied from the repo, a fake-model settings object and a database with labels."""
+    shutil.copytree(PROJECT_ROOT / "personas", tmp_path / "personas")
+    settings = Settings(db_path=tmp_path / "panel.duckdb", out_dir=tmp_path / "pages", personas_dir=tmp_path / "personas",
+                        max_retries=0, timeout_s=10, model="fake-model")
+    known = ["builder", "skeptic", "futurist", "business"]
+    import_labels(Store(settings.db_path), write_labels(tmp_path), "test", known)
+    return settings
+
+
+def edit_skeptic(settings: Settings) -> None:
+    """The maintainer's edit: a stricter bar in personas/skeptic.md."""
+    path = Path(settings.personas_dir) / "skeptic.md"
+    path.write_text(path.read_text(encoding="utf-8").rstrip() + "\n\n" + MARKER + "\n", encoding="utf-8")
+
+
+def reviewed(server: FakeOpenAI, settings: Settings, run_file: Path) -> Settings:
+    """Settings pointed at the fake, after a full review of the run with the current personas."""
+    settings = settings.with_overrides(base_url=server.base_url)
+    review(prepare_run(run_file, settings), settings, Store(settings.db_path))
+    return settings
+
+
+def test_agreement_statistics_match_hand_computed_values() -> None:
+    gold = ["ship", "ship", "ship", "skip", "skip", "skip"]
+    after = ["ship", "ship", "skip", "skip", "skip", "ship"]
+    assert accuracy(gold, after) == pytest.approx(4 / 6)
+    assert balanced_accuracy(gold, after) == pytest.approx(2 / 3)
+    assert cohen_kappa(gold, after) == pytest.approx(1 / 3)
+    always_ship = ["ship"] * 6
+    assert (accuracy(gold, always_ship), balanced_accuracy(gold, always_ship), cohen_kappa(gold, always_ship)) == (0.5, 0.5, 0.0)
+    assert cohen_kappa(["ship", "ship"], ["ship", "ship"]) is None  # undefined, not a perfect score
+    assert accuracy([], []) is None
+    with pytest.raises(ValueError):
+        accuracy(["ship"], [])
+
+
+def test_skeptic_edit_shows_exact_flips_and_agreement_before_and_after(workspace: Settings, tmp_path: Path) -> None:
+    run_file = write_run(tmp_path)
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        assert len(chat_requests(server)) == 24
+        edit_skeptic(settings)
+        result = compare([run_file], settings, Store(settings.db_path), prices=Prices(1.0, 2.0))
+        # The old skeptic's answers come from the cache; only the edited skeptic is asked, once per tool.
+        assert result.requests == {"before": 0, "after": 6}
+        assert len(chat_requests(server)) == 30
+    assert result.personas == ["skeptic"]
+    assert [(f.tool_name, f.before.verdict, f.after.verdict) for f in result.flips] == [
+        ("Charlie", "ship", "skip"), ("Delta", "ship", "skip"), ("Echo", "ship", "skip")]
+    before, after = result.before["skeptic"], result.after["skeptic"]
+    assert (before.ship_rate, after.ship_rate) == (1.0, 0.5)
+    assert (before.labelled, after.labelled) == (6, 6)
+    assert (before.accuracy, before.balanced_accuracy, before.kappa) == (0.5, 0.5, 0.0)
+    assert after.accuracy == pytest.approx(4 / 6)
+    assert after.balanced_accuracy == pytest.approx(2 / 3)
+    assert after.kappa == pytest.approx(1 / 3)
+    assert (before.mean_confidence, after.mean_confidence) == (pytest.approx(0.8), pytest.approx(0.7))
+    prompt = sum(item.after.prompt_tokens for item in result.items)
+    completion = sum(item.after.completion_tokens for item in result.items)
+    assert after.tokens == prompt + completion > 0
+    assert after.cost == pytest.approx(prompt / 1000 * 1.0 + completion / 1000 * 2.0)
+    [(name, old, new)] = result.changes()
+    assert name == "skeptic" and old.startswith("stored ") and new.startswith("working tree ")
+
+
+def test_rerunning_a_compare_makes_no_model_calls(workspace: Settings, tmp_path: Path) -> None:
+    run_file = write_run(tmp_path)
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        edit_skeptic(settings)
+        first = compare([run_file], settings, Store(settings.db_path), persona_ids=["skeptic"])
+        calls = len(chat_requests(server))
+        # Compare against the version the first compare stored: pass the old one explicitly.
+        old_hash = first.base.persona_hash("skeptic")
+        again = compare([run_file], settings, Store(settings.db_path), base_refs=[old_hash[:10]])
+        assert len(chat_requests(server)) == calls
+    assert again.requests == {"before": 0, "after": 0}
+    assert [f.tool_name for f in again.flips] == ["Charlie", "Delta", "Echo"]
+
+
+def test_two_stored_versions_compare_without_the_working_tree(workspace: Settings, tmp_path: Path) -> None:
+    run_file = write_run(tmp_path)
+    skeptic = Path(workspace.personas_dir) / "skeptic.md"
+    original = skeptic.read_text(encoding="utf-8")
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        edit_skeptic(settings)
+        first = compare([run_file], settings, Store(settings.db_path))
+        skeptic.write_text(original, encoding="utf-8")  # the working tree goes back to the old text
+        calls = len(chat_requests(server))
+        old, new = first.base.persona_hash("skeptic"), first.candidate.persona_hash("skeptic")
+        reverse = compare([run_file], settings, Store(settings.db_path), base_refs=[new[:8]], candidate_refs=[old[:8]])
+        assert len(chat_requests(server)) == calls
+    assert [(f.tool_name, f.before.verdict, f.after.verdict) for f in reverse.flips] == [
+        ("Charlie", "skip", "ship"), ("Delta", "skip", "ship"), ("Echo", "skip", "ship")]
+    assert reverse.after["skeptic"].kappa == 0.0 and reverse.before["skeptic"].kappa == pytest.approx(1 / 3)
+
+
+def test_nothing_changed_is_a_clear_error(workspace: Settings, tmp_path: Path) -> None:
+    run_file = write_run(tmp_path)
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        with pytest.raises(CompareError, match="nothing changed"):
+            compare([run_file], settings, Store(settings.db_path))
+        with pytest.raises(CompareError, match="no stored persona or templates version starts with 'ffffffff'"):
+            compare([run_file], settings, Store(settings.db_path), base_refs=["ffffffff"])
+
+
+def test_html_report_escapes_model_text_and_lists_both_reviews(workspace: Settings, tmp_path: Path) -> None:
+    run_file = write_run(tmp_path)
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        edit_skeptic(settings)
+        html = render_compare_html(compare([run_file], settings, Store(settings.db_path)))
+    assert "<script" not in html and "&lt;script&gt;alert(" in html
+    assert "Content-Security-Policy" in html
+    assert "Verdicts that flipped (3)" in html
+    assert html.count("clears the scripted bar") == 3 and html.count("Skip: the edge is not proven") == 3
+    assert "+STRICT-MARKER" in html  # the diff of the persona edit
+
+
+def test_cli_compare_prints_the_table_and_writes_the_report(workspace: Settings, tmp_path: Path) -> None:
+    from tests.test_cli import run_panel
+    run_file = write_run(tmp_path)
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        edit_skeptic(settings)
+        report = tmp_path / "report.html"
+        result = run_panel("compare", str(run_file), "--personas-dir", str(settings.personas_dir),
+                           "--base-url", server.base_url, "--model", "fake-model", "--db", str(settings.db_path),
+                           "--html", str(report))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "requests: before 0, after 6" in out
+    assert "3 verdict(s) flipped" in out
+    row = next(line for line in out.splitlines() if line.startswith("│ skeptic"))
+    for cell in ("3 of 6", "100% → 50%", "0.50 → 0.67", "0.00 → 0.33", "6 → 6", "0.80 → 0.70"):
+        assert cell in row, (cell, row)
+    assert "skeptic on Delta (label: skip): ship → skip" in out
+    assert report.exists() and "<script" not in report.read_text()
