@@ -81,6 +81,30 @@ class StoredVerdict:
         return self.override_editor is not None
 
 
+@dataclass(frozen=True)
+class VoteEvent:
+    """A reader's ship/skip on a tool in a run; a changed vote is a new event, the latest counts."""
+
+    run_id: str
+    tool_id: str
+    voter_id: str  # a hash of the reader's cookie token, never the token itself
+    verdict: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VoteTarget:
+    """A pair readers can vote on: its run, position and two tools."""
+
+    run_id: str
+    run_title: str
+    pair_index: int
+    left_tool_id: str
+    left_name: str
+    right_tool_id: str
+    right_name: str
+
+
 @dataclass
 class StoredRun:
     """A run as stored: its settings, its pairs' cards and its current verdicts."""
@@ -304,6 +328,38 @@ class Store:
         with self.transaction() as con:
             con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
                         [status, datetime.now(timezone.utc), run_id])
+
+    # --- community votes: append-only events, the tally is derived -------------------------------
+    def add_votes(self, votes: list[VoteEvent]) -> None:
+        """Append vote events in one transaction; nothing is ever updated, so no vote can be overwritten."""
+        if not votes:
+            return
+        with self.transaction() as con:
+            con.execute("""
+                INSERT INTO votes (run_id, tool_id, voter_token, verdict, created_at)
+                SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)""",
+                [[v.run_id for v in votes], [v.tool_id for v in votes], [v.voter_id for v in votes],
+                 [v.verdict for v in votes], [v.created_at for v in votes]])
+
+    def current_votes(self) -> list[VoteEvent]:
+        """Each reader's latest vote per (run, tool): the events the community tally counts."""
+        with self.reader() as con:
+            rows = con.execute("""
+                SELECT run_id, tool_id, voter_token, verdict, created_at FROM votes
+                QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, voter_token
+                                           ORDER BY created_at DESC, vote_id DESC) = 1
+                ORDER BY created_at, vote_id""").fetchall()
+        return [VoteEvent(*row) for row in rows]
+
+    def vote_targets(self) -> list[VoteTarget]:
+        """Every stored pair with its run title and tool names, newest run first."""
+        with self.reader() as con:
+            rows = con.execute("""
+                SELECT r.run_id, r.title, p.pair_index, p.left_tool_id, l.name, p.right_tool_id, t.name
+                FROM pairs p JOIN runs r USING (run_id)
+                JOIN tools l ON l.tool_id = p.left_tool_id JOIN tools t ON t.tool_id = p.right_tool_id
+                ORDER BY r.started_at DESC, r.run_id, p.pair_index""").fetchall()
+        return [VoteTarget(*row) for row in rows]
 
     # --- reads ---------------------------------------------------------------------------------
     def resolve_run_id(self, run_ref: str | None) -> str:

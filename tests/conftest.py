@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +36,19 @@ def fake() -> Iterator[FakeOpenAI]:
     """A fake endpoint that answers like the reference page's labels (business: skip; others: ship)."""
     with FakeOpenAI(responder=reference_responder(load_reference_labels(reference_labels_path()))) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def reviewed_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database holding the example run as `panel review` stores it from the fake endpoint; copy before writing."""
+    path = tmp_path_factory.mktemp("reviewed") / "panel.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
+    with FakeOpenAI(responder=reference_responder(load_reference_labels(reference_labels_path()))) as server:
+        result = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "review", str(EXAMPLE_RUN),
+                                 "--base-url", server.base_url, "--db", str(path), "--out", str(path.parent / "pages")],
+                                capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return path
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""Readers' command: serve the pages with community ship/skip votes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from panel.cli.app import DbOption, app, console, make_settings
+from panel.serve import ServeLimits, VoteServer
+from panel.store import Store
+
+
+@app.command("serve")
+def serve_command(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind; the default keeps the server on this machine.")] = "127.0.0.1",
+    burst: Annotated[int, typer.Option(min=1, help="Votes a reader may cast at once before the rate limit applies.")] = 10,
+    votes_per_second: Annotated[float, typer.Option(min=0.001, help="Sustained votes per second per reader.")] = 1.0,
+    db: DbOption = None,
+) -> None:
+    """Serve the stored pairs' pages on a local web server where readers vote ship or skip.
+
+    The server is the database's only writer while it runs (panel sql and exports still read it).
+    Example: panel serve --port 8000
+    """
+    settings = make_settings(db)
+    server = VoteServer(Store(settings.db_path), host, port, ServeLimits(burst=burst, votes_per_second=votes_per_second))
+    try:
+        server.run(lambda: console.print(f"serving {server.url}/ (Ctrl-C to stop)"))
+    except KeyboardInterrupt:
+        pass
+    writer = server.app.writer if server.app else None
+    committed, batches = (writer.committed, writer.batches) if writer else (0, 0)
+    console.print(f"stopped: {committed} vote{'s' if committed != 1 else ''} stored this session "
+                  f"in {batches} commit{'s' if batches != 1 else ''}")

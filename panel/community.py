@@ -1,0 +1,210 @@
+"""Community votes: readers' ship/skip per tool, their tallies, and the guards on who may vote how often.
+
+Votes are append-only events (store.add_votes); a reader's latest event per tool counts. While
+`panel serve` runs it is the database's single writer: VoteWriter commits queued votes in batches
+from one task and answers each vote only after its batch has committed, so an acknowledged vote is
+never lost, and CommunityVotes mirrors exactly what has been committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from panel.store import Store, VoteEvent
+
+VERDICTS = ("ship", "skip")
+_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+@dataclass(frozen=True)
+class CommunityTally:
+    """How readers voted on one tool: each reader's latest vote counted once."""
+
+    ship: int = 0
+    skip: int = 0
+
+    @property
+    def votes(self) -> int:
+        """Readers who voted."""
+        return self.ship + self.skip
+
+    @property
+    def ship_rate(self) -> float | None:
+        """Share of readers who said ship (None with no votes)."""
+        return self.ship / self.votes if self.votes else None
+
+    @property
+    def ship_percent(self) -> str:
+        """The page's figure: '40%', or '—' with no votes."""
+        rate = self.ship_rate
+        return "—" if rate is None else f"{round(rate * 100)}%"
+
+    def gap(self, panel_rate: float | None) -> str:
+        """Panel minus community ship %, in points ('+35 pts', '−10 pts', '0 pts'); '—' when either is missing."""
+        if panel_rate is None or self.ship_rate is None:
+            return "—"
+        points = round(panel_rate * 100) - round(self.ship_rate * 100)
+        return f"+{points} pts" if points > 0 else (f"−{-points} pts" if points < 0 else "0 pts")
+
+
+class CommunityVotes:
+    """Every reader's current vote per (run, tool), kept in step with the committed events."""
+
+    def __init__(self, current: Iterable[VoteEvent] = ()) -> None:
+        self._by_tool: dict[tuple[str, str], dict[str, str]] = {}
+        self._ship: dict[tuple[str, str], int] = {}
+        self.apply(current)
+
+    def apply(self, events: Iterable[VoteEvent]) -> None:
+        """Take committed events in commit order: a reader's later vote replaces their earlier one."""
+        for event in events:
+            key = (event.run_id, event.tool_id)
+            voters = self._by_tool.setdefault(key, {})
+            before = voters.get(event.voter_id)
+            voters[event.voter_id] = event.verdict
+            self._ship[key] = self._ship.get(key, 0) + (event.verdict == "ship") - (before == "ship")
+
+    def tally(self, run_id: str, tool_id: str) -> CommunityTally:
+        """The community tally of one tool in one run."""
+        key = (run_id, tool_id)
+        ship = self._ship.get(key, 0)
+        return CommunityTally(ship=ship, skip=len(self._by_tool.get(key, {})) - ship)
+
+    def vote_of(self, run_id: str, tool_id: str, voter_id: str) -> str | None:
+        """This reader's current vote on a tool, if any."""
+        return self._by_tool.get((run_id, tool_id), {}).get(voter_id)
+
+
+class VoterKeys:
+    """Readers' random cookie tokens and the CSRF tokens bound to them (HMAC with a per-server secret)."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+
+    @staticmethod
+    def new_token() -> str:
+        """A fresh random voter token for a reader's cookie."""
+        return secrets.token_urlsafe(32)
+
+    @staticmethod
+    def is_token(value: str | None) -> bool:
+        """True for a well-formed voter token (anything else is treated as no token)."""
+        return value is not None and _TOKEN_PATTERN.fullmatch(value) is not None
+
+    @staticmethod
+    def voter_id(token: str) -> str:
+        """What the database stores for a reader: a hash, so an export cannot be used to vote as them."""
+        return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+    def csrf_token(self, token: str) -> str:
+        """The token a vote form must carry for this reader's cookie."""
+        return hmac.new(self._secret, b"vote:" + token.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, token: str, csrf: str) -> bool:
+        """True when `csrf` was issued by this server for this reader's cookie."""
+        return hmac.compare_digest(self.csrf_token(token), csrf)
+
+
+class RateLimiter:
+    """A token bucket per voter: `burst` votes at once, then one every 1/`per_second` seconds."""
+
+    def __init__(self, burst: int = 10, per_second: float = 1.0, max_tracked: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.per_second, self.max_tracked = burst, per_second, max_tracked
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait_s(self, key: str) -> float:
+        """0 and a vote spent when `key` may vote now; otherwise the seconds until it may."""
+        now = self._clock()
+        level, last = self._buckets.pop(key, (float(self.burst), now))
+        level = min(float(self.burst), level + (now - last) * self.per_second)
+        wait = 0.0 if level >= 1 else (1 - level) / self.per_second
+        self._buckets[key] = (level - 1 if wait == 0 else level, now)
+        while len(self._buckets) > self.max_tracked:  # forget the longest-idle voters first
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class VoteQueueFull(Exception):
+    """More votes are waiting than the writer may queue; the reader should retry shortly."""
+
+
+class VoteWriter:
+    """Commits queued votes in batches from one task; each vote is answered after its batch commits."""
+
+    def __init__(self, store: Store, votes: CommunityVotes, executor: Executor,
+                 max_batch: int = 2000, max_queue: int = 20_000) -> None:
+        self.store, self.votes, self.executor = store, votes, executor
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.committed = 0
+        self.batches = 0
+        self._queue: asyncio.Queue[tuple[VoteEvent, asyncio.Future[None]] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._last_at = datetime.min.replace(tzinfo=timezone.utc)
+
+    def start(self) -> None:
+        """Start the writer task on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Commit everything already queued, then stop."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def submit(self, run_id: str, tool_id: str, voter_id: str, verdict: str) -> None:
+        """Queue a vote and return once it is committed; raise VoteQueueFull or the store's error."""
+        if self._task is None or self._queue.qsize() >= self.max_queue:
+            raise VoteQueueFull
+        # Strictly increasing timestamps keep "latest vote" unambiguous even within one batch.
+        now = max(datetime.now(timezone.utc), self._last_at + timedelta(microseconds=1))
+        self._last_at = now
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((VoteEvent(run_id, tool_id, voter_id, verdict, now), done))
+        await done
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            batch: list[tuple[VoteEvent, asyncio.Future[None]]] = []
+            while True:
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+                if stopping or len(batch) >= self.max_batch or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._commit(loop, batch)
+
+    async def _commit(self, loop: asyncio.AbstractEventLoop,
+                      batch: list[tuple[VoteEvent, asyncio.Future[None]]]) -> None:
+        events = [event for event, _ in batch]
+        try:
+            await loop.run_in_executor(self.executor, self.store.add_votes, events)
+        except Exception as error:  # the batch is rolled back: every vote in it is refused, none counted
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        self.votes.apply(events)
+        self.committed += len(events)
+        self.batches += 1
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
