@@ -1,9 +1,10 @@
-"""Agreement statistics between two raters (a persona and the gold labels): plain functions over label lists."""
+"""Agreement statistics: a persona against gold labels (accuracy, balanced accuracy, Cohen's kappa), and a whole
+panel among itself (Fleiss' kappa). Plain functions over label lists and counts."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def _checked(gold: Sequence[str], predicted: Sequence[str]) -> int:
@@ -38,5 +39,28 @@ def cohen_kappa(gold: Sequence[str], predicted: Sequence[str]) -> float | None:
     gold_counts, predicted_counts = Counter(gold), Counter(predicted)
     expected = sum(gold_counts[label] * predicted_counts[label] for label in gold_counts) / (n * n)
     if expected == 1.0:
+        return None
+    return (observed - expected) / (1.0 - expected)
+
+
+def fleiss_kappa(subjects: Sequence[Mapping[str, int]]) -> float | None:
+    """Fleiss' kappa for several raters: each subject maps a label to how many raters gave it.
+
+    Subjects may have different numbers of raters; those with fewer than two are left out (as the
+    run_agreement view does). None when undefined: no subject left, or every rating has one label.
+    """
+    rated = [counts for counts in subjects if sum(counts.values()) >= 2]
+    if not rated:
+        return None
+    pairwise: list[float] = []  # per subject: the share of rater pairs that agree
+    totals: Counter[str] = Counter()
+    for counts in rated:
+        n = sum(counts.values())
+        pairwise.append((sum(c * c for c in counts.values()) - n) / (n * (n - 1)))
+        totals.update(counts)
+    observed = sum(pairwise) / len(pairwise)
+    ratings = sum(totals.values())
+    expected = sum((n / ratings) ** 2 for n in totals.values())
+    if expected >= 1.0:
         return None
     return (observed - expected) / (1.0 - expected)

@@ -36,13 +36,14 @@ def _is_lock_conflict(error: Exception) -> bool:
     return "lock" in str(error).lower() and "conflict" in str(error).lower() or "Could not set lock" in str(error)
 
 
-def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
-    """Open the database, retrying while another process holds it briefly; StoreError otherwise."""
+def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S,
+            config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the database (with DuckDB `config` options), retrying while another process holds it briefly."""
     deadline = time.monotonic() + wait_s
     delay = 0.02
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as error:
             if not _is_lock_conflict(error) or time.monotonic() >= deadline:
                 if _is_lock_conflict(error):

@@ -1,0 +1,145 @@
+"""Analysts' commands: read-only SQL over the verdict history, and Parquet/CSV exports of every table and view."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import decimal
+import json
+import sys
+import uuid
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from panel.cli.app import DbOption, app, console, make_settings
+from panel.config import PROJECT_ROOT
+from panel.store import LOCK_RETRY_S
+from panel.warehouse import QUERY_TIMEOUT_S, QueryResult, export, run_query
+
+TABLE_ROWS = 1000  # a terminal table beyond this is unreadable; csv and json print everything
+
+WaitOption = Annotated[float, typer.Option(
+    "--wait", min=0, help="Seconds to wait while a running review holds the database for a write.")]
+
+
+class SqlFormat(str, Enum):
+    """How `panel sql` prints rows."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ExportFormat(str, Enum):
+    """The file format `panel export` writes."""
+
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[str, typer.Argument(help="One SELECT (or EXPLAIN) statement; see docs/schema.md.")],
+    output: Annotated[SqlFormat, typer.Option("--format", help="table, csv or json.")] = SqlFormat.table,
+    timeout: Annotated[float, typer.Option(
+        min=0.1, help="Cancel the query after this many seconds (a running review waits up to 15 s for it).")]
+        = QUERY_TIMEOUT_S,
+    wait: WaitOption = LOCK_RETRY_S,
+    db: DbOption = None,
+) -> None:
+    """Run one read-only SQL query over the verdict history and print the rows (times in UTC).
+
+    Works while a review is writing. Statements that write, COPY, ATTACH, SET, PRAGMA, INSTALL/LOAD,
+    and functions that read or write files are refused.
+
+    Example: panel sql "SELECT persona_id, persona_version, ship_rate FROM persona_by_version"
+    """
+    result = run_query(make_settings(db).db_path, query, timeout_s=timeout, wait_s=wait)
+    if output is SqlFormat.csv:
+        _print_csv(result)
+    elif output is SqlFormat.json:
+        print(json.dumps([dict(zip(result.columns, row)) for row in result.rows], default=_json_value,
+                         ensure_ascii=False, indent=1))
+    else:
+        _print_table(result)
+
+
+@app.command("export")
+def export_command(
+    file_format: Annotated[ExportFormat, typer.Option("--format", help="parquet or csv.")] = ExportFormat.parquet,
+    out: Annotated[Path, typer.Option("--out", help="Folder for one file per table and view.")]
+        = PROJECT_ROOT / "runs" / "export",
+    wait: WaitOption = LOCK_RETRY_S,
+    db: DbOption = None,
+) -> None:
+    """Write every table and view of the panel database to one Parquet or CSV file each.
+
+    All files come from one snapshot, taken in well under a second, so a running review is not held up.
+
+    Example: panel export --format parquet --out runs/export
+    """
+    written = export(make_settings(db).db_path, out, file_format.value, wait_s=wait)
+    table = Table(title=f"Exported {len(written)} tables and views to {out}")
+    table.add_column("name")
+    table.add_column("kind")
+    table.add_column("rows", justify="right")
+    table.add_column("file")
+    for item in written:
+        table.add_row(Text(item.name), item.kind, f"{item.rows:,}", Text(str(item.path)))
+    console.print(table)
+
+
+def _print_table(result: QueryResult) -> None:
+    table = Table(show_lines=False)
+    for column in result.columns:
+        table.add_column(Text(column), overflow="fold")
+    for row in result.rows[:TABLE_ROWS]:
+        table.add_row(*(_cell(value) for value in row))
+    console.print(table)
+    total = len(result.rows)
+    hidden = f" ({total - TABLE_ROWS:,} not shown: add LIMIT or use --format csv)" if total > TABLE_ROWS else ""
+    console.print(f"{total:,} row{'s' if total != 1 else ''}{hidden}", highlight=False)
+
+
+def _cell(value: Any) -> Text:
+    # Text(), never markup: tool names and reviews are vendor and model text.
+    if value is None:
+        return Text("NULL", style="dim")
+    if isinstance(value, float):
+        return Text(f"{value:.6g}")  # csv and json keep full precision
+    return Text(str(value))
+
+
+def _print_csv(result: QueryResult) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(result.columns)
+    for row in result.rows:
+        writer.writerow(["" if value is None else _csv_value(value) for value in row])
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=_json_value, ensure_ascii=False)
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for what json cannot encode itself: times as ISO 8601, decimals as numbers, the rest as text."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)

@@ -1,0 +1,467 @@
+"""The analysts' warehouse: views that answer the common questions, `panel sql` and `panel export` over a
+read-only connection, refusals that change nothing, and reading while a review writes in another process."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from typer.testing import CliRunner
+
+from panel.agreement import fleiss_kappa
+from panel.cli import app
+from panel.config import PROJECT_ROOT
+from panel.errors import StoreError
+from panel.migrations import MIGRATIONS
+from panel.store import Store
+from panel.warehouse import export, run_query
+from tests.conftest import EXAMPLE_RUN
+from tests.fake_openai import FakeOpenAI
+
+PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
+PERSONAS = ("builder", "skeptic", "futurist", "business")
+SCHEMA_DOC = PROJECT_ROOT / "docs" / "schema.md"
+
+
+def run_panel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
+    return subprocess.run([*PANEL, *args], capture_output=True, text=True, env=dict(env, COLUMNS="200"),
+                          timeout=timeout, cwd=PROJECT_ROOT)
+
+
+def invoke(*args: str) -> str:
+    """Run a panel command in this process (fast) and return what it printed; it must succeed."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- a small stored history, written as the store writes it ----------------------------------------------
+class History:
+    """Writes runs, pairs, items and verdicts into a fresh panel database, the way a review stores them."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = Store(path)
+        self.path = path
+
+    def tool_id(self, name: str) -> str:
+        return "tool-" + name.lower()
+
+    def run(self, run_id: str, started_at: str, pairs: list[tuple[str, str]],
+            verdicts: dict[tuple[str, str], str | None], persona_hashes: dict[str, str] | None = None,
+            attempts: dict[tuple[str, str], int] | None = None) -> None:
+        """Store a run whose (tool, persona) verdicts are given (None: no valid answer)."""
+        hashes = {p: f"{p}-v1" for p in PERSONAS} | (persona_hashes or {})
+        with self.store.transaction() as con:
+            con.execute("INSERT INTO runs VALUES (?, ?, 'runs/x.yaml', 'fake-model', NULL, 'json_schema', '{}', "
+                        "'finished', ?, ?)", [run_id, f"Run {run_id}", started_at, started_at])
+            for persona, content_hash in hashes.items():
+                con.execute("INSERT INTO prompt_versions VALUES (?, 'persona', ?, ?, ?) ON CONFLICT DO NOTHING",
+                            [content_hash, persona, f"text of {content_hash}", started_at])
+            for index, (left, right) in enumerate(pairs):
+                for name in (left, right):
+                    con.execute("INSERT INTO tools VALUES (?, ?, 'Developer Tools', '{}', '[]', ?) "
+                                "ON CONFLICT DO NOTHING", [self.tool_id(name), name, started_at])
+                con.execute("INSERT INTO pairs VALUES (?, ?, ?, ?)",
+                            [run_id, index, self.tool_id(left), self.tool_id(right)])
+                for tool, rival in ((left, right), (right, left)):
+                    for persona in PERSONAS:
+                        key = f"{run_id}/{tool}/{persona}"
+                        con.execute("INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?)",
+                                    [run_id, index, self.tool_id(tool), self.tool_id(rival), persona, key])
+                        if (tool, persona) in verdicts:
+                            self._verdict(con, key, 1, run_id, self.tool_id(tool), self.tool_id(rival), persona,
+                                          hashes[persona], verdicts[(tool, persona)],
+                                          (attempts or {}).get((tool, persona), 1), started_at)
+
+    def refresh(self, run_id: str, tool: str, persona: str, verdict: str, created_at: str) -> None:
+        """Store a newer generation of a run item's verdict (what `panel review --refresh` does)."""
+        with self.store.transaction() as con:
+            key = f"{run_id}/{tool}/{persona}"
+            rival_id, persona_hash = con.execute("SELECT rival_tool_id, persona_hash FROM verdicts "
+                                                 "WHERE cache_key = ?", [key]).fetchall()[0]
+            self._verdict(con, key, 2, run_id, self.tool_id(tool), rival_id, persona, persona_hash, verdict, 1,
+                          created_at)
+
+    def _verdict(self, con: duckdb.DuckDBPyConnection, key: str, generation: int, run_id: str, tool_id: str,
+                 rival_id: str, persona: str, persona_hash: str, verdict: str | None, attempts: int,
+                 created_at: str) -> None:
+        con.execute("""
+            INSERT INTO verdicts (cache_key, generation, run_id, tool_id, rival_tool_id, persona_id, persona_hash,
+                template_hash, model, mode, sampling_json, verdict, confidence, headline, review, key_points_json,
+                raw_answer, valid, attempt_count, request_count, prompt_tokens, completion_tokens, latency_s,
+                flags_json, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, 'templates-v1', 'fake-model', 'json_schema', '{}', ?, ?, 'headline',
+                    'review', '[]', '{}', ?, ?, ?, 100, 50, 1.0, '[]', ?)""",
+            [key, generation, run_id, tool_id, rival_id, persona, persona_hash, verdict,
+             None if verdict is None else (0.9 if verdict == "ship" else 0.6), verdict is not None, attempts,
+             attempts, created_at])
+
+    def chair(self, run_id: str, pair_index: int, left: str, right: str, created_at: str) -> None:
+        """Store a panel chair's answer for a pair: a run item and verdict whose prompt is not a reviewer's."""
+        key = f"{run_id}/{pair_index}/chair"
+        with self.store.transaction() as con:
+            con.execute("INSERT INTO prompt_versions VALUES ('chair-v1', 'chair', 'chair', 'chair text', ?) "
+                        "ON CONFLICT DO NOTHING", [created_at])
+            con.execute("INSERT INTO run_items VALUES (?, ?, ?, ?, 'chair', ?)",
+                        [run_id, pair_index, self.tool_id(left), self.tool_id(right), key])
+            self._verdict(con, key, 1, run_id, self.tool_id(left), self.tool_id(right), "chair", "chair-v1",
+                          "ship", 1, created_at)
+
+    def label(self, tool: str, persona: str | None, verdict: str, created_at: str) -> None:
+        with self.store.transaction() as con:
+            con.execute("INSERT INTO labels (tool_name, persona_id, verdict, source, review, created_at) "
+                        "VALUES (?, ?, ?, 'editor', NULL, ?)", [tool, persona, verdict, created_at])
+
+    def override(self, run_id: str, tool: str, persona: str, verdict: str, created_at: str) -> None:
+        with self.store.transaction() as con:
+            con.execute("INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, "
+                        "created_at) VALUES (?, ?, ?, ?, NULL, 'ed', NULL, ?)",
+                        [run_id, self.tool_id(tool), persona, verdict, created_at])
+
+
+def verdict_table(**by_tool: str) -> dict[tuple[str, str], str | None]:
+    """{(tool, persona): verdict} from strings like Alpha="ship skip ship ship" (builder, skeptic, futurist,
+    business; '-' for no valid answer)."""
+    return {(tool, persona): (None if word == "-" else word)
+            for tool, words in by_tool.items() for persona, word in zip(PERSONAS, words.split())}
+
+
+@pytest.fixture(scope="module")
+def stored_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two runs a month apart: January splits the panel, February (a new skeptic prompt) ships everything."""
+    h = History(tmp_path_factory.mktemp("history") / "panel.duckdb")
+    h.run("run-jan", "2024-01-10 09:00:00+00", [("Alpha", "Beta"), ("Gamma", "Delta")],
+          verdict_table(Alpha="skip skip ship ship", Beta="skip skip skip skip",
+                        Gamma="ship ship - skip", Delta="ship ship ship ship"),
+          attempts={("Gamma", "futurist"): 4, ("Delta", "skeptic"): 2})
+    h.refresh("run-jan", "Alpha", "builder", "ship", "2024-01-11 09:00:00+00")  # the current verdict: ship
+    h.chair("run-jan", 0, "Alpha", "Beta", "2024-01-10 10:00:00+00")  # not a reviewer: in no panel figure
+    # 23:30 in New York on 31 January is 1 February in UTC: months are UTC months.
+    h.run("run-feb", "2024-01-31 23:30:00-05:00", [("Alpha", "Beta")],
+          verdict_table(Alpha="ship ship ship ship", Beta="ship ship ship ship"),
+          persona_hashes={"skeptic": "skeptic-v2"})
+    h.label("Alpha", "skeptic", "ship", "2024-01-01 00:00:00+00")
+    h.label("Alpha", "skeptic", "skip", "2024-01-05 00:00:00+00")  # the latest label is the one in force
+    h.label("Alpha", None, "ship", "2024-01-05 00:00:00+00")  # a tool-level label: not a persona's gold
+    h.override("run-jan", "Beta", "business", "ship", "2024-01-12 00:00:00+00")
+    return h.path
+
+
+@pytest.fixture
+def history(stored_history: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the stored history for one test."""
+    return Path(shutil.copy(stored_history, tmp_path / "panel.duckdb"))
+
+
+def rows_as_dicts(path: Path, sql: str) -> list[dict]:
+    result = run_query(path, sql)
+    return [dict(zip(result.columns, row)) for row in result.rows]
+
+
+# --- views ------------------------------------------------------------------------------------------------
+def test_pair_summary_gives_both_tools_ship_percent_and_split_with_overrides_and_refreshes(history: Path) -> None:
+    rows = rows_as_dicts(history, "SELECT * FROM pair_summary")
+    got = [(r["run_id"], r["left_name"], r["left_ship_pct"], r["left_split"], r["left_unanimous"],
+            r["left_missing"], r["right_name"], r["right_ship_pct"], r["right_split"], r["right_unanimous"],
+            r["right_missing"], r["overridden"]) for r in rows]
+    assert got == [
+        # Alpha: builder's refresh turned skip into ship (3-1); Beta: the editor's override of business (1-3).
+        ("run-jan", "Alpha", 75.0, "3-1", False, 0, "Beta", 25.0, "1-3", False, 0, 1),
+        ("run-jan", "Gamma", pytest.approx(200 / 3), "2-1", False, 1, "Delta", 100.0, "4-0", True, 0, 0),
+        ("run-feb", "Alpha", 100.0, "4-0", True, 0, "Beta", 100.0, "4-0", True, 0, 0),
+    ]
+
+
+def test_persona_by_version_shows_how_a_prompt_version_moved_ship_rate_reasks_and_label_agreement(
+        history: Path) -> None:
+    rows = {(r["persona_id"], r["persona_version"]): r
+            for r in rows_as_dicts(history, "SELECT * FROM persona_by_version")}
+    skeptic_v1, skeptic_v2 = rows[("skeptic", 1)], rows[("skeptic", 2)]
+    assert (skeptic_v1["persona_hash"], skeptic_v2["persona_hash"]) == ("skeptic-v1", "skeptic-v2")
+    assert (skeptic_v1["answers"], skeptic_v1["ship_rate"], skeptic_v1["reask_rate"]) == (4, 0.5, 0.25)
+    assert (skeptic_v2["answers"], skeptic_v2["ship_rate"], skeptic_v2["reask_rate"]) == (2, 1.0, 0.0)
+    # Gold for (Alpha, skeptic) is the latest label, skip: v1 agreed, v2 did not.
+    assert (skeptic_v1["labelled"], skeptic_v1["label_agreement"]) == (1, 1.0)
+    assert (skeptic_v2["labelled"], skeptic_v2["label_agreement"]) == (1, 0.0)
+    futurist = rows[("futurist", 1)]
+    assert (futurist["answers"], futurist["verdicts"], futurist["failure_rate"]) == (6, 5, pytest.approx(1 / 6))
+    assert futurist["mean_confidence"] == pytest.approx((4 * 0.9 + 0.6) / 5)
+    assert {persona for persona, _ in rows} == set(PERSONAS)  # the chair is not a reviewer
+    builder = rows[("builder", 1)]  # the refresh is a second answer in the history
+    assert (builder["answers"], builder["ship"]) == (7, 5)
+    assert builder["labelled"] == 0 and builder["label_agreement"] is None
+
+
+def test_persona_by_month_uses_utc_months_and_editor_overrides_count_as_gold(history: Path) -> None:
+    rows = {(r["persona_id"], str(r["month"])): r for r in rows_as_dicts(history, "SELECT * FROM persona_by_month")}
+    assert sorted(month for persona, month in rows if persona == "business") == ["2024-01-01", "2024-02-01"]
+    january, february = rows[("business", "2024-01-01")], rows[("business", "2024-02-01")]
+    assert (january["answers"], january["ship_rate"]) == (4, 0.5)
+    assert (february["answers"], february["ship_rate"]) == (2, 1.0)
+    # The editor's override made (Beta, business) gold 'ship': January's model said skip, February's ship.
+    assert (january["labelled"], january["label_agreement"]) == (1, 0.0)
+    assert (february["labelled"], february["label_agreement"]) == (1, 1.0)
+
+
+def test_run_agreement_is_fleiss_kappa_of_the_personas_own_verdicts(history: Path) -> None:
+    rows = {r["run_id"]: r for r in rows_as_dicts(history, "SELECT * FROM run_agreement")}
+    # Model verdicts, not the override: Alpha 3-1 (after refresh), Beta 0-4, Gamma 2-1 (one missing), Delta 4-0.
+    expected = fleiss_kappa([{"ship": 3, "skip": 1}, {"skip": 4}, {"ship": 2, "skip": 1}, {"ship": 4}])
+    assert rows["run-jan"]["fleiss_kappa"] == pytest.approx(expected)
+    assert rows["run-jan"]["fleiss_kappa"] == pytest.approx((17 / 24 - 0.52) / 0.48)
+    assert (rows["run-jan"]["subjects"], rows["run-jan"]["ratings"]) == (4, 15)
+    # Everyone shipped everything: agreement is perfect but kappa is undefined, so NULL rather than 1.
+    assert rows["run-feb"]["observed_agreement"] == 1.0 and rows["run-feb"]["fleiss_kappa"] is None
+
+
+def test_views_agree_with_the_rendered_page_for_a_reviewed_run(fake: FakeOpenAI, tmp_path: Path) -> None:
+    db = tmp_path / "reviewed.duckdb"
+    reviewed = run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(db),
+                         "--out", str(tmp_path / "pages"))
+    assert reviewed.returncode == 0, reviewed.stderr
+    pair, = rows_as_dicts(db, "SELECT * FROM pair_summary")
+    assert (pair["left_ship_pct"], pair["left_split"], pair["right_ship_pct"], pair["right_split"]) == (
+        75.0, "3-1", 75.0, "3-1")  # the page's "75% Panel ship" on both tools
+    agreement, = rows_as_dicts(db, "SELECT fleiss_kappa FROM run_agreement")
+    assert agreement["fleiss_kappa"] == pytest.approx(-1 / 3)
+
+
+# --- panel sql ----------------------------------------------------------------------------------------------
+def test_sql_prints_a_table_csv_or_json(history: Path) -> None:
+    query = "SELECT run_id, left_name, left_ship_pct, started_at FROM pair_summary ORDER BY run_id, pair_index"
+    table = invoke("sql", query, "--db", str(history))
+    assert "Gamma" in table and "66.6667" in table and "3 rows" in table
+    as_csv = list(csv.DictReader(io.StringIO(invoke("sql", query, "--db", str(history), "--format", "csv"))))
+    assert [row["left_name"] for row in as_csv] == ["Alpha", "Alpha", "Gamma"]
+    assert as_csv[0]["started_at"] == "2024-02-01T04:30:00"  # times are printed in UTC
+    as_json = json.loads(invoke("sql", query, "--db", str(history), "--format", "json"))
+    assert as_json[2] == {"run_id": "run-jan", "left_name": "Gamma", "left_ship_pct": pytest.approx(200 / 3),
+                          "started_at": "2024-01-10T09:00:00"}
+
+
+WRITES = [
+    "INSERT INTO labels (tool_name, verdict, source, created_at) VALUES ('x', 'ship', 'me', now())",
+    "DELETE FROM verdicts",
+    "UPDATE runs SET title = 'x'",
+    "DROP VIEW pair_summary",
+    "CREATE TABLE notes (x INTEGER)",
+    "COPY verdicts TO '{out}/stolen.csv'",
+    "EXPORT DATABASE '{out}/stolen'",
+    "ATTACH '{out}/other.duckdb' AS other",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET threads = 1",
+    "PRAGMA enable_profiling",
+    "CALL checkpoint()",
+    "CHECKPOINT",
+    "SELECT 1; DELETE FROM verdicts",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT nextval('verdict_seq')",
+    "WITH gone AS (DELETE FROM verdicts RETURNING *) SELECT * FROM gone",
+]
+
+
+@pytest.mark.parametrize("statement", WRITES)
+def test_sql_that_writes_or_touches_files_is_refused_and_changes_nothing(history: Path, tmp_path: Path,
+                                                                          statement: str) -> None:
+    before = file_digest(history)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(StoreError) as refused:
+        run_query(history, statement.format(out=out))
+    assert "\n" not in str(refused.value)
+    assert file_digest(history) == before
+    assert list(out.iterdir()) == []
+
+
+def test_refused_write_is_a_one_line_cli_error(history: Path) -> None:
+    before = file_digest(history)
+    result = run_panel("sql", "DELETE FROM verdicts", "--db", str(history))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("error: refused: panel sql only reads (SELECT or EXPLAIN); "
+                                     "this is a DELETE statement")
+    assert file_digest(history) == before
+
+
+def test_sql_error_names_the_problem_on_one_line(history: Path) -> None:
+    with pytest.raises(StoreError, match=r"^SQL error: Catalog Error: Table with name pair_sumary does not exist") \
+            as failed:
+        run_query(history, "SELECT * FROM pair_sumary")
+    assert "\n" not in str(failed.value)
+
+
+def test_a_runaway_query_is_cancelled_so_a_writer_is_not_held_up(history: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="query cancelled after 0.3 s"):
+        run_query(history, "SELECT count(*) FROM range(1000000000000)", timeout_s=0.3)
+    assert time.monotonic() - started < 10
+
+
+def test_corrupt_database_is_a_one_line_error_and_is_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "panel.duckdb"
+    db.write_bytes(b"this is not a database\n" * 500)
+    before = file_digest(db)
+    result = run_panel("sql", "SELECT count(*) FROM verdicts", "--db", str(db))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "not a valid DuckDB database file" in result.stderr and "Traceback" not in result.stderr
+    assert file_digest(db) == before
+
+
+def test_missing_database_is_not_created_by_a_query(tmp_path: Path) -> None:
+    db = tmp_path / "nowhere.duckdb"
+    with pytest.raises(StoreError, match="no panel database here; run `panel review` first or pass --db"):
+        run_query(db, "SELECT 1")
+    assert not db.exists()
+
+
+def test_database_locked_by_another_process_is_a_one_line_error(history: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('holding', flush=True); time.sleep(60)", str(history)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        result = run_panel("sql", "SELECT count(*) FROM verdicts", "--db", str(history), "--wait", "0.3")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "database is locked by another process; try again" in result.stderr
+
+
+def test_database_from_a_newer_panel_is_refused_and_left_as_it_was(history: Path) -> None:
+    with duckdb.connect(str(history)) as con:
+        con.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', now())")
+    before = file_digest(history)
+    with pytest.raises(StoreError, match="schema version 999 is newer than this panel"):
+        run_query(history, "SELECT count(*) FROM verdicts")
+    assert file_digest(history) == before
+
+
+def test_database_from_an_older_panel_is_upgraded_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL)")
+    for number, name, migration in MIGRATIONS[:2]:  # the walking skeleton's schema: no views yet
+        migration(con)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    con.execute("INSERT INTO runs VALUES ('old-run', 'Old', 'r.yaml', 'm', NULL, 'prompt', '{}', 'finished', "
+                "now(), now())")
+    con.close()
+    assert run_query(db, "SELECT run_id, subjects FROM run_agreement").rows == [("old-run", 0)]
+    applied = run_query(db, "SELECT number FROM schema_migrations ORDER BY number").rows
+    assert [n for n, in applied] == [number for number, _, _ in MIGRATIONS]
+
+
+# --- panel export -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_export_writes_every_table_and_view_with_all_rows(history: Path, tmp_path: Path, file_format: str) -> None:
+    out = tmp_path / "export"
+    invoke("export", "--format", file_format, "--out", str(out), "--db", str(history))
+    names = {name for name, in run_query(history, """
+        SELECT table_name FROM duckdb_tables() WHERE NOT temporary
+        UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary""").rows}
+    assert {"verdicts", "labels", "pair_summary", "persona_by_month", "run_agreement"} <= names
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.{file_format}" for name in names)
+    reader = "read_parquet" if file_format == "parquet" else "read_csv"
+    with duckdb.connect() as con:
+        for name in ("verdicts", "pair_summary", "persona_by_version"):
+            stored = run_query(history, f"SELECT count(*) FROM {name}").rows[0][0]
+            exported = con.execute(f"SELECT count(*) FROM {reader}(?)", [str(out / f"{name}.{file_format}")]).fetchall()
+            assert exported[0][0] == stored > 0
+
+
+def test_export_library_reports_rows_per_object(history: Path, tmp_path: Path) -> None:
+    written = {item.name: item for item in export(history, tmp_path / "out", "parquet")}
+    assert (written["verdicts"].kind, written["verdicts"].rows) == ("table", 26)
+    assert (written["pair_summary"].kind, written["pair_summary"].rows) == ("view", 3)
+
+
+# --- reading while a review writes, in two processes ------------------------------------------------------
+def write_generated_run(folder: Path, pairs: int) -> Path:
+    def card(number: int) -> dict:
+        return {"name": f"Generated Tool {number}", "category": "Developer Tools",
+                "tagline": f"Generated tool {number}", "description": f"Generated tool {number} for a long run.",
+                "pricing": {"entry": "Free", "details": "Free."}}
+    path = folder / "long-run.yaml"
+    path.write_text(yaml.safe_dump({"title": "A run that lasts several seconds",
+                                    "pairs": [[card(2 * i), card(2 * i + 1)] for i in range(pairs)]}))
+    return path
+
+
+def test_analysts_read_while_a_review_writes_in_another_process(tmp_path: Path) -> None:
+    pairs = 3  # 24 verdicts, two at a time, 0.3 s each: a review of about 4 s
+    db = tmp_path / "live.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
+    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--port", "0", "--latency", "0.3"],
+                            stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, env=env)
+    writer = None
+    try:
+        url = re.match(r"READY (\S+)", fake.stdout.readline()).group(1)
+        writer = subprocess.Popen([*PANEL, "review", str(write_generated_run(tmp_path, pairs)), "--base-url", url,
+                                   "--concurrency", "2", "--db", str(db), "--out", str(tmp_path / "pages")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                  cwd=PROJECT_ROOT)
+        assert writer.stdout.readline().startswith("run ")  # the database exists from here on
+        counts, exports = [], 0
+        while writer.poll() is None:
+            read = run_panel("sql", "SELECT count(*) AS n FROM verdicts", "--db", str(db), "--format", "csv")
+            assert read.returncode == 0, read.stderr
+            counts.append(int(read.stdout.splitlines()[1]))
+            if exports == 0 and counts[-1] > 0:
+                exported = run_panel("export", "--out", str(tmp_path / "export"), "--db", str(db))
+                assert exported.returncode == 0, exported.stderr
+                exports += 1
+        _, errors = writer.communicate(timeout=60)
+        assert writer.returncode == 0, errors
+    finally:
+        for process in (writer, fake):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    final = run_query(db, "SELECT count(*) FROM verdicts").rows[0][0]
+    reviewed = run_query(db, "SELECT count(*) FROM run_verdicts WHERE valid").rows[0][0]
+    assert reviewed == pairs * 2 * len(PERSONAS)
+    assert counts == sorted(counts) and any(0 < n < final for n in counts), counts
+    assert exports == 1
+
+
+# --- the schema document ------------------------------------------------------------------------------------
+def documented_columns(doc: str) -> dict[str, set[str]]:
+    """{table or view: columns in its table} from the '### `name`' sections of docs/schema.md."""
+    documented: dict[str, set[str]] = {}
+    for section in re.split(r"^### ", doc, flags=re.MULTILINE)[1:]:
+        heading, _, body = section.partition("\n")
+        columns = set(re.findall(r"^\| `(\w+)` \|", body, re.MULTILINE))
+        for name in re.findall(r"`(\w+)`", heading.split(" — ")[0]):
+            documented.setdefault(name, set()).update(columns)
+    return documented
+
+
+def test_schema_doc_describes_every_table_column_and_view(tmp_path: Path) -> None:
+    Store(tmp_path / "fresh.duckdb")
+    documented = documented_columns(SCHEMA_DOC.read_text(encoding="utf-8"))
+    columns = run_query(tmp_path / "fresh.duckdb", """
+        SELECT table_name, column_name FROM duckdb_columns()
+        WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()""").rows
+    missing = [f"{table}.{column}" for table, column in columns if column not in documented.get(table, set())]
+    assert missing == [], f"docs/schema.md does not describe: {', '.join(missing)}"
