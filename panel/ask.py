@@ -1,11 +1,19 @@
-"""One verdict: request, parse, re-ask. And the plan of a run: which verdicts it needs, by cache key."""
+"""One verdict: request, parse, re-ask. A run's plan (its verdicts, by cache key), concurrency and budget.
+
+Retry ownership: the SDK (max_retries) retries transport errors and 408/409/429/5xx, honouring
+Retry-After; tenacity re-asks only answers that arrived but do not parse or validate (and 200s that
+are not a chat completion). A failure belongs to exactly one of them, so retries never multiply.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime, timezone
+from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -14,7 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from panel.cards import RunSpec, ToolCard, content_hash
 from panel.config import Settings
-from panel.endpoints import Mode
+from panel.endpoints import Mode, count_requests, get_mode
 from panel.personas import Persona, PromptTemplates, build_messages
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
@@ -41,7 +49,7 @@ class Attempt:
     """One request to the model and what came of it; every attempt is stored, so retry cost shows."""
 
     number: int
-    status: str  # ok | invalid | bad_response | api_error
+    status: str  # ok | invalid | bad_response | api_error | over_budget
     started_at: datetime
     latency_s: float = 0.0
     http_status: int | None = None
@@ -50,7 +58,12 @@ class Attempt:
     raw_text: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    sdk_retries: int = 0
+    requests: int = 0  # HTTP requests this attempt sent: 1 plus the SDK's retries
+
+    @property
+    def sdk_retries(self) -> int:
+        """Requests the SDK repeated within this attempt (transport errors, 408/409/429/5xx)."""
+        return max(self.requests - 1, 0)
 
 
 @dataclass
@@ -80,7 +93,7 @@ class Answer:
     @property
     def requests(self) -> int:
         """HTTP requests made, counting the SDK's own retries."""
-        return sum(1 + a.sdk_retries for a in self.attempts)
+        return sum(a.requests for a in self.attempts)
 
 
 class MalformedResponse(Exception):
@@ -89,6 +102,36 @@ class MalformedResponse(Exception):
 
 class RequestFailed(Exception):
     """The SDK gave up (HTTP status or transport error after its own retries): not re-asked."""
+
+
+class OverBudget(openai.OpenAIError):
+    """A request the run's budget does not allow; an OpenAIError so the SDK neither wraps nor retries it."""
+
+
+@dataclass
+class RunBudget:
+    """A run's caps on HTTP requests and tokens (None: no cap), and what it has spent so far."""
+
+    max_requests: int | None = None
+    max_tokens: int | None = None
+    requests: int = 0
+    tokens: int = 0
+
+    @property
+    def spent(self) -> str | None:
+        """Why no further request may start ("request budget of 50 reached"), or None."""
+        if self.max_requests is not None and self.requests >= self.max_requests:
+            return f"request budget of {self.max_requests} reached"
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            return f"token budget of {self.max_tokens} reached ({self.tokens} spent)"
+        return None
+
+    def admit(self) -> None:
+        """Count one more HTTP request, or raise OverBudget when the budget is spent."""
+        reason = self.spent
+        if reason:
+            raise OverBudget(reason)
+        self.requests += 1
 
 
 def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str,
@@ -113,17 +156,21 @@ def plan_run(spec: RunSpec, personas: list[Persona], templates: PromptTemplates,
 
 
 async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Settings,
-                      mode: Mode) -> Answer:
-    """Ask for one verdict; re-ask (bounded) when the answer does not parse or validate."""
+                      mode: Mode, budget: RunBudget | None = None) -> Answer:
+    """Ask for one verdict; re-ask (bounded) when the answer does not parse or validate.
+
+    Never raises for a failed request: the Answer then has no verdict and says why in its attempts.
+    An attempt the budget refused before any request was sent is dropped; it cost nothing.
+    """
     answer = Answer(job, None, None)
     messages = list(job.messages)
-    request_args = mode.request(verdict_schema(job.answer_model))
+    request_args = _request_args(mode, job.answer_model)
     try:
         async for retry in AsyncRetrying(
                 stop=stop_after_attempt(settings.reasks + 1), reraise=True,
                 retry=retry_if_exception_type((InvalidAnswer, MalformedResponse))):
             with retry:
-                text = await _attempt(client, messages, settings, mode, request_args, answer)
+                text = await _attempt(client, messages, settings, mode, request_args, answer, budget)
                 try:
                     answer.verdict = parse_verdict(text, job.answer_model)
                 except InvalidAnswer as invalid:
@@ -139,30 +186,44 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
                 answer.raw_text = text
     except (InvalidAnswer, MalformedResponse, RequestFailed):
         pass
+    except OverBudget:
+        if answer.attempts and answer.attempts[-1].requests == 0:
+            answer.attempts.pop()
     return answer
 
 
+@functools.cache
+def _request_args(mode: Mode, answer_model: type[BaseModel]) -> dict[str, Any]:
+    # Building a JSON schema costs ~1 ms; a run asks with the same one hundreds of times.
+    return mode.request(verdict_schema(answer_model))
+
+
 async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], settings: Settings,
-                   mode: Mode, request_args: dict, answer: Answer) -> str | None:
+                   mode: Mode, request_args: dict, answer: Answer, budget: RunBudget | None) -> str | None:
     attempt = Attempt(number=len(answer.attempts) + 1, status="ok", started_at=datetime.now(timezone.utc))
     answer.attempts.append(attempt)
     start = time.monotonic()
-    try:
-        raw = await client.chat.completions.with_raw_response.create(
-            model=settings.model_name, messages=messages, **settings.sampling(), **request_args)
-        attempt.sdk_retries = raw.retries_taken
-        attempt.http_status = raw.http_response.status_code
-        completion = raw.parse()
-    except openai.APIStatusError as error:
-        _fail(attempt, "api_error", error, start, settings.max_retries)
-        attempt.http_status = error.status_code
-        raise RequestFailed() from None
-    except openai.APIError as error:
-        _fail(attempt, "api_error", error, start, settings.max_retries)
-        raise RequestFailed() from None
-    except ValueError as error:  # JSON decoding of a 200 body that is not JSON
-        _fail(attempt, "bad_response", error, start, 0)
-        raise MalformedResponse() from None
+    with count_requests() as sent:
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model=settings.model_name, messages=messages, **settings.sampling(), **request_args)
+            attempt.http_status = raw.http_response.status_code
+            completion = raw.parse()
+        except OverBudget as refused:
+            _fail(attempt, "over_budget", refused, start)
+            raise
+        except openai.APIStatusError as error:
+            _fail(attempt, "api_error", error, start)
+            attempt.http_status = error.status_code
+            raise RequestFailed() from None
+        except openai.APIError as error:
+            _fail(attempt, "api_error", error, start)
+            raise RequestFailed() from None
+        except ValueError as error:  # JSON decoding of a 200 body that is not JSON
+            _fail(attempt, "bad_response", error, start)
+            raise MalformedResponse() from None
+        finally:
+            attempt.requests = sent.sent  # counted by make_client's request hook
     attempt.latency_s = time.monotonic() - start
     if not isinstance(completion, ChatCompletion) or not completion.choices:
         attempt.status, attempt.error_class = "bad_response", "MalformedResponse"
@@ -171,15 +232,44 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
     if completion.usage:
         attempt.prompt_tokens = completion.usage.prompt_tokens or 0
         attempt.completion_tokens = completion.usage.completion_tokens or 0
+        if budget is not None:
+            budget.tokens += attempt.prompt_tokens + attempt.completion_tokens
     text = mode.reply_text(completion)
     attempt.raw_text = text
     return text
 
 
-def _fail(attempt: Attempt, status: str, error: Exception, start: float, retries: int) -> None:
+def _fail(attempt: Attempt, status: str, error: Exception, start: float) -> None:
     attempt.status = status
     attempt.error_class = type(error).__name__
     attempt.error_message = str(error)[:500]
     attempt.latency_s = time.monotonic() - start
-    attempt.sdk_retries = retries if isinstance(error, (openai.APIConnectionError, openai.InternalServerError,
-                                                        openai.RateLimitError)) else 0
+
+
+async def ask_all(jobs: list[VerdictJob], client: openai.AsyncOpenAI, settings: Settings,
+                  on_answer: Callable[[Answer], None], budget: RunBudget | None = None,
+                  concurrency: int | None = None) -> None:
+    """Ask for every job with at most `concurrency` in flight, handing each Answer to `on_answer`.
+
+    Once the budget is spent no new job starts; answers that cost nothing are not handed on.
+    """
+    mode = get_mode(settings.structured_mode)
+    queue = iter(jobs)  # shared by the workers: each job is taken exactly once
+
+    async def worker() -> None:
+        for job in queue:
+            if budget is not None and budget.spent:
+                return
+            answer = await ask_verdict(client, job, settings, mode, budget)
+            if answer.attempts:
+                on_answer(answer)
+
+    width = max(1, min(concurrency or settings.effective_concurrency, len(jobs)))
+    workers = [asyncio.create_task(worker()) for _ in range(width)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,48 @@ def open_endpoint(settings: Settings, log_path: Path | None = None) -> Iterator[
         yield Endpoint(settings.base_url or "", settings.model_name, embedded=False)
 
 
-def make_client(endpoint: Endpoint, settings: Settings,
-                http_client: httpx2.AsyncClient | None = None) -> openai.AsyncOpenAI:
-    """An async OpenAI client: the SDK owns transport and HTTP-status retries (max_retries)."""
+@dataclass
+class RequestCount:
+    """HTTP requests one task sent while count_requests() was active (the SDK's retries included)."""
+
+    sent: int = 0
+
+
+_COUNTING: ContextVar[RequestCount | None] = ContextVar("panel_request_count", default=None)
+
+
+@contextlib.contextmanager
+def count_requests() -> Iterator[RequestCount]:
+    """Count the requests this task sends through a make_client() client while the block runs."""
+    count = RequestCount()
+    token = _COUNTING.set(count)
+    try:
+        yield count
+    finally:
+        _COUNTING.reset(token)
+
+
+def make_client(endpoint: Endpoint, settings: Settings, http_client: httpx2.AsyncClient | None = None,
+                before_request: Callable[[], None] | None = None) -> openai.AsyncOpenAI:
+    """An async OpenAI client: the SDK owns transport and HTTP-status retries (max_retries).
+
+    Every request it sends (retries too) first calls `before_request`, which may refuse it by raising
+    an openai.OpenAIError (the SDK passes those through without retrying), and is then counted.
+    """
+
+    async def on_request(request: httpx2.Request) -> None:
+        if before_request is not None:
+            before_request()
+        count = _COUNTING.get()
+        if count is not None:
+            count.sent += 1
+
+    if http_client is None:
+        # The SDK's own defaults (timeouts, connection limits, redirects), plus our hook.
+        http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [on_request]})
+    else:
+        hooks = http_client.event_hooks
+        http_client.event_hooks = {**hooks, "request": [*hooks.get("request", []), on_request]}
     api_key = os.environ.get("OPENAI_API_KEY") or "not-needed"
     return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=api_key, timeout=settings.timeout_s,
                               max_retries=settings.max_retries, http_client=http_client)

@@ -1,4 +1,4 @@
-"""Review a run file: validate and render every prompt, ask what is missing concurrently, store each answer as it lands."""
+"""Review a run file: validate and render every prompt, ask what is missing concurrently, store answers as they land."""
 
 from __future__ import annotations
 
@@ -7,25 +7,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import openai
-
-from panel.ask import Answer, VerdictJob, ask_verdict, plan_run
+from panel.ask import Answer, RunBudget, VerdictJob, ask_all, plan_run
 from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
 from panel.endpoints import Endpoint, get_mode, make_client, open_endpoint
 from panel.personas import Persona, PromptTemplates, load_personas, load_templates
-from panel.store import Store
+from panel.store import AnswerWriter, Store
 
 
 @dataclass
 class ReviewOutcome:
-    """What a review did: the run id, how many verdicts were needed, cached, asked, and failed."""
+    """What a review did: verdicts needed, cached, asked and failed, and why it stopped early if it did."""
 
     run_id: str
     needed: int
     cached: int
     answers: list[Answer] = field(default_factory=list)
     status: str = "finished"
+    stop_reason: str | None = None  # e.g. "request budget of 50 reached"
 
     @property
     def asked(self) -> int:
@@ -70,35 +69,31 @@ def prepare_run(run_file: str | Path, settings: Settings, persona_ids: list[str]
     return PreparedRun(run_id, spec, personas, templates, jobs)
 
 
-async def _ask_all(jobs: list[VerdictJob], client: openai.AsyncOpenAI, settings: Settings,
-                   on_answer: Callable[[Answer], None]) -> None:
-    mode = get_mode(settings.structured_mode)
-    gate = asyncio.Semaphore(settings.effective_concurrency)
-
-    async def one(job: VerdictJob) -> None:
-        async with gate:
-            answer = await ask_verdict(client, job, settings, mode)
-        on_answer(answer)  # stored at once: a crash later loses nothing already answered
-
-    await asyncio.gather(*(one(job) for job in jobs))
-
-
 def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: bool = False,
-           endpoint: Endpoint | None = None,
-           on_answer: Callable[[Answer], None] | None = None) -> ReviewOutcome:
-    """Ask for every verdict the run lacks (all of them with `refresh`) and store each one."""
+           endpoint: Endpoint | None = None, on_answer: Callable[[Answer], None] | None = None,
+           on_start: Callable[[ReviewOutcome], None] | None = None) -> ReviewOutcome:
+    """Ask for every verdict the run lacks (all of them with `refresh`) and store each one.
+
+    `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer.
+
+    Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C).
+    Raises StoreError at once when another process is writing the same database.
+    """
     store.acquire_writer()
     try:
         store.begin_run(prepared.run_id, prepared.spec, settings, prepared.personas,
                         prepared.templates, prepared.jobs)
         done = set() if refresh else store.answered_keys([j.cache_key for j in prepared.jobs])
-        todo = [j for j in prepared.jobs if j.cache_key not in done]
+        # One request per key even when a run file names the same pair twice.
+        todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())
         outcome = ReviewOutcome(prepared.run_id, len(prepared.jobs), len(prepared.jobs) - len(todo))
+        if on_start:
+            on_start(outcome)
         status = "stopped"
         try:
             if todo:
                 _ask_todo(todo, prepared, settings, store, outcome, endpoint, on_answer)
-            status = "incomplete" if outcome.failed else "finished"
+            status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"
         finally:
             outcome.status = status
             store.finish_run(prepared.run_id, status)
@@ -110,21 +105,27 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
 def _ask_todo(todo: list[VerdictJob], prepared: PreparedRun, settings: Settings, store: Store,
               outcome: ReviewOutcome, endpoint: Endpoint | None,
               on_answer: Callable[[Answer], None] | None) -> None:
-    def save(answer: Answer) -> None:
-        store.save_answer(prepared.run_id, answer, settings)
-        outcome.answers.append(answer)
-        if on_answer:
-            on_answer(answer)
+    budget = RunBudget(settings.max_requests, settings.max_tokens_total)
 
-    async def main(active: Endpoint) -> None:
-        client = make_client(active, settings)
-        async with client:
-            await _ask_all(todo, client, settings, save)
+    async def ask_everything(active: Endpoint, writer: AnswerWriter) -> None:
+        def land(answer: Answer) -> None:
+            writer.submit(answer)  # committed with the next batch, off the event loop
+            outcome.answers.append(answer)
+            if on_answer:
+                on_answer(answer)
 
-    if endpoint is not None:
-        asyncio.run(main(endpoint))
-        return
-    log_path = store.path.parent / "logs" / "embedded-server.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open_endpoint(settings, log_path) as active:
-        asyncio.run(main(active))
+        # The embedded llama.cpp server answers one request at a time, whatever --concurrency says.
+        concurrency = 1 if active.embedded else settings.effective_concurrency
+        async with make_client(active, settings, before_request=budget.admit) as client:
+            await ask_all(todo, client, settings, land, budget, concurrency)
+
+    with AnswerWriter(store, prepared.run_id, settings) as writer:
+        if endpoint is not None:
+            asyncio.run(ask_everything(endpoint, writer))
+        else:
+            log_path = store.path.parent / "logs" / "embedded-server.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open_endpoint(settings, log_path) as active:
+                asyncio.run(ask_everything(active, writer))
+    if len(outcome.answers) < len(todo) or any(a.attempts[-1].status == "over_budget" for a in outcome.answers):
+        outcome.stop_reason = budget.spent

@@ -1,10 +1,21 @@
 """DuckDB: the one owner of the connection and of all SQL.
 
-Concurrency design (docs/schema.md): a run holds a writer lock file for its whole life, so a second
-writer is refused at once; but it opens the database only for short transactions (one verdict with
-its attempts each), so analysts' read-only connections get in between and retry briefly when they
-meet a write in progress. A verdict and its attempts commit together, so kill -9 loses nothing
-committed, and UNIQUE (cache_key, generation) makes a rerun unable to add a duplicate.
+Concurrency design. DuckDB lets one process open a file read-write and then refuses every other
+process, readers included. So:
+
+- One writer: a run holds a lock file (`<db>.lock`, flock) for its whole life; a second `panel`
+  process that wants to write is refused at once with a one-line StoreError, never a hang.
+- Short opens: every write opens the file, commits one transaction and closes it again (~27 ms), so
+  analysts' read-only connections from other processes get in between and only retry briefly when
+  they meet a write in progress.
+- Batched answers: a run does not open the file once per verdict. AnswerWriter, a background thread,
+  takes answers from the event loop through a queue and commits them in batches (every BATCH_SIZE
+  answers or BATCH_INTERVAL_S seconds, whichever comes first), opening the database only for each
+  batch. The event loop never waits on the database.
+- Crash safety: a batch commits its verdicts with all their attempts in one transaction, so kill -9
+  loses at most the answers not yet committed (under BATCH_INTERVAL_S seconds of work, asked again on
+  resume) and never a committed verdict. UNIQUE (cache_key, generation) and the one-writer lock make
+  a duplicate impossible, not just unlikely: a rerun asks only for keys with no valid current verdict.
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +43,16 @@ from panel.migrations import migrate
 from panel.personas import Persona, PromptTemplates
 
 LOCK_RETRY_S = 15.0
+BATCH_SIZE = 32
+BATCH_INTERVAL_S = 0.5
+# A batch waits this long for analysts' read-only connections to let go of the file.
+BATCH_WAIT_S = 60.0
+VERDICT_COLUMNS = ["verdict_id", "cache_key", "generation", "run_id", "tool_id", "rival_tool_id", "persona_id",
+                   "persona_hash", "template_hash", "model", "mode", "sampling_json", "verdict", "confidence",
+                   "headline", "review", "key_points_json", "raw_answer", "valid", "attempt_count",
+                   "request_count", "prompt_tokens", "completion_tokens", "latency_s", "flags_json", "created_at"]
+ATTEMPT_COLUMNS = ["verdict_id", "number", "status", "http_status", "error_class", "error_message", "raw_text",
+                   "prompt_tokens", "completion_tokens", "latency_s", "sdk_retries", "started_at"]
 
 
 def _is_lock_conflict(error: Exception) -> bool:
@@ -53,6 +76,75 @@ def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S,
             delay = min(delay * 2, 0.25)
         except duckdb.Error as error:
             raise StoreError(f"{path}: not a usable panel database ({str(error).splitlines()[0]})") from None
+
+
+class AnswerWriter:
+    """Commits a run's answers in batches from a background thread, so the event loop never waits on DuckDB.
+
+    Use as a context manager: leaving it commits what is queued and stops the thread.
+    """
+
+    def __init__(self, store: Store, run_id: str, settings: Settings, batch_size: int = BATCH_SIZE,
+                 interval_s: float = BATCH_INTERVAL_S) -> None:
+        self.store, self.run_id, self.settings = store, run_id, settings
+        self.batch_size, self.interval_s = batch_size, interval_s
+        self.committed = 0
+        self._queue: queue.Queue[Answer | None] = queue.Queue()
+        self._error: StoreError | None = None
+        self._thread = threading.Thread(target=self._write_batches, name="panel-answer-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, answer: Answer) -> None:
+        """Queue an answer for the next batch; raise StoreError if an earlier batch could not be written."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(answer)
+
+    def close(self) -> None:
+        """Commit everything queued, stop the thread; raise StoreError if a batch could not be written."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> AnswerWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            self.close()
+        except StoreError:
+            if exc_type is None:
+                raise  # otherwise the error already leaving the block is the one to report
+
+    def _write_batches(self) -> None:
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.interval_s
+            while len(batch) < self.batch_size and (wait := deadline - time.monotonic()) > 0:
+                try:
+                    answer = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+                if answer is None:
+                    closing = True
+                    break
+                batch.append(answer)
+            try:
+                self.store.save_answers(self.run_id, batch, self.settings, wait_s=BATCH_WAIT_S)
+            except StoreError as error:
+                self._error = error
+                return
+            except duckdb.Error as error:
+                self._error = StoreError(f"{self.store.path}: could not store {len(batch)} answers "
+                                         f"({str(error).splitlines()[0]})")
+                return
+            self.committed += len(batch)
 
 
 @dataclass
@@ -182,12 +274,20 @@ class Override:
     model_review: str | None
 
 
+def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: list[list[Any]],
+                 on_conflict: str = "") -> None:
+    """Insert many rows in one statement (DuckDB runs executemany row by row, ~2 ms a row)."""
+    if rows:
+        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(['unnest(?)'] * len(columns))} "
+                    f"{on_conflict}", [list(column) for column in zip(*rows)])
+
+
 def _insert_run_items(con: duckdb.DuckDBPyConnection, run_id: str, jobs: list[VerdictJob]) -> None:
-    for job in jobs:
-        con.execute("""INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?)
-                       ON CONFLICT DO UPDATE SET cache_key = excluded.cache_key""",
-                    [run_id, job.pair_index, job.tool.card_hash, job.rival.card_hash,
-                     job.persona.id, job.cache_key])
+    rows = {(job.pair_index, job.tool.card_hash, job.persona.id):
+            [run_id, job.pair_index, job.tool.card_hash, job.rival.card_hash, job.persona.id, job.cache_key]
+            for job in jobs}  # one row per key: one statement cannot upsert a row twice
+    _insert_rows(con, "run_items", ["run_id", "pair_index", "tool_id", "rival_tool_id", "persona_id", "cache_key"],
+                 list(rows.values()), "ON CONFLICT DO UPDATE SET cache_key = excluded.cache_key")
 
 
 class Store:
@@ -202,9 +302,9 @@ class Store:
 
     # --- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short read-write transaction; the connection closes afterwards so readers can get in."""
-        con = connect(self.path, read_only=False)
+        con = connect(self.path, read_only=False, wait_s=wait_s)
         try:
             migrate(con)
             con.execute("BEGIN TRANSACTION")
@@ -262,13 +362,14 @@ class Store:
                 ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL""",
                 [run_id, spec.title, spec.path, settings.model_name, settings.base_url,
                  settings.structured_mode, json.dumps(settings.sampling()), now])
-            for index, pair in enumerate(spec.pairs):
-                for card in pair.tools:
-                    con.execute("INSERT INTO tools VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                                [card.card_hash, card.name, card.category, card.model_dump_json(),
-                                 json.dumps(card.flags, ensure_ascii=False), now])
-                con.execute("INSERT INTO pairs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                            [run_id, index, pair.left.card_hash, pair.right.card_hash])
+            tools = {card.card_hash: [card.card_hash, card.name, card.category, card.model_dump_json(),
+                                      json.dumps(card.flags, ensure_ascii=False), now]
+                     for pair in spec.pairs for card in pair.tools}
+            _insert_rows(con, "tools", ["tool_id", "name", "category", "card_json", "flags_json", "first_seen_at"],
+                         list(tools.values()), "ON CONFLICT DO NOTHING")
+            _insert_rows(con, "pairs", ["run_id", "pair_index", "left_tool_id", "right_tool_id"],
+                         [[run_id, index, pair.left.card_hash, pair.right.card_hash]
+                          for index, pair in enumerate(spec.pairs)], "ON CONFLICT DO NOTHING")
             for persona in personas:
                 con.execute("INSERT INTO prompt_versions VALUES (?, 'persona', ?, ?, ?) ON CONFLICT DO NOTHING",
                             [persona.content_hash, persona.id, persona.text, now])
@@ -294,35 +395,70 @@ class Store:
 
     def save_answer(self, run_id: str, answer: Answer, settings: Settings) -> int:
         """Store one verdict (valid or not) with all its attempts in one transaction; return its id."""
-        job, verdict = answer.job, answer.verdict
+        return self.save_answers(run_id, [answer], settings)[0]
+
+    def save_answers(self, run_id: str, answers: list[Answer], settings: Settings,
+                     wait_s: float = LOCK_RETRY_S) -> list[int]:
+        """Store verdicts (valid or not) with all their attempts in one transaction; return their ids."""
+        if not answers:
+            return []
+        now = datetime.now(timezone.utc)
+        sampling = json.dumps(settings.sampling())
+        with self.transaction(wait_s) as con:
+            latest = dict(con.execute("""SELECT cache_key, max(generation) FROM verdicts
+                                         WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
+                                      [[a.job.cache_key for a in answers]]).fetchall())
+            ids = [row[0] for row in con.execute("SELECT nextval('verdict_seq') FROM range(?)",
+                                                 [len(answers)]).fetchall()]
+            verdict_rows, attempt_rows = [], []
+            for verdict_id, answer in zip(ids, answers):
+                job, verdict = answer.job, answer.verdict
+                latest[job.cache_key] = generation = latest.get(job.cache_key, 0) + 1
+                verdict_rows.append([
+                    verdict_id, job.cache_key, generation, run_id, job.tool.card_hash, job.rival.card_hash,
+                    job.persona.id, job.persona.content_hash, job.template_hash, settings.model_name,
+                    settings.structured_mode, sampling,
+                    verdict.verdict if verdict else None, verdict.confidence if verdict else None,
+                    verdict.headline if verdict else None, verdict.review if verdict else None,
+                    json.dumps(verdict.key_points, ensure_ascii=False) if verdict else None,
+                    answer.raw_text, verdict is not None, len(answer.attempts), answer.requests,
+                    answer.prompt_tokens, answer.completion_tokens, answer.latency_s,
+                    json.dumps(job.tool.flags, ensure_ascii=False), now])
+                attempt_rows.extend(
+                    [verdict_id, a.number, a.status, a.http_status, a.error_class, a.error_message, a.raw_text,
+                     a.prompt_tokens, a.completion_tokens, a.latency_s, a.sdk_retries, a.started_at]
+                    for a in answer.attempts)
+            _insert_rows(con, "verdicts", VERDICT_COLUMNS, verdict_rows)
+            _insert_rows(con, "attempts", ATTEMPT_COLUMNS, attempt_rows)
+        return ids
+
+    def add_override(self, run_id: str, tool_id: str, persona_id: str, editor: str, verdict: str | None = None,
+                     review: str | None = None, note: str | None = None, revert: bool = False) -> Override:
+        """Store an editor's change beside the model's verdict; what is not given carries over from the last one.
+
+        `revert` stores a row that changes nothing, so the model's answer shows again and the history stays.
+        Raises StoreError when the run has no item for this tool and persona.
+        """
         with self.transaction() as con:
-            generation = con.execute("SELECT coalesce(max(generation), 0) + 1 FROM verdicts WHERE cache_key = ?",
-                                     [job.cache_key]).fetchall()[0][0]
-            verdict_id = con.execute("""
-                INSERT INTO verdicts (cache_key, generation, run_id, tool_id, rival_tool_id, persona_id,
-                    persona_hash, template_hash, model, mode, sampling_json, verdict, confidence, headline,
-                    review, key_points_json, raw_answer, valid, attempt_count, request_count, prompt_tokens,
-                    completion_tokens, latency_s, flags_json, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                RETURNING verdict_id""",
-                [job.cache_key, generation, run_id, job.tool.card_hash, job.rival.card_hash, job.persona.id,
-                 job.persona.content_hash, job.template_hash, settings.model_name, settings.structured_mode,
-                 json.dumps(settings.sampling()),
-                 verdict.verdict if verdict else None, verdict.confidence if verdict else None,
-                 verdict.headline if verdict else None, verdict.review if verdict else None,
-                 json.dumps(verdict.key_points, ensure_ascii=False) if verdict else None,
-                 answer.raw_text, verdict is not None, len(answer.attempts), answer.requests,
-                 answer.prompt_tokens, answer.completion_tokens, answer.latency_s,
-                 json.dumps(job.tool.flags, ensure_ascii=False), datetime.now(timezone.utc)]).fetchall()[0][0]
-            for a in answer.attempts:
-                con.execute("""
-                    INSERT INTO attempts (verdict_id, number, status, http_status, error_class, error_message,
-                        raw_text, prompt_tokens, completion_tokens, latency_s, sdk_retries, started_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    [verdict_id, a.number, a.status, a.http_status, a.error_class, a.error_message,
-                     a.raw_text, a.prompt_tokens, a.completion_tokens, a.latency_s, a.sdk_retries,
-                     a.started_at])
-        return verdict_id
+            if not con.execute("SELECT 1 FROM run_items WHERE run_id = ? AND tool_id = ? AND persona_id = ?",
+                               [run_id, tool_id, persona_id]).fetchall():
+                raise StoreError(f"run {run_id} has no verdict by '{persona_id}' on tool {tool_id[:12]}")
+            if revert:
+                verdict = review = None
+            else:
+                last = con.execute("""SELECT verdict, review FROM overrides
+                                      WHERE run_id = ? AND tool_id = ? AND persona_id = ?
+                                      ORDER BY created_at DESC, override_id DESC LIMIT 1""",
+                                   [run_id, tool_id, persona_id]).fetchall()
+                if last:
+                    verdict = verdict if verdict is not None else last[0][0]
+                    review = review if review is not None else last[0][1]
+            override_id = con.execute("""
+                INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING override_id""",
+                [run_id, tool_id, persona_id, verdict, review, editor, note,
+                 datetime.now(timezone.utc)]).fetchall()[0][0]
+        return next(o for o in self.overrides(run_id) if o.override_id == override_id)
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Mark a run finished, incomplete (some verdicts missing) or stopped (budget, Ctrl-C)."""

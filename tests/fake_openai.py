@@ -142,6 +142,9 @@ class _Server(ThreadingHTTPServer):
     """The HTTP server, pointing its handlers back at the FakeOpenAI that owns it."""
 
     daemon_threads = True
+    # http.server's default backlog of 5 drops connections when 16 clients connect at once (the client then
+    # times out on a request the fake never saw); production servers queue 128 or more.
+    request_queue_size = 128
     fake: FakeOpenAI
 
 
@@ -149,6 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
     """Serves one connection: /v1/models and /v1/chat/completions, applying the planned fault."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, each keep-alive reply waits ~40 ms for the
+    # client's delayed ACK. Production servers set TCP_NODELAY, and latency figures must not include that stall.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:

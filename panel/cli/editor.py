@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from panel.ask import Answer
 from panel.cli.app import DbOption, OutOption, app, console, make_settings
 from panel.config import MODES, Settings
+from panel.errors import BudgetExceeded
 from panel.render import write_pages
 from panel.review import ReviewOutcome, prepare_run, review
 from panel.store import Store
@@ -52,26 +54,75 @@ def review_command(
     concurrency: Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")] = None,
     persona: Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")] = None,
     refresh: Annotated[bool, typer.Option(help="Ask again even for cached verdicts; old ones stay as history.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds one HTTP request may take (default 120); the SDK's tries multiply it.")] = None,
+    max_retries: Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")] = None,
+    max_requests: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly after this many HTTP requests (retries count).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly once this many prompt+completion tokens are spent.")] = None,
     db: DbOption = None,
     out: OutOption = None,
 ) -> None:
     """Ask every persona for a verdict on every tool of a run file, store them, render the pages.
 
-    Example: panel review runs/example.yaml
+    Cached verdicts are not asked again: rerun the same command to resume a stopped or killed run.
+
+    Example: panel review runs/example.yaml --concurrency 16 --max-requests 500
     """
-    settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency)
+    settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
+                             timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
+                             max_tokens_total=max_tokens)
     prepared = prepare_run(run_file, settings, persona)
     store = Store(settings.db_path)
     where = "embedded model" if settings.embedded else settings.base_url
     console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
                   f"({settings.model_name}, mode {settings.structured_mode})")
     started = time.monotonic()
-    outcome = review(prepared, settings, store, refresh=refresh,
-                     on_answer=lambda a: console.print(_answer_line(a)))
+    with _ReviewProgress(len(prepared.jobs)) as progress:
+        outcome = review(prepared, settings, store, refresh=refresh, on_answer=progress.advance,
+                         on_start=progress.start)
     console.print(_outcome_line(outcome, time.monotonic() - started))
     _render(store, outcome.run_id, settings)
+    if outcome.stop_reason:
+        stored = outcome.cached + outcome.asked - outcome.failed
+        raise BudgetExceeded(f"{outcome.stop_reason}: {stored} of {outcome.needed} verdicts stored; "
+                             "rerun the same command to resume (raise or drop the budget flag)")
     if outcome.failed:
         raise typer.Exit(code=3)
+
+
+class _ReviewProgress:
+    """A live progress bar on a terminal (verdicts, failures, retries, tokens); one line per answer otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.live = console.is_terminal
+        self.failed = self.retries = self.tokens = 0
+        self._bar = Progress(TextColumn("verdicts"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                             console=console, disable=not self.live)
+        self._task = self._bar.add_task("review", total=total, counts="")
+
+    def __enter__(self) -> _ReviewProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._bar.__exit__(*exc_info)
+
+    def start(self, outcome: ReviewOutcome) -> None:
+        """Show what the run needs: cached verdicts count as done."""
+        if not self.live:
+            console.print(f"{outcome.cached} cached, {outcome.needed - outcome.cached} to ask")
+        self._bar.update(self._task, total=outcome.needed, completed=outcome.cached, counts="")
+
+    def advance(self, answer: Answer) -> None:
+        """Count one landed answer."""
+        self.failed += answer.verdict is None
+        self.retries += answer.requests - 1
+        self.tokens += answer.prompt_tokens + answer.completion_tokens
+        if not self.live:
+            console.print(_answer_line(answer), markup=False, highlight=False)
+            return
+        counts = f"{self.failed} failed · {self.retries} retries · {self.tokens:,} tokens"
+        self._bar.update(self._task, advance=1, counts=counts)
 
 
 def _answer_line(answer: Answer) -> str:

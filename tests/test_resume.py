@@ -1,0 +1,133 @@
+"""Crash safety as a user meets it: kill -9 mid-run, resume, a second writer, readers during a run, budgets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from panel.config import PROJECT_ROOT
+from panel.store import connect
+from tests.conftest import EXAMPLE_RUN, chat_requests
+from tests.fake_openai import FakeOpenAI
+from tests.synthetic_runs import write_synthetic_run
+
+PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
+REVIEWS = "FROM verdicts WHERE persona_id <> 'chair'"  # the reviewers' verdicts; the chair's summaries come after
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
+
+
+@pytest.fixture
+def slow_fake() -> Iterator[str]:
+    """`python -m tests.fake_openai --latency 0.1` in its own process; yields its base URL."""
+    process = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--latency", "0.1"],
+                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        assert line.startswith("READY "), line
+        yield line.split()[1]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def start_review(run_file: Path, base_url: str, db: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen([*PANEL, "review", str(run_file), "--base-url", base_url, "--db", str(db),
+                             "--out", str(db.parent / "pages"), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=PROJECT_ROOT)
+
+
+def read_until(process: subprocess.Popen, done: callable) -> list[str]:
+    """Read the process's stdout lines until `done(lines)` holds (or the output ends)."""
+    lines: list[str] = []
+    while process.stdout and not done(lines):
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with connect(db, read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_killed_run_resumes_with_every_verdict_exactly_once(slow_fake: str, tmp_path: Path) -> None:
+    run_file, db = write_synthetic_run(tmp_path, pairs=10), tmp_path / "panel.duckdb"  # 80 verdicts
+    first = start_review(run_file, slow_fake, db, "--concurrency", "4")
+    answered = read_until(first, lambda lines: sum(" on Synthetic Tool" in line for line in lines) >= 40)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed: " + "".join(answered)
+
+    committed = query(db, f"SELECT count(*), count(DISTINCT cache_key), count(*) FILTER (WHERE valid) {REVIEWS}")
+    kept = committed[0][0]
+    assert 0 < kept < 80 and committed == [(kept, kept, kept)]
+
+    resumed = start_review(run_file, slow_fake, db, "--concurrency", "4")
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert f"{kept} cached, {80 - kept} to ask" in out and "finished: 80 verdicts" in out
+    assert query(db, f"SELECT count(*), count(DISTINCT cache_key), bool_and(valid) {REVIEWS}") == [(80, 80, True)]
+    assert query(db, f"SELECT count(*) FROM attempts WHERE verdict_id IN (SELECT verdict_id {REVIEWS})") == [(80,)]
+    assert query(db, "SELECT status FROM runs") == [("finished",)]
+
+
+def test_second_writer_gets_a_one_line_refusal_at_once(slow_fake: str, tmp_path: Path) -> None:
+    run_file, db = write_synthetic_run(tmp_path, pairs=6), tmp_path / "panel.duckdb"  # 48 verdicts, ~5 s
+    first = start_review(run_file, slow_fake, db, "--concurrency", "1")
+    read_until(first, lambda lines: any("to ask" in line for line in lines))  # it holds the writer lock now
+    started = time.monotonic()
+    second = start_review(run_file, slow_fake, db)
+    out, err = second.communicate(timeout=60)
+    refused_s = time.monotonic() - started
+    still_running = first.poll() is None
+    first.kill()
+    first.wait(timeout=10)
+    started = time.monotonic()
+    subprocess.run([*PANEL, "--help"], env=ENV, cwd=PROJECT_ROOT, capture_output=True, timeout=60, check=True)
+    startup_s = time.monotonic() - started
+    assert still_running
+    assert second.returncode == 2 and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and "another panel run is writing this database (pid" in err
+    assert refused_s < startup_s + 1.0, f"refusal took {refused_s:.2f} s, starting panel alone {startup_s:.2f} s"
+
+
+def test_readers_query_while_a_run_writes(slow_fake: str, tmp_path: Path) -> None:
+    run_file, db = write_synthetic_run(tmp_path, pairs=4), tmp_path / "panel.duckdb"  # 32 verdicts, ~1.6 s
+    run = start_review(run_file, slow_fake, db, "--concurrency", "2")
+    read_until(run, lambda lines: any("to ask" in line for line in lines))
+    seen, waits = [], []
+    while run.poll() is None:
+        started = time.monotonic()
+        seen.append(query(db, f"SELECT count(*) {REVIEWS}")[0][0])
+        waits.append(time.monotonic() - started)
+        time.sleep(0.1)
+    assert run.wait() == 0
+    assert len(seen) >= 5 and max(waits) < 1.0
+    assert any(0 < count < 32 for count in seen), f"no batch seen mid-run: {seen}"
+    assert seen == sorted(seen)
+
+
+def test_budget_stop_says_how_to_resume_and_the_rerun_finishes(fake: FakeOpenAI, tmp_path: Path) -> None:
+    db = tmp_path / "panel.duckdb"
+    stopped = start_review(EXAMPLE_RUN, fake.base_url, db, "--max-requests", "3", "--concurrency", "2")
+    out, err = stopped.communicate(timeout=120)
+    assert stopped.returncode == 2 and "Traceback" not in err
+    assert err.strip() == ("error: request budget of 3 reached: 3 of 8 verdicts stored; "
+                           "rerun the same command to resume (raise or drop the budget flag)")
+    assert "stopped: 8 verdicts, 0 cached, 3 asked" in out
+    resumed = start_review(EXAMPLE_RUN, fake.base_url, db)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert "3 cached, 5 to ask" in out and "finished: 8 verdicts" in out
+    reviewer_requests = [r for r in chat_requests(fake) if "BEGIN TOOL UNDER REVIEW" in r.body["messages"][1]["content"]]
+    assert len(reviewer_requests) == 8
+    assert query(db, f"SELECT count(*), count(DISTINCT cache_key) {REVIEWS}") == [(8, 8)]
