@@ -180,7 +180,8 @@ def _with_version(side: PromptSet, version: PromptVersion) -> PromptSet:
 
 def _latest_used(versions: list[PromptVersion], kind: str, name: str | None) -> PromptVersion | None:
     mine = [v for v in versions if v.kind == kind and (name is None or v.name == name)]
-    return max(mine, key=lambda v: (v.last_used_at or v.first_seen_at), default=None)
+    # A version that produced verdicts beats one merely recorded; among those, the latest used wins.
+    return max(mine, key=lambda v: (v.last_used_at is not None, v.last_used_at or v.first_seen_at), default=None)
 
 
 def choose_sides(store: Store, settings: Settings, base_refs: list[str], candidate_refs: list[str],
@@ -207,6 +208,8 @@ def choose_sides(store: Store, settings: Settings, base_refs: list[str], candida
         raise CompareError(f"unknown persona '{unknown[0]}' (have: {', '.join(sorted(candidate.personas))})")
     changed = [p for p in candidate.personas if base.personas.get(p) != candidate.personas[p]]
     compared = persona_ids or (list(candidate.personas) if base.templates != candidate.templates else changed)
+    if not compared and not versions:
+        raise CompareError("no stored prompt versions to compare with: run `panel review` first")
     if not compared:
         raise CompareError("nothing changed: the working tree matches the latest stored versions; "
                            "pass --base <hash> (see `panel personas`) or --persona")

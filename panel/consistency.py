@@ -82,9 +82,11 @@ def swap_blocks(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def _name_pattern(name: str) -> re.Pattern[str]:
+    """The name, its first word and that word's stem before a hyphen ('SmolVLM2-2B' -> 'SmolVLM2'), as whole words."""
     first_word = name.split()[0] if name.split() else name
-    names = sorted({name, first_word} if len(first_word) >= 4 else {name}, key=len, reverse=True)
-    return re.compile("|".join(re.escape(n) for n in names), re.I)
+    stem = re.split(r"[-_]", first_word)[0]
+    names = sorted({name} | {n for n in (first_word, stem) if len(n) >= 4}, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.I)
 
 
 def blind_pair(pair: ToolPair) -> ToolPair:

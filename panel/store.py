@@ -566,16 +566,16 @@ class Store:
         with self.reader() as con:
             rows = con.execute("""
                 WITH used AS (
-                    SELECT 'persona' AS kind, persona_hash AS content_hash, min(created_at) AS first_used,
+                    SELECT false AS is_templates, persona_hash AS content_hash, min(created_at) AS first_used,
                            max(created_at) AS last_used, count(*) FILTER (WHERE valid) AS n
                     FROM verdicts GROUP BY persona_hash
                     UNION ALL
-                    SELECT 'templates', template_hash, min(created_at), max(created_at),
-                           count(*) FILTER (WHERE valid)
+                    SELECT true, template_hash, min(created_at), max(created_at), count(*) FILTER (WHERE valid)
                     FROM verdicts GROUP BY template_hash)
                 SELECT p.content_hash, p.kind, p.name, p.text, p.first_seen_at, u.first_used, u.last_used,
                        coalesce(u.n, 0)
-                FROM prompt_versions p LEFT JOIN used u USING (kind, content_hash)
+                FROM prompt_versions p
+                LEFT JOIN used u ON u.content_hash = p.content_hash AND u.is_templates = (p.kind = 'templates')
                 WHERE ? IS NULL OR p.kind = ?
                 ORDER BY p.kind, p.name, coalesce(u.first_used, p.first_seen_at)""", [kind, kind]).fetchall()
         return [PromptVersion(*row) for row in rows]

@@ -215,3 +215,24 @@ def test_cli_compare_prints_the_table_and_writes_the_report(workspace: Settings,
         assert cell in row, (cell, row)
     assert "skeptic on Delta (label: skip): ship → skip" in out
     assert report.exists() and "<script" not in report.read_text()
+
+
+def test_personas_lists_every_version_with_its_use_and_keeps_old_text(workspace: Settings, tmp_path: Path) -> None:
+    from tests.test_cli import run_panel
+    run_file = write_run(tmp_path)
+    skeptic = Path(workspace.personas_dir) / "skeptic.md"
+    original = skeptic.read_text(encoding="utf-8")
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        edit_skeptic(settings)
+        result = compare([run_file], settings, Store(settings.db_path))
+    old, new = result.base.persona_hash("skeptic"), result.candidate.persona_hash("skeptic")
+    versions = {v.content_hash: v for v in Store(settings.db_path).prompt_versions() if v.name == "skeptic"}
+    assert set(versions) == {old, new}
+    assert (versions[old].verdict_count, versions[new].verdict_count) == (6, 6)
+    assert versions[old].first_used_at < versions[new].first_used_at
+    listed = run_panel("personas", "--personas-dir", str(settings.personas_dir), "--db", str(settings.db_path))
+    rows = [line for line in listed.stdout.splitlines() if "skeptic" in line]
+    assert len(rows) == 2 and old[:12] in rows[0] and new[:12] in rows[1] and "*" in rows[1] and "*" not in rows[0]
+    shown = run_panel("personas", "--show", old[:10], "--db", str(settings.db_path))
+    assert shown.stdout.rstrip("\n") == original.rstrip("\n")

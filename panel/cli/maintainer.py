@@ -68,16 +68,16 @@ def personas_command(
     settings = make_settings(db, personas_dir=personas_dir, prompts_dir=prompts_dir)
     versions = Store(settings.db_path).prompt_versions()
     if show:
-        console.print(resolve_version(versions, show).text, markup=False, highlight=False)
+        console.print(resolve_version(versions, show).text, markup=False, highlight=False, soft_wrap=True)
         return
     current = {p.id: p.content_hash for p in load_personas(settings.personas_dir)}
     current["templates"] = load_templates(settings.prompts_dir).content_hash
     table = Table(title="Prompt versions (* = working tree)")
-    for column in ("Persona", "Version", "", "First used", "Last used", "Verdicts"):
+    for column in ("Prompt", "Version", "", "First used", "Last used", "Verdicts"):
         table.add_column(column, justify="right" if column == "Verdicts" else "left")
     stored = set()
     for v in versions:
-        name = v.name if v.kind == "persona" else "templates"
+        name = {"persona": v.name, "templates": "templates"}.get(v.kind, v.kind)
         stored.add((name, v.content_hash))
         table.add_row(_safe(name), v.content_hash[:12], "*" if current.get(name) == v.content_hash else "",
                       f"{v.first_used_at:%Y-%m-%d %H:%M}" if v.first_used_at else "never",

@@ -1,0 +1,78 @@
+"""Gold labels: imported once from JSONL, added by hand, and editor overrides counted as labels (latest wins)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from panel.labels import LabelError, base_rate, import_labels, labels_by_key, read_labels_file
+from panel.review import prepare_run, review
+from panel.store import Store
+from tests.conftest import EXAMPLE_RUN, reference_labels_path
+from tests.fake_openai import FakeOpenAI
+from tests.test_cli import run_panel
+
+PERSONAS = ["builder", "skeptic", "futurist", "business"]
+
+
+def test_reference_labels_import_once_and_give_the_page_base_rate(tmp_path: Path) -> None:
+    store = Store(tmp_path / "panel.duckdb")
+    assert import_labels(store, reference_labels_path(), "reference", PERSONAS) == (8, 8)
+    assert import_labels(store, reference_labels_path(), "reference", PERSONAS) == (8, 0)
+    labels = store.gold_labels()
+    assert len(labels) == 8 and {label.source for label in labels} == {"reference"}
+    gold = labels_by_key(labels)
+    assert gold[("SmolVLM2-2B", "business")] == "skip" and gold[("Perplexity Sonar Pro 2 API", "skeptic")] == "ship"
+    assert (base_rate(labels), base_rate(labels, "business"), base_rate(labels, "skeptic")) == (0.75, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("not json", r"labels\.jsonl:2: not a JSON object"),
+    ('{"tool": "A", "persona": "skeptic", "verdict": "maybe"}', r"labels\.jsonl:2: field 'verdict': Input should be 'ship' or 'skip'"),
+    ('{"persona": "skeptic", "verdict": "ship"}', r"labels\.jsonl:2: field 'tool': Field required"),
+    ('{"tool": "A", "persona": "skeptik", "verdict": "ship"}', r"labels\.jsonl:2: unknown persona 'skeptik'"),
+])
+def test_a_bad_label_line_is_a_one_line_error_naming_the_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps({"tool": "A", "verdict": "ship"}) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(LabelError, match=message):
+        read_labels_file(path, "editor", PERSONAS)
+
+
+def test_editor_override_counts_as_the_latest_label_until_reverted(fake: FakeOpenAI, settings) -> None:
+    settings = settings.with_overrides(base_url=fake.base_url, model="fake-model")
+    store = Store(settings.db_path)
+    outcome = review(prepare_run(EXAMPLE_RUN, settings), settings, store)
+    import_labels(store, reference_labels_path(), "reference", PERSONAS)
+    tool_id = next(job.tool.card_hash for job in prepare_run(EXAMPLE_RUN, settings).jobs if job.tool.name == "SmolVLM2-2B")
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    with duckdb.connect(str(settings.db_path)) as con:  # what the editor's page writes when a verdict is changed
+        con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
+                       VALUES (?, ?, 'skeptic', 'skip', NULL, 'ana', NULL, ?)""", [outcome.run_id, tool_id, later])
+    gold = {(label.tool_name, label.persona_id): label for label in store.gold_labels()}
+    assert (gold[("SmolVLM2-2B", "skeptic")].verdict, gold[("SmolVLM2-2B", "skeptic")].source) == ("skip", "override by ana")
+    assert len(gold) == 8
+    with duckdb.connect(str(settings.db_path)) as con:  # a revert: the latest override row keeps the model's verdict
+        con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
+                       VALUES (?, ?, 'skeptic', NULL, NULL, 'ana', NULL, ?)""",
+                    [outcome.run_id, tool_id, later + timedelta(seconds=1)])
+    gold = {(label.tool_name, label.persona_id): label for label in store.gold_labels()}
+    assert (gold[("SmolVLM2-2B", "skeptic")].verdict, gold[("SmolVLM2-2B", "skeptic")].source) == ("ship", "reference")
+
+
+def test_cli_import_add_and_list(tmp_path: Path) -> None:
+    db = str(tmp_path / "panel.duckdb")
+    first = run_panel("labels", "import", str(reference_labels_path()), "--db", db)
+    second = run_panel("labels", "import", str(reference_labels_path()), "--db", db)
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert "8 labels read, 8 new" in first.stdout and "8 labels read, 0 new" in second.stdout
+    added = run_panel("labels", "add", "SmolVLM2-2B", "skip", "--db", db)
+    assert added.returncode == 0 and "label added" in added.stdout
+    listed = run_panel("labels", "list", "--db", db)
+    assert "9 gold labels" in listed.stdout and "(overall)" in listed.stdout
+    bad = run_panel("labels", "add", "SmolVLM2-2B", "maybe", "--persona", "skeptic", "--db", db)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: label: verdict must be ship or skip, not 'maybe'"
