@@ -23,3 +23,7 @@ class StoreError(PanelError):
 
 class BudgetExceeded(PanelError):
     """A run hit its request or token budget; what was answered is stored."""
+
+
+class OverrideError(PanelError):
+    """An editor's override names no stored tool, or gives a verdict or quote the page cannot show."""

@@ -1,30 +1,72 @@
-"""jinja2 page + Markdown: the comparison page of a stored run, escaped, self-contained."""
+"""jinja2 page + Markdown: the comparison page of a stored run, escaped, self-contained, script-free."""
 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from panel.errors import PersonaError
 from panel.personas import parse_persona
-from panel.tally import PairTally, RunTally
+from panel.tally import CHAIR_ID, PairTally, RunTally
+from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
 # The page runs no script and loads nothing from elsewhere; this says so to the browser too.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                            "base-uri 'none'; form-action 'none'")
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+# `%` too: `{%` and `{{` must not reach a CMS whose templates (Liquid, Hugo) would run them.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~%])")
+# Line starts Markdown reads as a list or a heading underline ("- x", "1. x", "==="): kept a paragraph.
+_MARKDOWN_BLOCK_START = re.compile(r"^(\s*)([-=])", re.M)
+_MARKDOWN_ORDERED_ITEM = re.compile(r"^(\s*\d+)\.", re.M)
+
+
+def neutralise(value: object) -> str:
+    """Text with control, zero-width and bidi-override characters removed (whatever wrote it: vendor, model, editor)."""
+    text = "" if value is None else str(value)
+    if text.isascii() and text.isprintable():
+        return text
+    return clean_vendor_text(text, "page", sys.maxsize).text
 
 
 def markdown_escape(value: object) -> str:
-    """Escape text for Markdown so vendor text cannot add links, HTML or formatting."""
-    text = "" if value is None else str(value)
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    """Escape text for Markdown so vendor text cannot add links, HTML, formatting or template syntax."""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", neutralise(value))
+    text = _MARKDOWN_BLOCK_START.sub(r"\1\\\2", text)
+    text = _MARKDOWN_ORDERED_ITEM.sub(r"\1\\.", text)
     return text.replace("&", "&amp;")
+
+
+def markdown_quote(value: object) -> str:
+    """Escaped text that stays inside one Markdown blockquote, however many lines it has."""
+    return "\n> ".join(markdown_escape(value).splitlines() or [""])
+
+
+def safe_link(url: object) -> str | None:
+    """The URL if it is an absolute http(s) link, else None (the page drops it)."""
+    return str(url) if url and is_safe_link(str(url)) else None
+
+
+def marked_truncation(value: object) -> Markup:
+    """Escaped text whose truncation marker, if any, is shown as a visible <mark>."""
+    text = neutralise(value)
+    if text.endswith(TRUNCATION_MARKER):
+        cut = text[: -len(TRUNCATION_MARKER)]
+        return escape(cut) + Markup(' <mark class="cut">[…truncated]</mark>')
+    return escape(text)
+
+
+def _finalize(value: object) -> object:
+    # Every {{ value }} passes here before escaping: no invisible or bidi character reaches the page.
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    return neutralise(value)
 
 
 @dataclass(frozen=True)
@@ -50,11 +92,21 @@ def persona_labels(tally: RunTally) -> dict[str, PersonaLabel]:
     return labels
 
 
+def prompt_versions(tally: RunTally) -> list[tuple[str, str]]:
+    """(persona id, short content hash) of every prompt the run used, reviewers first, then the chair."""
+    order = [*tally.personas, CHAIR_ID]
+    return [(persona_id, tally.run.persona_hashes[persona_id][:8])
+            for persona_id in order if persona_id in tally.run.persona_hashes]
+
+
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("panel", "templates"), undefined=StrictUndefined,
                       autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
     env.filters["md"] = markdown_escape
+    env.filters["md_quote"] = markdown_quote
+    env.filters["safe_link"] = safe_link
+    env.filters["cut"] = marked_truncation
     env.filters["percent"] = lambda rate: "—" if rate is None else f"{round(rate * 100)}%"
     return env
 
@@ -62,7 +114,8 @@ def _environment() -> Environment:
 def page_context(tally: RunTally, pair: PairTally) -> dict[str, object]:
     """Everything the page templates read for one pair."""
     return {"tally": tally, "run": tally.run, "pair": pair, "personas": persona_labels(tally),
-            "csp": CONTENT_SECURITY_POLICY, "generated_at": datetime.now(timezone.utc)}
+            "prompt_versions": prompt_versions(tally), "csp": CONTENT_SECURITY_POLICY,
+            "generated_at": datetime.now(timezone.utc)}
 
 
 def render_html(tally: RunTally, pair: PairTally) -> str:
@@ -76,7 +129,7 @@ def render_markdown(tally: RunTally, pair: PairTally) -> str:
 
 
 def page_slug(pair: PairTally) -> str:
-    """A file-name-safe slug such as 'smolvlm2-2b-vs-perplexity-sonar-pro-2-api'."""
+    """A file-name-safe slug such as '01-smolvlm2-2b-vs-perplexity-sonar-pro-2-api'."""
     raw = f"{pair.left.tool.name} vs {pair.right.tool.name}".lower()
     slug = re.sub(r"[^a-z0-9]+", "-", raw).strip("-")[:80].strip("-")
     return f"{pair.index + 1:02d}-{slug or 'pair'}"

@@ -167,6 +167,7 @@ class StoredVerdict:
     model_verdict: str | None = None
     model_review: str | None = None
     override_editor: str | None = None
+    override_at: datetime | None = None
 
     @property
     def overridden(self) -> bool:
@@ -376,11 +377,16 @@ class Store:
             con.execute("INSERT INTO prompt_versions VALUES (?, 'templates', ?, ?, ?) ON CONFLICT DO NOTHING",
                         [templates.content_hash, templates.folder,
                          json.dumps(templates.sources, ensure_ascii=False), now])
-            for job in jobs:
-                con.execute("""INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?)
-                               ON CONFLICT DO UPDATE SET cache_key = excluded.cache_key""",
-                            [run_id, job.pair_index, job.tool.card_hash, job.rival.card_hash,
-                             job.persona.id, job.cache_key])
+            _insert_run_items(con, run_id, jobs)
+
+    def add_run_items(self, run_id: str, jobs: list[VerdictJob], prompt_kind: str) -> None:
+        """Record extra items of a stored run (the chair's) with their prompt versions (idempotent)."""
+        now = datetime.now(timezone.utc)
+        with self.transaction() as con:
+            for persona in {job.persona.content_hash: job.persona for job in jobs}.values():
+                con.execute("INSERT INTO prompt_versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                            [persona.content_hash, prompt_kind, persona.id, persona.text, now])
+            _insert_run_items(con, run_id, jobs)
 
     def answered_keys(self, cache_keys: list[str]) -> set[str]:
         """The cache keys that already have a valid current verdict (a rerun skips them)."""
@@ -515,6 +521,23 @@ class Store:
     def load_run(self, run_id: str) -> StoredRun:
         """A stored run with its cards and current verdicts (overrides applied), for tally and render."""
         with self.reader() as con:
+    def overrides(self, run_id: str) -> list[Override]:
+        """Every editor override of a run, oldest first, with the model's own verdict and quote beside it."""
+        with self.reader() as con:
+            rows = con.execute("""
+                WITH model AS (
+                    SELECT i.tool_id, i.persona_id, v.verdict, v.review
+                    FROM run_items i JOIN verdicts v ON v.cache_key = i.cache_key
+                    WHERE i.run_id = ?
+                    QUALIFY row_number() OVER (PARTITION BY i.tool_id, i.persona_id
+                                               ORDER BY v.generation DESC, i.pair_index) = 1)
+                SELECT o.override_id, o.run_id, o.tool_id, t.name, o.persona_id, o.verdict, o.review, o.editor,
+                       o.note, o.created_at, m.verdict, m.review
+                FROM overrides o JOIN tools t ON t.tool_id = o.tool_id
+                LEFT JOIN model m ON m.tool_id = o.tool_id AND m.persona_id = o.persona_id
+                WHERE o.run_id = ? ORDER BY o.created_at, o.override_id""", [run_id, run_id]).fetchall()
+        return [Override(*row) for row in rows]
+
             run = con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at
                                  FROM runs WHERE run_id = ?""", [run_id]).fetchall()
             if not run:
@@ -526,7 +549,7 @@ class Store:
             verdict_rows = con.execute("""
                 SELECT i.pair_index, i.tool_id, i.persona_id, v.verdict, v.confidence, v.headline, v.review,
                        v.key_points_json, v.valid, v.attempt_count, v.model, v.persona_hash, v.flags_json,
-                       v.created_at, o.verdict, o.review, o.editor
+                       v.created_at, o.verdict, o.review, o.editor, o.created_at
                 FROM run_items i
                 JOIN verdicts v ON v.cache_key = i.cache_key
                 LEFT JOIN (SELECT * FROM overrides WHERE run_id = ?
@@ -546,12 +569,13 @@ class Store:
             stored.tool_ids.append((left_id, right_id))
         for row in verdict_rows:
             (pair_index, tool_id, persona_id, verdict, confidence, headline, review, key_points, valid,
-             attempts, model, persona_hash, flags, created_at, o_verdict, o_review, o_editor) = row
+             attempts, model, persona_hash, flags, created_at, o_verdict, o_review, o_editor, o_at) = row
+            changed = o_verdict is not None or o_review is not None  # a revert row changes nothing
             stored.verdicts[(pair_index, tool_id, persona_id)] = StoredVerdict(
                 persona_id, tool_id, o_verdict or verdict, confidence, headline, o_review or review,
                 json.loads(key_points) if key_points else [], valid, attempts, model, persona_hash,
                 json.loads(flags), created_at, model_verdict=verdict, model_review=review,
-                override_editor=o_editor)
+                override_editor=o_editor if changed else None, override_at=o_at if changed else None)
             stored.persona_hashes[persona_id] = persona_hash
         if stored.persona_hashes:
             with self.reader() as con:

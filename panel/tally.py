@@ -1,4 +1,4 @@
-"""Aggregation: panel ship %, the reviewer split and agreement, from a stored run."""
+"""Aggregation: panel ship %, the reviewer split, agreement, and what the page must mark as disagreement."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from panel.cards import ToolCard
 from panel.personas import PERSONA_ORDER
 from panel.store import StoredRun, StoredVerdict
+
+# The chair writes the page's summary from the reviewers' verdicts; it is stored like a verdict but is no reviewer.
+CHAIR_ID = "chair"
+# Below this a verdict's own confidence says it is more likely wrong than right: it contradicts the verdict.
+CONTRADICTING_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -17,6 +22,8 @@ class ToolTally:
     tool_id: str
     verdicts: dict[str, StoredVerdict]
     personas: list[str]
+    # Every stored answer for this tool, valid or not: how many attempts a missing verdict took.
+    answers: dict[str, StoredVerdict] = field(default_factory=dict)
 
     @property
     def ship(self) -> list[str]:
@@ -56,19 +63,80 @@ class ToolTally:
         """True for a tie such as 2-2: the page marks it."""
         return bool(self.ship) and len(self.ship) == len(self.skip)
 
+    def contradicted(self, persona_id: str) -> bool:
+        """True when this persona's confidence is too low to back its own verdict."""
+        verdict = self.verdicts.get(persona_id)
+        # An editor's flip keeps the model's confidence, which was about the model's verdict, not this one.
+        return bool(verdict and verdict.verdict == verdict.model_verdict and verdict.confidence is not None
+                    and verdict.confidence < CONTRADICTING_CONFIDENCE)
+
+    def attempts(self, persona_id: str) -> int:
+        """How many requests this persona's answer took (0 when it was never asked)."""
+        answer = self.answers.get(persona_id)
+        return answer.attempt_count if answer else 0
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Something the page marks instead of smoothing over: a split, a doubtful or re-asked verdict, an edit."""
+
+    kind: str  # split | contradiction | reasked | missing | override
+    tool: ToolTally
+    persona_id: str | None = None
+
 
 @dataclass
 class PairTally:
-    """A pair's two tool tallies, left first."""
+    """A pair's two tool tallies, left first, and the chair's summary of them."""
 
     index: int
     left: ToolTally
     right: ToolTally
+    chair: StoredVerdict | None = None
 
     @property
     def tools(self) -> tuple[ToolTally, ToolTally]:
         """Both tallies, left first."""
         return (self.left, self.right)
+
+    @property
+    def pick(self) -> str | None:
+        """The chair's pick (left, right, both, neither), or None without a valid summary."""
+        return self.chair.verdict if self.chair and self.chair.verdict else None
+
+    @property
+    def picked(self) -> list[ToolTally]:
+        """The tools the panel would ship with, per the chair."""
+        return {"left": [self.left], "right": [self.right], "both": [self.left, self.right]}.get(self.pick or "", [])
+
+    @property
+    def chair_predates_edits(self) -> bool:
+        """True when an editor changed a reviewer's verdict after the chair wrote its summary."""
+        if not self.chair or self.chair.overridden:
+            return False
+        return any(v.override_at and v.override_at > self.chair.created_at
+                   for side in self.tools for v in side.verdicts.values())
+
+    @property
+    def disagreements(self) -> list[Disagreement]:
+        """Everything the page marks, in page order: per tool, splits first, then per persona."""
+        found: list[Disagreement] = []
+        for side in self.tools:
+            if side.split_evenly:
+                found.append(Disagreement("split", side))
+            for persona_id in side.personas:
+                verdict = side.verdicts.get(persona_id)
+                if verdict is None:
+                    if side.attempts(persona_id):
+                        found.append(Disagreement("missing", side, persona_id))
+                    continue
+                if side.contradicted(persona_id):
+                    found.append(Disagreement("contradiction", side, persona_id))
+                if verdict.attempt_count > 1:
+                    found.append(Disagreement("reasked", side, persona_id))
+                if verdict.overridden:
+                    found.append(Disagreement("override", side, persona_id))
+        return found
 
 
 @dataclass
@@ -81,15 +149,16 @@ class RunTally:
 
 
 def tally_run(run: StoredRun, personas: list[str] | None = None) -> RunTally:
-    """Aggregate a stored run into per-tool ship rates and splits."""
-    persona_ids = personas or sorted({key[2] for key in run.verdicts}, key=_persona_order)
+    """Aggregate a stored run into per-tool ship rates and splits; the chair is kept apart from the personas."""
+    persona_ids = personas or sorted({key[2] for key in run.verdicts if key[2] != CHAIR_ID}, key=_persona_order)
     result = RunTally(run, persona_ids)
     for index, ((left, right), (left_id, right_id)) in enumerate(zip(run.pairs, run.tool_ids)):
         tallies = []
         for card, tool_id in ((left, left_id), (right, right_id)):
-            verdicts = {p: v for (i, t, p), v in run.verdicts.items() if i == index and t == tool_id and v.verdict}
-            tallies.append(ToolTally(card, tool_id, verdicts, persona_ids))
-        result.pairs.append(PairTally(index, tallies[0], tallies[1]))
+            answers = {p: v for (i, t, p), v in run.verdicts.items() if i == index and t == tool_id and p != CHAIR_ID}
+            verdicts = {p: v for p, v in answers.items() if v.verdict}
+            tallies.append(ToolTally(card, tool_id, verdicts, persona_ids, answers))
+        result.pairs.append(PairTally(index, tallies[0], tallies[1], run.verdicts.get((index, left_id, CHAIR_ID))))
     return result
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from panel.config import PROJECT_ROOT, Settings
-from tests.fake_openai import FakeOpenAI, load_reference_labels, reference_responder
+from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder
 
 REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
 EXAMPLE_RUN = PROJECT_ROOT / "runs" / "example.yaml"
@@ -33,8 +33,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
-    """A fake endpoint that answers like the reference page's labels (business: skip; others: ship)."""
-    with FakeOpenAI(responder=reference_responder(load_reference_labels(reference_labels_path()))) as server:
+    """A fake endpoint that answers like the reference page's labels (business: skip; others: ship), and the chair."""
+    with FakeOpenAI(responder=chair_responder(reference_responder(load_reference_labels(reference_labels_path())))) as server:
         yield server
 
 
@@ -43,7 +43,7 @@ def reviewed_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database holding the example run as `panel review` stores it from the fake endpoint; copy before writing."""
     path = tmp_path_factory.mktemp("reviewed") / "panel.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    with FakeOpenAI(responder=reference_responder(load_reference_labels(reference_labels_path()))) as server:
+    with FakeOpenAI(responder=chair_responder(reference_responder(load_reference_labels(reference_labels_path())))) as server:
         result = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "review", str(EXAMPLE_RUN),
                                  "--base-url", server.base_url, "--db", str(path), "--out", str(path.parent / "pages")],
                                 capture_output=True, text=True, env=env, timeout=120)

@@ -71,22 +71,28 @@ def load_reference_labels(path: str | Path) -> Labels:
     return labels
 
 
+def _persona_and_tool(body: dict[str, Any]) -> tuple[str, str]:
+    """Return the persona id (system prompt) and tool name (user prompt) a verdict request is about."""
+    messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+    ordered = sorted(messages, key=lambda m: m.get("role") != "system")  # stable: system first
+    persona = next((found.group(1) for m in ordered
+                    if (found := re.search(r"Persona id: (\w+)", _text(m.get("content"))))), "unknown")
+    tool = "unknown"
+    for message in messages:
+        text = _text(message.get("content"))
+        marker = re.search(r"^BEGIN TOOL UNDER REVIEW$", text, re.MULTILINE)
+        if message.get("role") == "user" and marker:
+            name = re.search(r"^Name: (.+)$", text[marker.end():], re.MULTILINE)
+            tool = name.group(1).strip() if name else tool
+            break
+    return persona, tool
+
+
 def reference_responder(labels: Labels) -> Responder:
     """Return a responder answering each persona's verdict on the tool under review from labels (default ship)."""
 
     def respond(body: dict[str, Any]) -> str:
-        messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
-        ordered = sorted(messages, key=lambda m: m.get("role") != "system")  # stable: system first
-        persona = next((found.group(1) for m in ordered
-                        if (found := re.search(r"Persona id: (\w+)", _text(m.get("content"))))), "unknown")
-        tool = "unknown"
-        for message in messages:
-            text = _text(message.get("content"))
-            marker = re.search(r"^BEGIN TOOL UNDER REVIEW$", text, re.MULTILINE)
-            if message.get("role") == "user" and marker:
-                name = re.search(r"^Name: (.+)$", text[marker.end():], re.MULTILINE)
-                tool = name.group(1).strip() if name else tool
-                break
+        persona, tool = _persona_and_tool(body)
         verdict = labels.get((tool, persona), "ship")
         return json.dumps({
             "verdict": verdict,
@@ -96,6 +102,69 @@ def reference_responder(labels: Labels) -> Responder:
                       "This is a canned review from the fake endpoint.",
             "key_points": [f"{tool} has a clear primitive", f"the {persona} view decides {verdict}"],
         })
+
+    return respond
+
+
+def load_reference_reviews(path: str | Path) -> list[dict[str, Any]]:
+    """Return the rows (tool, persona, verdict, review) of a labelled-reviews JSONL file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def review_responder(rows: Sequence[dict[str, Any]]) -> Responder:
+    """Return a responder answering each (tool, persona) with its row's verdict, review and optional confidence.
+
+    Key points are the review's first sentences; a request with no row gets a canned ship.
+    """
+    by_key = {(row["tool"], row["persona"]): row for row in rows}
+    fallback = reference_responder({})
+
+    def respond(body: dict[str, Any]) -> str:
+        persona, tool = _persona_and_tool(body)
+        row = by_key.get((tool, persona))
+        if row is None:
+            return fallback(body)
+        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", row["review"]) if s.strip()]
+        return json.dumps({
+            "verdict": row["verdict"],
+            "confidence": row.get("confidence", 0.8 if row["verdict"] == "ship" else 0.7),
+            "headline": sentences[0][:150] if sentences else f"{persona}: {row['verdict']}",
+            "review": row["review"],
+            "key_points": [s[:200] for s in sentences[:3]] or [row["verdict"]],
+        }, ensure_ascii=False)
+
+    return respond
+
+
+def chair_responder(reviewers: Responder) -> Responder:
+    """Return a responder that answers the panel chair (BEGIN PANEL VERDICTS) and leaves the rest to reviewers.
+
+    The chair picks the tool with more ship verdicts in the request ("both" on a tie, "neither" with none)
+    and names the reviewers who said skip.
+    """
+
+    def respond(body: dict[str, Any]) -> str:
+        user = "\n".join(_text(m.get("content")) for m in body.get("messages", [])
+                         if isinstance(m, dict) and m.get("role") == "user")
+        if "BEGIN PANEL VERDICTS" not in user:
+            return reviewers(body)
+        names = {side: json.loads(found.group(1)) if (found := re.search(rf'^{side}: ("(?:[^"\\]|\\.)*")', user,
+                                                                          re.MULTILINE)) else side
+                 for side in ("left", "right")}
+        votes = re.findall(r"^(\w+) on (left|right): (ship|skip),", user, re.MULTILINE)
+        ships = {side: sum(1 for _, s, v in votes if s == side and v == "ship") for side in ("left", "right")}
+        if ships["left"] != ships["right"]:
+            pick = max(ships, key=ships.__getitem__)
+            headline = f"Ship with {names[pick]}"
+        else:
+            pick = "both" if ships["left"] else "neither"
+            headline = "Either, for different jobs" if ships["left"] else "Skip both for now"
+        dissent = [f"the {persona} reviewer skips {names[side]}" for persona, side, v in votes if v == "skip"]
+        summary = (f"{names['left']} gets {ships['left']} ship verdicts and {names['right']} gets "
+                   f"{ships['right']}. " + (("Dissent: " + "; ".join(dissent) + ".") if dissent
+                                            else "Nobody on the panel dissents.")
+                   + " This is a canned summary from the fake endpoint.")
+        return json.dumps({"pick": pick, "headline": headline, "summary": summary}, ensure_ascii=False)
 
     return respond
 

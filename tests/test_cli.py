@@ -54,7 +54,7 @@ def test_review_then_render_without_a_model(fake: FakeOpenAI, tmp_path: Path) ->
         page.unlink()
     rendered = run_panel("render", "--out", str(out))
     assert rendered.returncode == 0, rendered.stderr
-    assert calls == 8
+    assert calls == 9  # eight verdicts and the chair's summary
     pages = list(out.rglob("*.html"))
     assert len(pages) == 1 and "75%" in pages[0].read_text()
     assert pages[0].with_suffix(".md").exists()

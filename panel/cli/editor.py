@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from panel.ask import Answer
+from panel.chair import summarize_run
 from panel.cli.app import DbOption, OutOption, app, console, make_settings
 from panel.config import MODES, Settings
 from panel.errors import BudgetExceeded
@@ -80,6 +81,8 @@ def review_command(
         outcome = review(prepared, settings, store, refresh=refresh, on_answer=progress.advance,
                          on_start=progress.start)
     console.print(_outcome_line(outcome, time.monotonic() - started))
+    summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
+                  on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
     _render(store, outcome.run_id, settings)
     if outcome.stop_reason:
         stored = outcome.cached + outcome.asked - outcome.failed

@@ -1,0 +1,175 @@
+"""The panel chair: one extra call per pair that reads the reviewers' stored verdicts and writes the page's summary.
+
+The chair never sees the vendor's description: only tool names, the split and the eight verdicts. Its answer
+is stored like any verdict (persona id 'chair', a run_items row, cached by its messages' hash), so a rerun
+reuses it and an editor can override it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from panel.ask import Answer, RunBudget, VerdictJob, ask_all, cache_key
+from panel.config import Settings
+from panel.endpoints import Endpoint, make_client, open_endpoint
+from panel.errors import PersonaError
+from panel.personas import Persona, PromptTemplates, load_templates, render_template
+from panel.review import ReviewOutcome
+from panel.store import Store
+from panel.tally import CHAIR_ID, PairTally, RunTally, ToolTally, tally_run
+
+CHAIR_SYSTEM_TEMPLATE = "chair_system.j2"
+CHAIR_USER_TEMPLATE = "chair_user.j2"
+# Each review is cut to this in the chair's prompt: eight whole reviews crowd the embedded model's 4,096 tokens.
+REVIEW_EXCERPT_CHARS = 600
+PICKS = ("left", "right", "both", "neither")
+
+
+class ChairSummary(BaseModel):
+    """The chair's answer: which tool the panel would ship with, a headline, and why."""
+
+    model_config = ConfigDict(extra="ignore")
+    pick: Literal["left", "right", "both", "neither"] = Field(
+        description="the tool the panel would ship with: left, right, both (each for a different job) or neither")
+    headline: str = Field(min_length=3, max_length=160, description="one line naming the pick")
+    summary: str = Field(min_length=40, max_length=1500, description="3 to 5 sentences: which tool and why")
+
+    # The verdicts table stores the chair like a reviewer: the pick in `verdict`, the summary as `review`.
+    @property
+    def verdict(self) -> str:
+        """The pick, as stored in the verdicts table's verdict column."""
+        return self.pick
+
+    @property
+    def review(self) -> str:
+        """The summary, as stored in the verdicts table's review column."""
+        return self.summary
+
+    @property
+    def confidence(self) -> None:
+        """The chair gives no confidence of its own."""
+        return None
+
+    @property
+    def key_points(self) -> list[str]:
+        """The chair gives no key points."""
+        return []
+
+
+@dataclass
+class ChairOutcome:
+    """What the chair step did: summaries needed, cached and asked, and the answers it got."""
+
+    needed: int
+    cached: int
+    answers: list[Answer] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        """Summaries that got no valid answer after every re-ask."""
+        return sum(1 for a in self.answers if a.verdict is None)
+
+
+def chair_persona(templates: PromptTemplates) -> Persona:
+    """The chair as a Persona record; its version is the hash of its two templates. Raises PersonaError if one is missing."""
+    for name in (CHAIR_SYSTEM_TEMPLATE, CHAIR_USER_TEMPLATE):
+        if name not in templates.sources:
+            raise PersonaError(f"{Path(templates.folder) / name}: prompt template not found")
+    text = json.dumps({name: templates.sources[name] for name in (CHAIR_SYSTEM_TEMPLATE, CHAIR_USER_TEMPLATE)},
+                      sort_keys=True, ensure_ascii=False)
+    return Persona(CHAIR_ID, "Chair", "Panel chair",
+                   "reads the four reviewers' verdicts and says which tool the panel would ship with",
+                   "", str(Path(templates.folder) / CHAIR_SYSTEM_TEMPLATE), text)
+
+
+def _excerpt(text: str | None) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= REVIEW_EXCERPT_CHARS else text[:REVIEW_EXCERPT_CHARS].rstrip() + " […]"
+
+
+def _side_variables(side: ToolTally) -> dict[str, object]:
+    return {"name": side.tool.name, "ship": len(side.ship), "skip": len(side.skip), "missing": len(side.missing)}
+
+
+def chair_messages(pair: PairTally, personas: list[str], templates: PromptTemplates) -> list[dict[str, str]]:
+    """The chair's chat messages for one pair: rules in system, the reviewers' verdicts (as data) in user."""
+    verdicts = []
+    for persona_id in personas:
+        for side_name, side in (("left", pair.left), ("right", pair.right)):
+            verdict = side.verdicts.get(persona_id)
+            verdicts.append({
+                "persona": persona_id, "side": side_name,
+                "verdict": verdict.verdict if verdict else None,
+                "confidence": f"{verdict.confidence:.2f}" if verdict and verdict.confidence is not None else "n/a",
+                "headline": (verdict.headline or "") if verdict else "",
+                "review": _excerpt(verdict.review) if verdict else ""})
+    system = render_template(templates, CHAIR_SYSTEM_TEMPLATE, {"picks": list(PICKS)})
+    user = render_template(templates, CHAIR_USER_TEMPLATE, {
+        "left": _side_variables(pair.left), "right": _side_variables(pair.right), "verdicts": verdicts})
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def chair_jobs(tally: RunTally, templates: PromptTemplates, settings: Settings) -> list[VerdictJob]:
+    """One chair job per pair that has at least one valid reviewer verdict."""
+    persona = chair_persona(templates)
+    jobs: list[VerdictJob] = []
+    for pair in tally.pairs:
+        if not (pair.left.verdicts or pair.right.verdicts):
+            continue
+        messages = chair_messages(pair, tally.personas, templates)
+        key = cache_key(messages, settings, settings.structured_mode, ChairSummary)
+        jobs.append(VerdictJob(key, pair.index, persona, pair.left.tool, pair.right.tool, messages,
+                               templates.content_hash, answer_model=ChairSummary))
+    return jobs
+
+
+def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool = False,
+                  endpoint: Endpoint | None = None, on_answer: Callable[[Answer], None] | None = None,
+                  after: ReviewOutcome | None = None) -> ChairOutcome:
+    """Ask the chair for every pair summary the run lacks (all with `refresh`) and store each as it lands.
+
+    `after` is the review this follows: what it spent counts against the run's request and token budget.
+    Raises StoreError when another process is writing the database, PersonaError for a broken chair template.
+    """
+    run = store.load_run(run_id)
+    if run.status == "stopped":  # a budget or Ctrl-C stopped the reviewers: spend nothing more
+        return ChairOutcome(0, 0)
+    jobs = chair_jobs(tally_run(run), load_templates(settings.prompts_dir), settings)
+    if not jobs:
+        return ChairOutcome(0, 0)
+    budget = RunBudget(settings.max_requests, settings.max_tokens_total,
+                       after.requests if after else 0, after.tokens if after else 0)
+    store.acquire_writer()
+    try:
+        store.add_run_items(run_id, jobs, prompt_kind=CHAIR_ID)
+        done = set() if refresh else store.answered_keys([job.cache_key for job in jobs])
+        todo = [job for job in jobs if job.cache_key not in done]
+        outcome = ChairOutcome(len(jobs), len(jobs) - len(todo))
+
+        def land(answer: Answer) -> None:
+            store.save_answer(run_id, answer, settings)
+            outcome.answers.append(answer)
+            if on_answer:
+                on_answer(answer)
+
+        async def ask_chair(active: Endpoint) -> None:
+            async with make_client(active, settings, before_request=budget.admit) as client:
+                await ask_all(todo, client, settings, land, budget, 1 if active.embedded else None)
+
+        if todo and endpoint is not None:
+            asyncio.run(ask_chair(endpoint))
+        elif todo:
+            log_path = store.path.parent / "logs" / "embedded-server.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open_endpoint(settings, log_path) as active:
+                asyncio.run(ask_chair(active))
+        return outcome
+    finally:
+        store.release_writer()
