@@ -4,6 +4,9 @@ Reading while a run writes (docs/schema.md, "Reading while a run writes"): a run
 for short transactions, so a read-only connection gets in between, waiting up to `wait_s` for a write in
 progress. While a reader is open the writer waits in turn, so a query is cancelled after `timeout_s`.
 
+`panel export` copies the database to a snapshot while holding it (a fast file copy), then writes every
+file from the snapshot: the files agree with each other and a running review waits only for the copy.
+
 What `panel sql` accepts: exactly one SELECT (WITH, FROM-first, VALUES, DESCRIBE, SHOW and SUMMARIZE
 parse as SELECT) or EXPLAIN. It is refused before the database is opened otherwise, and it runs on a
 read-only connection with file access, extension installs and configuration changes switched off, so
@@ -182,7 +185,7 @@ def export(path: str | Path, out_dir: str | Path, file_format: str = "parquet",
         raise StoreError(f"{out_dir}: cannot create the export folder ({error.strerror})") from None
     snapshot = out_dir / f".snapshot-{os.getpid()}.duckdb"
     try:
-        _snapshot(Path(path), snapshot, wait_s)
+        snapshot_database(Path(path), snapshot, wait_s)
         with contextlib.closing(connect(snapshot, read_only=True)) as con:
             return [_export_object(con, name, kind, out_dir, file_format) for name, kind in warehouse_objects(con)]
     finally:
@@ -190,9 +193,9 @@ def export(path: str | Path, out_dir: str | Path, file_format: str = "parquet",
             leftover.unlink(missing_ok=True)
 
 
-def _snapshot(path: Path, snapshot: Path, wait_s: float) -> None:
-    """Copy the database (and any WAL) while a read-only connection keeps writers out: a writer waits for
-    the copy (under a second per GB), not for the whole export."""
+def snapshot_database(path: Path, snapshot: Path, wait_s: float = LOCK_RETRY_S) -> None:
+    """Copy the database (and any WAL) while a read-only connection keeps writers out, so a writer waits for
+    the copy (under a second per GB), not for a whole export."""
     with open_warehouse(path, wait_s):
         try:
             shutil.copyfile(path, snapshot)

@@ -54,8 +54,7 @@ def sql_command(
 ) -> None:
     """Run one read-only SQL query over the verdict history and print the rows (times in UTC).
 
-    Works while a review is writing. Statements that write, COPY, ATTACH, SET, PRAGMA, INSTALL/LOAD,
-    and functions that read or write files are refused.
+    Works while a review is writing. Only SELECT and EXPLAIN run; file access is off. Views: docs/schema.md.
 
     Example: panel sql "SELECT persona_id, persona_version, ship_rate FROM persona_by_version"
     """
@@ -79,7 +78,7 @@ def export_command(
 ) -> None:
     """Write every table and view of the panel database to one Parquet or CSV file each.
 
-    All files come from one snapshot, taken in well under a second, so a running review is not held up.
+    All files come from one snapshot (a quick file copy), so a running review waits only for the copy.
 
     Example: panel export --format parquet --out runs/export
     """
