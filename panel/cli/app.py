@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 
@@ -42,22 +41,11 @@ def make_settings(db: Path | None = None, out: Path | None = None, **flags: obje
 
 
 def main() -> None:
-    """Entry point: run the app; our errors print as one line (tracebacks with --debug)."""
+    """Entry point: Typer handles usage errors and exit codes; our errors print as one line (--debug: traceback)."""
     try:
-        # Without standalone mode, click returns a command's typer.Exit code instead of exiting with it.
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        app()
     except PanelError as error:
         if _State.debug:
             raise
         err_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        err_console.print("interrupted: answers received so far are stored; rerun to resume")
-        sys.exit(130)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
