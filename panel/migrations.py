@@ -187,7 +187,7 @@ def _m006_warehouse_views(con: duckdb.DuckDBPyConnection) -> None:
                v.verdict AS model_verdict,
                CASE WHEN v.verdict_id IS NOT NULL THEN coalesce(o.verdict, v.verdict) END AS verdict,
                v.confidence, v.headline, v.attempt_count, v.created_at,
-               o.override_id IS NOT NULL AND v.verdict_id IS NOT NULL AS overridden
+               v.verdict_id IS NOT NULL AND (o.verdict IS NOT NULL OR o.review IS NOT NULL) AS overridden
         FROM run_items i
         LEFT JOIN tools t ON t.tool_id = i.tool_id
         LEFT JOIN refreshed r ON r.cache_key = i.cache_key
@@ -195,35 +195,29 @@ def _m006_warehouse_views(con: duckdb.DuckDBPyConnection) -> None:
         LEFT JOIN latest_override o
                ON o.run_id = i.run_id AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
         WHERE i.persona_id IN (SELECT persona_id FROM reviewers)""")
-    # A pair's two tools are told apart by tool_id < rival_tool_id, so the big GROUP BY has short keys.
+    # One row per tool of a pair first (a pair's two tools told apart by tool_id < rival_tool_id, a cheaper
+    # key than the tool id), then both sides side by side.
     con.execute("""
         CREATE OR REPLACE VIEW pair_summary AS
-        WITH sides AS (
-            SELECT run_id, pair_index,
-                   count(*) FILTER (WHERE tool_id < rival_tool_id AND verdict = 'ship') AS low_ship,
-                   count(*) FILTER (WHERE tool_id < rival_tool_id AND verdict = 'skip') AS low_skip,
-                   count(*) FILTER (WHERE tool_id < rival_tool_id AND verdict IS NULL) AS low_missing,
-                   count(*) FILTER (WHERE tool_id > rival_tool_id AND verdict = 'ship') AS high_ship,
-                   count(*) FILTER (WHERE tool_id > rival_tool_id AND verdict = 'skip') AS high_skip,
-                   count(*) FILTER (WHERE tool_id > rival_tool_id AND verdict IS NULL) AS high_missing,
+        WITH sides AS MATERIALIZED (
+            SELECT run_id, pair_index, tool_id < rival_tool_id AS low,
+                   count(*) FILTER (WHERE verdict = 'ship') AS ship,
+                   count(*) FILTER (WHERE verdict = 'skip') AS skip,
+                   count(*) FILTER (WHERE verdict IS NULL) AS missing,
                    count(*) FILTER (WHERE overridden) AS overridden
-            FROM run_verdicts GROUP BY run_id, pair_index
+            FROM run_verdicts GROUP BY run_id, pair_index, low
         ), counts AS (
             SELECT p.run_id, p.pair_index, p.left_tool_id, p.right_tool_id,
-                   coalesce(CASE WHEN p.left_tool_id < p.right_tool_id
-                                 THEN low_ship ELSE high_ship END, 0) AS left_ship,
-                   coalesce(CASE WHEN p.left_tool_id < p.right_tool_id
-                                 THEN low_skip ELSE high_skip END, 0) AS left_skip,
-                   coalesce(CASE WHEN p.left_tool_id < p.right_tool_id
-                                 THEN low_missing ELSE high_missing END, 0) AS left_missing,
-                   coalesce(CASE WHEN p.left_tool_id < p.right_tool_id
-                                 THEN high_ship ELSE low_ship END, 0) AS right_ship,
-                   coalesce(CASE WHEN p.left_tool_id < p.right_tool_id
-                                 THEN high_skip ELSE low_skip END, 0) AS right_skip,
-                   coalesce(CASE WHEN p.left_tool_id < p.right_tool_id
-                                 THEN high_missing ELSE low_missing END, 0) AS right_missing,
-                   coalesce(s.overridden, 0) AS overridden
-            FROM pairs p LEFT JOIN sides s ON s.run_id = p.run_id AND s.pair_index = p.pair_index
+                   coalesce(l.ship, 0) AS left_ship, coalesce(l.skip, 0) AS left_skip,
+                   coalesce(l.missing, 0) AS left_missing,
+                   coalesce(r.ship, 0) AS right_ship, coalesce(r.skip, 0) AS right_skip,
+                   coalesce(r.missing, 0) AS right_missing,
+                   coalesce(l.overridden, 0) + coalesce(r.overridden, 0) AS overridden
+            FROM pairs p
+            LEFT JOIN sides l ON l.run_id = p.run_id AND l.pair_index = p.pair_index
+                             AND l.low = (p.left_tool_id < p.right_tool_id)
+            LEFT JOIN sides r ON r.run_id = p.run_id AND r.pair_index = p.pair_index
+                             AND r.low = (p.right_tool_id < p.left_tool_id)
         )
         SELECT c.run_id, r.title AS run_title, r.started_at, r.model, c.pair_index,
                lt.name AS left_name,
@@ -254,8 +248,11 @@ def _m006_warehouse_views(con: duckdb.DuckDBPyConnection) -> None:
                 SELECT tool_name, persona_id, verdict, source, created_at, label_id AS seq
                 FROM labels WHERE persona_id IS NOT NULL
                 UNION ALL
-                SELECT t.name, o.persona_id, o.verdict, 'override', o.created_at, o.override_id
-                FROM overrides o JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IS NOT NULL)
+                SELECT t.name, o.persona_id, o.verdict, 'override by ' || o.editor, o.created_at, o.override_id
+                FROM (SELECT * FROM overrides  -- an override's latest row is in force; a NULL verdict reverts it
+                      QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, persona_id
+                                                 ORDER BY created_at DESC, override_id DESC) = 1) o
+                JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IS NOT NULL)
             QUALIFY row_number() OVER (PARTITION BY tool_name, persona_id ORDER BY created_at DESC, seq DESC) = 1
         )
         SELECT v.verdict_id, v.run_id, v.persona_id, v.persona_hash, pv.persona_version,

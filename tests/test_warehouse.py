@@ -217,8 +217,22 @@ def test_persona_by_month_uses_utc_months_and_editor_overrides_count_as_gold(his
     assert (january["answers"], january["ship_rate"]) == (4, 0.5)
     assert (february["answers"], february["ship_rate"]) == (2, 1.0)
     # The editor's override made (Beta, business) gold 'ship': January's model said skip, February's ship.
+    gold = rows_as_dicts(history, "SELECT DISTINCT label, label_source FROM persona_answers "
+                                  "WHERE persona_id = 'business' AND tool_name = 'Beta'")
+    assert gold == [{"label": "ship", "label_source": "override by ed"}]
     assert (january["labelled"], january["label_agreement"]) == (1, 0.0)
     assert (february["labelled"], february["label_agreement"]) == (1, 1.0)
+
+
+def test_a_reverted_override_is_no_longer_gold(history: Path) -> None:
+    with duckdb.connect(str(history)) as con:  # what `panel override --revert` stores
+        con.execute("INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at) "
+                    "VALUES ('run-jan', 'tool-beta', 'business', NULL, NULL, 'ed', 'revert', '2024-01-13 00:00:00+00')")
+    business = rows_as_dicts(history, "SELECT labelled, label_agreement FROM persona_by_month "
+                                      "WHERE persona_id = 'business' ORDER BY month")
+    assert business == [{"labelled": 0, "label_agreement": None}] * 2
+    pair = rows_as_dicts(history, "SELECT right_split, overridden FROM pair_summary WHERE run_id = 'run-jan'")[0]
+    assert pair == {"right_split": "0-4", "overridden": 0}  # the page shows the model's verdict again
 
 
 def test_run_agreement_is_fleiss_kappa_of_the_personas_own_verdicts(history: Path) -> None:
