@@ -205,8 +205,10 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
     start = time.monotonic()
     with count_requests() as sent:
         try:
+            # The mode's arguments (schema, tools) go as extra_body: same JSON on the wire, but the SDK
+            # does not walk the whole schema on every request (~15% of its CPU per call).
             raw = await client.chat.completions.with_raw_response.create(
-                model=settings.model_name, messages=messages, **settings.sampling(), **request_args)
+                model=settings.model_name, messages=messages, **settings.sampling(), extra_body=request_args)
             attempt.http_status = raw.http_response.status_code
             completion = raw.parse()
         except OverBudget as refused:

@@ -81,51 +81,49 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
     """
     store.acquire_writer()
     try:
-        store.begin_run(prepared.run_id, prepared.spec, settings, prepared.personas,
-                        prepared.templates, prepared.jobs)
         done = set() if refresh else store.answered_keys([j.cache_key for j in prepared.jobs])
         # One request per key even when a run file names the same pair twice.
         todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())
         outcome = ReviewOutcome(prepared.run_id, len(prepared.jobs), len(prepared.jobs) - len(todo))
         if on_start:
             on_start(outcome)
-        status = "stopped"
-        try:
+        outcome.status = "stopped"  # until the asking ends normally
+        # The writer thread records the run while the first requests are in flight.
+        with AnswerWriter(store, prepared.run_id, settings, first=lambda: store.begin_run(
+                prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
+                prepared.jobs)) as writer:
             if todo:
-                _ask_todo(todo, prepared, settings, store, outcome, endpoint, on_answer)
-            status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"
-        finally:
-            outcome.status = status
-            store.finish_run(prepared.run_id, status)
+                _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer)
+            outcome.status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"
+            writer.finish(outcome.status)
         return outcome
     finally:
         store.release_writer()
 
 
-def _ask_todo(todo: list[VerdictJob], prepared: PreparedRun, settings: Settings, store: Store,
+def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: AnswerWriter,
               outcome: ReviewOutcome, endpoint: Endpoint | None,
               on_answer: Callable[[Answer], None] | None) -> None:
     budget = RunBudget(settings.max_requests, settings.max_tokens_total)
 
-    async def ask_everything(active: Endpoint, writer: AnswerWriter) -> None:
-        def land(answer: Answer) -> None:
-            writer.submit(answer)  # committed with the next batch, off the event loop
-            outcome.answers.append(answer)
-            if on_answer:
-                on_answer(answer)
+    def land(answer: Answer) -> None:
+        writer.submit(answer)  # committed with the next batch, off the event loop
+        outcome.answers.append(answer)
+        if on_answer:
+            on_answer(answer)
 
+    async def ask_everything(active: Endpoint) -> None:
         # The embedded llama.cpp server answers one request at a time, whatever --concurrency says.
         concurrency = 1 if active.embedded else settings.effective_concurrency
         async with make_client(active, settings, before_request=budget.admit) as client:
             await ask_all(todo, client, settings, land, budget, concurrency)
 
-    with AnswerWriter(store, prepared.run_id, settings) as writer:
-        if endpoint is not None:
-            asyncio.run(ask_everything(endpoint, writer))
-        else:
-            log_path = store.path.parent / "logs" / "embedded-server.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open_endpoint(settings, log_path) as active:
-                asyncio.run(ask_everything(active, writer))
+    if endpoint is not None:
+        asyncio.run(ask_everything(endpoint))
+    else:
+        log_path = store.path.parent / "logs" / "embedded-server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open_endpoint(settings, log_path) as active:
+            asyncio.run(ask_everything(active))
     if len(outcome.answers) < len(todo) or any(a.attempts[-1].status == "over_budget" for a in outcome.answers):
         outcome.stop_reason = budget.spent

@@ -27,7 +27,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,31 +79,38 @@ def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S,
 
 
 class AnswerWriter:
-    """Commits a run's answers in batches from a background thread, so the event loop never waits on DuckDB.
+    """The one thread that writes a run: its record first, then its answers in batches, then its status.
 
-    Use as a context manager: leaving it commits what is queued and stops the thread.
+    The event loop only queues answers, so it never waits on DuckDB. Use as a context manager; call
+    finish(status) before leaving it, or the run is marked "stopped" when an exception leaves the block.
     """
 
-    def __init__(self, store: Store, run_id: str, settings: Settings, batch_size: int = BATCH_SIZE,
-                 interval_s: float = BATCH_INTERVAL_S) -> None:
+    def __init__(self, store: Store, run_id: str, settings: Settings, first: Callable[[], None] | None = None,
+                 batch_size: int = BATCH_SIZE, interval_s: float = BATCH_INTERVAL_S) -> None:
         self.store, self.run_id, self.settings = store, run_id, settings
         self.batch_size, self.interval_s = batch_size, interval_s
         self.committed = 0
-        self._queue: queue.Queue[Answer | None] = queue.Queue()
+        self._first = first
+        self._status: str | None = None
+        self._queue: queue.Queue[Answer | _Close] = queue.Queue()
         self._error: StoreError | None = None
-        self._thread = threading.Thread(target=self._write_batches, name="panel-answer-writer", daemon=True)
+        self._thread = threading.Thread(target=self._write, name="panel-answer-writer", daemon=True)
         self._thread.start()
 
     def submit(self, answer: Answer) -> None:
-        """Queue an answer for the next batch; raise StoreError if an earlier batch could not be written."""
+        """Queue an answer for the next batch; raise StoreError if an earlier write failed."""
         if self._error is not None:
             raise self._error
         self._queue.put(answer)
 
+    def finish(self, status: str) -> None:
+        """Mark the run `status` on close, in the same transaction as the last answers."""
+        self._status = status
+
     def close(self) -> None:
-        """Commit everything queued, stop the thread; raise StoreError if a batch could not be written."""
+        """Commit everything queued (and the run's status), stop the thread; raise StoreError if a write failed."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._queue.put(_Close(self._status))
             self._thread.join()
         if self._error is not None:
             raise self._error
@@ -112,39 +119,52 @@ class AnswerWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:
+            self._status = "stopped"
         try:
             self.close()
         except StoreError:
             if exc_type is None:
                 raise  # otherwise the error already leaving the block is the one to report
 
-    def _write_batches(self) -> None:
-        closing = False
-        while not closing:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self.interval_s
-            while len(batch) < self.batch_size and (wait := deadline - time.monotonic()) > 0:
-                try:
-                    answer = self._queue.get(timeout=wait)
-                except queue.Empty:
-                    break
-                if answer is None:
-                    closing = True
-                    break
-                batch.append(answer)
+    def _write(self) -> None:
+        try:
+            if self._first is not None:
+                self._first()
+            while True:
+                batch, close = self._next_batch()
+                if batch or (close is not None and close.status is not None):
+                    self.store.save_answers(self.run_id, batch, self.settings, wait_s=BATCH_WAIT_S,
+                                            finish_status=close.status if close else None)
+                    self.committed += len(batch)
+                if close is not None:
+                    return
+        except StoreError as error:
+            self._error = error
+        except duckdb.Error as error:
+            self._error = StoreError(f"{self.store.path}: could not store answers ({str(error).splitlines()[0]})")
+
+    def _next_batch(self) -> tuple[list[Answer], _Close | None]:
+        """Wait for an answer, then gather more until the batch is full, its time is up, or close() is called."""
+        item = self._queue.get()
+        if isinstance(item, _Close):
+            return [], item
+        batch = [item]
+        deadline = time.monotonic() + self.interval_s
+        while len(batch) < self.batch_size and (wait := deadline - time.monotonic()) > 0:
             try:
-                self.store.save_answers(self.run_id, batch, self.settings, wait_s=BATCH_WAIT_S)
-            except StoreError as error:
-                self._error = error
-                return
-            except duckdb.Error as error:
-                self._error = StoreError(f"{self.store.path}: could not store {len(batch)} answers "
-                                         f"({str(error).splitlines()[0]})")
-                return
-            self.committed += len(batch)
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                break
+            if isinstance(item, _Close):
+                return batch, item
+            batch.append(item)
+        return batch, None
+
+
+@dataclass(frozen=True)
+class _Close:
+    status: str | None
 
 
 @dataclass
@@ -283,6 +303,11 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str],
                     f"{on_conflict}", [list(column) for column in zip(*rows)])
 
 
+def _mark_finished(con: duckdb.DuckDBPyConnection, run_id: str, status: str) -> None:
+    con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                [status, datetime.now(timezone.utc), run_id])
+
+
 def _insert_run_items(con: duckdb.DuckDBPyConnection, run_id: str, jobs: list[VerdictJob]) -> None:
     rows = {(job.pair_index, job.tool.card_hash, job.persona.id):
             [run_id, job.pair_index, job.tool.card_hash, job.rival.card_hash, job.persona.id, job.cache_key]
@@ -297,6 +322,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_file: Any = None
+        self._migrated = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.transaction():
             pass  # creates the file and applies pending migrations, once, on open
@@ -307,7 +333,9 @@ class Store:
         """A short read-write transaction; the connection closes afterwards so readers can get in."""
         con = connect(self.path, read_only=False, wait_s=wait_s)
         try:
-            migrate(con)
+            if not self._migrated:  # once per Store, on open: a run opens the file for every batch
+                migrate(con)
+                self._migrated = True
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
@@ -371,12 +399,11 @@ class Store:
             _insert_rows(con, "pairs", ["run_id", "pair_index", "left_tool_id", "right_tool_id"],
                          [[run_id, index, pair.left.card_hash, pair.right.card_hash]
                           for index, pair in enumerate(spec.pairs)], "ON CONFLICT DO NOTHING")
-            for persona in personas:
-                con.execute("INSERT INTO prompt_versions VALUES (?, 'persona', ?, ?, ?) ON CONFLICT DO NOTHING",
-                            [persona.content_hash, persona.id, persona.text, now])
-            con.execute("INSERT INTO prompt_versions VALUES (?, 'templates', ?, ?, ?) ON CONFLICT DO NOTHING",
-                        [templates.content_hash, templates.folder,
-                         json.dumps(templates.sources, ensure_ascii=False), now])
+            versions = {p.content_hash: [p.content_hash, "persona", p.id, p.text, now] for p in personas}
+            versions[templates.content_hash] = [templates.content_hash, "templates", templates.folder,
+                                                json.dumps(templates.sources, ensure_ascii=False), now]
+            _insert_rows(con, "prompt_versions", ["content_hash", "kind", "name", "text", "first_seen_at"],
+                         list(versions.values()), "ON CONFLICT DO NOTHING")
             _insert_run_items(con, run_id, jobs)
 
     def add_run_items(self, run_id: str, jobs: list[VerdictJob], prompt_kind: str) -> None:
@@ -404,13 +431,20 @@ class Store:
         return self.save_answers(run_id, [answer], settings)[0]
 
     def save_answers(self, run_id: str, answers: list[Answer], settings: Settings,
-                     wait_s: float = LOCK_RETRY_S) -> list[int]:
-        """Store verdicts (valid or not) with all their attempts in one transaction; return their ids."""
-        if not answers:
+                     wait_s: float = LOCK_RETRY_S, finish_status: str | None = None) -> list[int]:
+        """Store verdicts (valid or not) with all their attempts in one transaction; return their ids.
+
+        With `finish_status`, the run is marked finished/incomplete/stopped in the same transaction.
+        """
+        if not answers and finish_status is None:
             return []
         now = datetime.now(timezone.utc)
         sampling = json.dumps(settings.sampling())
         with self.transaction(wait_s) as con:
+            if finish_status is not None:
+                _mark_finished(con, run_id, finish_status)
+            if not answers:
+                return []
             latest = dict(con.execute("""SELECT cache_key, max(generation) FROM verdicts
                                          WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
                                       [[a.job.cache_key for a in answers]]).fetchall())
@@ -469,8 +503,7 @@ class Store:
     def finish_run(self, run_id: str, status: str) -> None:
         """Mark a run finished, incomplete (some verdicts missing) or stopped (budget, Ctrl-C)."""
         with self.transaction() as con:
-            con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
-                        [status, datetime.now(timezone.utc), run_id])
+            _mark_finished(con, run_id, status)
 
     # --- community votes: append-only events, the tally is derived -------------------------------
     def add_votes(self, votes: list[VoteEvent]) -> None:

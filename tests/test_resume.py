@@ -80,6 +80,20 @@ def test_killed_run_resumes_with_every_verdict_exactly_once(slow_fake: str, tmp_
     assert query(db, "SELECT status FROM runs") == [("finished",)]
 
 
+def test_ctrl_c_keeps_every_answer_received_and_says_how_to_resume(slow_fake: str, tmp_path: Path) -> None:
+    run_file, db = write_synthetic_run(tmp_path, pairs=5), tmp_path / "panel.duckdb"  # 40 verdicts
+    run = start_review(run_file, slow_fake, db, "--concurrency", "2")
+    answered = read_until(run, lambda lines: sum(" on Synthetic Tool" in line for line in lines) >= 6)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    printed = sum(" on Synthetic Tool" in line for line in answered + out.splitlines())
+    assert run.returncode == 130 and "Traceback" not in err
+    assert err.split() == ("interrupted: the answers received so far are stored; "
+                           "rerun the same command to resume").split()
+    assert query(db, f"SELECT count(*) {REVIEWS}") == [(printed,)] and printed < 40
+    assert query(db, "SELECT status FROM runs") == [("stopped",)]
+
+
 def test_second_writer_gets_a_one_line_refusal_at_once(slow_fake: str, tmp_path: Path) -> None:
     run_file, db = write_synthetic_run(tmp_path, pairs=6), tmp_path / "panel.duckdb"  # 48 verdicts, ~5 s
     first = start_review(run_file, slow_fake, db, "--concurrency", "1")

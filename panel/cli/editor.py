@@ -12,7 +12,7 @@ from rich.table import Table
 
 from panel.ask import Answer
 from panel.chair import summarize_run
-from panel.cli.app import DbOption, OutOption, app, console, make_settings
+from panel.cli.app import DbOption, OutOption, app, console, err_console, make_settings
 from panel.config import MODES, Settings
 from panel.errors import BudgetExceeded
 from panel.render import write_pages
@@ -77,9 +77,13 @@ def review_command(
     console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
                   f"({settings.model_name}, mode {settings.structured_mode})")
     started = time.monotonic()
-    with _ReviewProgress(len(prepared.jobs)) as progress:
-        outcome = review(prepared, settings, store, refresh=refresh, on_answer=progress.advance,
-                         on_start=progress.start)
+    try:
+        with _ReviewProgress(len(prepared.jobs)) as progress:
+            outcome = review(prepared, settings, store, refresh=refresh, on_answer=progress.advance,
+                             on_start=progress.start)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the answers received so far are stored; rerun the same command to resume")
+        raise typer.Exit(code=130) from None
     console.print(_outcome_line(outcome, time.monotonic() - started))
     summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
                   on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
