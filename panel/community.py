@@ -57,6 +57,15 @@ class CommunityTally:
         return f"+{points} pts" if points > 0 else (f"−{-points} pts" if points < 0 else "0 pts")
 
 
+@dataclass(frozen=True)
+class VoteForms:
+    """What a served page needs to show one reader the vote buttons: where to post, their CSRF token, their votes."""
+
+    action: str
+    csrf: str
+    mine: dict[str, str]  # tool id -> this reader's current verdict
+
+
 class CommunityVotes:
     """Every reader's current vote per (run, tool), kept in step with the committed events."""
 

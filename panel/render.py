@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,14 +12,21 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from panel.community import CommunityTally, VoteForms
 from panel.errors import PersonaError
 from panel.personas import parse_persona
 from panel.tally import CHAIR_ID, PairTally, RunTally
 from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
+
+def content_security_policy(form_action: str = "'none'") -> str:
+    """The page's CSP: no script, nothing loaded from elsewhere; forms post only where `form_action` allows."""
+    return ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+            f"base-uri 'none'; form-action {form_action}")
+
+
 # The page runs no script and loads nothing from elsewhere; this says so to the browser too.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                           "base-uri 'none'; form-action 'none'")
+CONTENT_SECURITY_POLICY = content_security_policy()
 
 # `%` too: `{%` and `{{` must not reach a CMS whose templates (Liquid, Hugo) would run them.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~%])")
@@ -111,21 +119,24 @@ def _environment() -> Environment:
     return env
 
 
-def page_context(tally: RunTally, pair: PairTally) -> dict[str, object]:
-    """Everything the page templates read for one pair."""
+def page_context(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None,
+                 voting: VoteForms | None = None, form_action: str = "'none'") -> dict[str, object]:
+    """Everything the page templates read for one pair (community tallies by tool id; vote forms when served)."""
     return {"tally": tally, "run": tally.run, "pair": pair, "personas": persona_labels(tally),
-            "prompt_versions": prompt_versions(tally), "csp": CONTENT_SECURITY_POLICY,
-            "generated_at": datetime.now(timezone.utc)}
+            "prompt_versions": prompt_versions(tally), "csp": content_security_policy(form_action),
+            "community": community or {}, "voting": voting, "generated_at": datetime.now(timezone.utc)}
 
 
-def render_html(tally: RunTally, pair: PairTally) -> str:
-    """One pair's comparison page as a self-contained HTML document."""
-    return _environment().get_template("page.html.j2").render(**page_context(tally, pair))
+def render_html(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None,
+                voting: VoteForms | None = None, form_action: str = "'none'") -> str:
+    """One pair's comparison page as a self-contained HTML document; `panel serve` adds votes and forms."""
+    context = page_context(tally, pair, community, voting, form_action)
+    return _environment().get_template("page.html.j2").render(**context)
 
 
-def render_markdown(tally: RunTally, pair: PairTally) -> str:
+def render_markdown(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None) -> str:
     """The same content as Markdown, for pasting into a CMS."""
-    return _environment().get_template("page.md.j2").render(**page_context(tally, pair))
+    return _environment().get_template("page.md.j2").render(**page_context(tally, pair, community))
 
 
 def page_slug(pair: PairTally) -> str:

@@ -28,16 +28,17 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from panel.community import VERDICTS, CommunityVotes, RateLimiter, VoterKeys, VoteQueueFull, VoteWriter
+from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull,
+                             VoteWriter)
 from panel.errors import PanelError, StoreError
-from panel.render import render_html
+from panel.render import content_security_policy, render_html
 from panel.store import Store, VoteTarget
 from panel.tally import RunTally, tally_run
 
 VOTER_COOKIE = "panel_voter"
 VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600
-SERVED_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
-              "form-action 'self'")
+SERVED_FORM_ACTION = "'self'"  # vote forms post back to this server; static pages keep form-action 'none'
+SERVED_CSP = content_security_policy(SERVED_FORM_ACTION)
 SECURITY_HEADERS = {
     "content-security-policy": SERVED_CSP + "; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
@@ -141,8 +142,13 @@ class CommunityApp:
         token, new = self._voter(request)
         tally = await self._run_tally(target.run_id)
         pair = next(p for p in tally.pairs if p.index == target.pair_index)
-        html = render_html(tally, pair)
-        response = HTMLResponse(html)
+        voter = VoterKeys.voter_id(token)
+        tool_ids = (target.left_tool_id, target.right_tool_id)
+        community = {tool_id: self.votes.tally(target.run_id, tool_id) for tool_id in tool_ids}
+        mine = {tool_id: verdict for tool_id in tool_ids
+                if (verdict := self.votes.vote_of(target.run_id, tool_id, voter)) is not None}
+        voting = VoteForms(action=page_path(target) + "/votes", csrf=self.keys.csrf_token(token), mine=mine)
+        response = HTMLResponse(render_html(tally, pair, community, voting, form_action=SERVED_FORM_ACTION))
         if new:
             self._set_cookie(response, token)
         return response
@@ -204,9 +210,10 @@ class CommunityApp:
 
     @staticmethod
     def _check_origin(request: Request) -> None:
-        # The CSRF token is the guard; a cross-site Origin is refused as well, before the body is read.
-        origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        # The CSRF token is the guard; a foreign Origin is refused as well, before the body is read. The page's
+        # no-referrer policy makes browsers send "Origin: null" for its own forms, which therefore says nothing.
+        origin = request.headers.get("origin", "null")
+        if origin != "null" and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
             raise Rejected(403, "votes are accepted only from this server's pages")
         if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise Rejected(403, "votes are accepted only from this server's pages")

@@ -19,8 +19,10 @@ import pytest
 
 from panel.community import CommunityTally, RateLimiter
 from panel.errors import StoreError
+from panel.render import content_security_policy, render_html
 from panel.serve import ServeLimits, VoteServer
 from panel.store import Store, VoteTarget
+from panel.tally import tally_run
 
 # Building a TLS context costs ~80 ms per client; the loopback server is plain HTTP, so share one.
 TLS = ssl.create_default_context()
@@ -247,3 +249,17 @@ def test_community_gap_is_panel_minus_community_in_points() -> None:
     assert CommunityTally(ship=1).gap(0.75) == "−25 pts"
     assert CommunityTally(ship=3, skip=1).gap(0.75) == "0 pts"
     assert community.gap(None) == "—"
+
+
+def test_static_page_stays_form_free_and_the_served_page_carries_the_vote_forms(store: Store, server: VoteServer) -> None:
+    target = the_pair(store)
+    tally = tally_run(store.load_run(target.run_id))
+    static = render_html(tally, tally.pairs[0])
+    assert "<form" not in static and "<script" not in static
+    assert "form-action &#39;none&#39;" in static and "<strong>—</strong><span>Community</span>" in static
+    client, _ = new_reader(server, target)
+    served = client.get(f"/runs/{target.run_id}/pairs/1")
+    assert served.headers["content-security-policy"].startswith(content_security_policy("'self'"))
+    assert "form-action &#39;self&#39;" in served.text and "<script" not in served.text
+    assert served.text.count('<form class="vote" method="post"') == 2
+    assert served.text.count("<span>Community · 0 votes</span>") == 2
