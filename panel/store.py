@@ -551,9 +551,6 @@ class Store:
             raise StoreError(f"run id '{run_ref}' is ambiguous: give more characters")
         return rows[0][0]
 
-    def load_run(self, run_id: str) -> StoredRun:
-        """A stored run with its cards and current verdicts (overrides applied), for tally and render."""
-        with self.reader() as con:
     def overrides(self, run_id: str) -> list[Override]:
         """Every editor override of a run, oldest first, with the model's own verdict and quote beside it."""
         with self.reader() as con:
@@ -571,6 +568,9 @@ class Store:
                 WHERE o.run_id = ? ORDER BY o.created_at, o.override_id""", [run_id, run_id]).fetchall()
         return [Override(*row) for row in rows]
 
+    def load_run(self, run_id: str) -> StoredRun:
+        """A stored run with its cards and current verdicts (overrides applied), for tally and render."""
+        with self.reader() as con:
             run = con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at
                                  FROM runs WHERE run_id = ?""", [run_id]).fetchall()
             if not run:
