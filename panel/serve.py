@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull,
                              VoteWriter)
-from panel.errors import PanelError, StoreError
+from panel.errors import PanelError
 from panel.render import content_security_policy, render_html
 from panel.store import Store, VoteTarget
 from panel.tally import RunTally, tally_run
@@ -278,7 +278,7 @@ class VoteServer:
             try:
                 self._socket.bind((self.host, self.port))
             except OSError as error:
-                raise StoreError(f"cannot listen on {self.host}:{self.port} ({error.strerror}); "
+                raise PanelError(f"cannot listen on {self.host}:{self.port} ({error.strerror}); "
                                  "pick another --port") from None
             self._socket.listen(2048)  # connections queue from here on, before uvicorn's loop starts
             self.port = self._socket.getsockname()[1]
@@ -309,7 +309,7 @@ class VoteServer:
         while not server.started:
             if not self._thread.is_alive():
                 self._close()
-                raise StoreError(f"panel serve could not start on {self.url}")
+                raise PanelError(f"panel serve could not start on {self.url}")
             threading.Event().wait(0.01)
         return self
 
