@@ -340,6 +340,16 @@ def test_corrupt_database_is_a_one_line_error_and_is_left_as_it_was(tmp_path: Pa
     assert file_digest(db) == before
 
 
+def test_a_duckdb_file_that_is_not_a_panel_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "other.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE sales AS SELECT 1 AS amount")
+    before = file_digest(db)
+    with pytest.raises(StoreError, match="not a panel database"):
+        run_query(db, "SELECT * FROM sales")
+    assert file_digest(db) == before
+
+
 def test_missing_database_is_not_created_by_a_query(tmp_path: Path) -> None:
     db = tmp_path / "nowhere.duckdb"
     with pytest.raises(StoreError, match="no panel database here; run `panel review` first or pass --db"):
