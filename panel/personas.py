@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -117,6 +118,7 @@ def _quoted(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
     # Sandboxed because maintainers' templates are edited often; StrictUndefined so a typo is an
     # error, not a blank; no autoescape because this is a chat prompt, not HTML.
@@ -126,11 +128,17 @@ def _environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> Template:
+    # Planning a run renders every prompt up front: compile each template text once, not per prompt.
+    return _environment().from_string(source)
+
+
 def render_template(templates: PromptTemplates, name: str, variables: dict[str, Any]) -> str:
     """Render one prompt template; raise PersonaError naming the template on any template error."""
     where = str(Path(templates.folder) / name)
     try:
-        template = _environment().from_string(templates.sources[name])
+        template = _compiled(templates.sources[name])
         return template.render(**variables).strip()
     except TemplateSyntaxError as error:
         raise PersonaError(f"{where}: line {error.lineno}: {error.message}") from None
