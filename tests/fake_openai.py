@@ -413,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())
-    with FakeOpenAI(reference_responder(labels), faults, args.latency, port=args.port,
+    with FakeOpenAI(chair_responder(reference_responder(labels)), faults, args.latency, port=args.port,
                     hang_seconds=args.hang_seconds) as fake:
         print(f"READY {fake.base_url}", flush=True)
         while not done.wait(0.5):

@@ -18,7 +18,7 @@ from panel.errors import BudgetExceeded
 from panel.render import write_pages
 from panel.review import ReviewOutcome, prepare_run, review
 from panel.store import Store
-from panel.tally import RunTally, tally_run
+from panel.tally import CHAIR_ID, RunTally, tally_run
 
 
 def _summary_table(tally: RunTally) -> Table:
@@ -134,7 +134,10 @@ class _ReviewProgress:
 
 def _answer_line(answer: Answer) -> str:
     verdict = answer.verdict.verdict if answer.verdict else "no valid answer"
-    return (f"  {answer.job.persona.id:<9} on {answer.job.tool.name[:40]}: {verdict} "
+    subject = answer.job.tool.name[:40]
+    if answer.job.persona.id == CHAIR_ID:  # the chair judges the pair, not one tool
+        subject = f"{answer.job.tool.name[:30]} vs {answer.job.rival.name[:30]}"
+    return (f"  {answer.job.persona.id:<9} on {subject}: {verdict} "
             f"({len(answer.attempts)} attempt{'s' if len(answer.attempts) != 1 else ''}, {answer.latency_s:.1f} s)")
 
 
