@@ -1,22 +1,4 @@
-"""DuckDB: the one owner of the connection and of all SQL.
-
-Concurrency design. DuckDB lets one process open a file read-write and then refuses every other
-process, readers included. So:
-
-- One writer: a run holds a lock file (`<db>.lock`, flock) for its whole life; a second `panel`
-  process that wants to write is refused at once with a one-line StoreError, never a hang.
-- Short opens: every write opens the file, commits one transaction and closes it again (~27 ms), so
-  analysts' read-only connections from other processes get in between and only retry briefly when
-  they meet a write in progress.
-- Batched answers: a run does not open the file once per verdict. AnswerWriter, a background thread,
-  takes answers from the event loop through a queue and commits them in batches (every BATCH_SIZE
-  answers or BATCH_INTERVAL_S seconds, whichever comes first), opening the database only for each
-  batch. The event loop never waits on the database.
-- Crash safety: a batch commits its verdicts with all their attempts in one transaction, so kill -9
-  loses at most the answers not yet committed (under BATCH_INTERVAL_S seconds of work, asked again on
-  resume) and never a committed verdict. UNIQUE (cache_key, generation) and the one-writer lock make
-  a duplicate impossible, not just unlikely: a rerun asks only for keys with no valid current verdict.
-"""
+"""The Store: every read and write of the panel database (all SQL lives in this package)."""
 
 from __future__ import annotations
 
@@ -24,11 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,258 +19,16 @@ from panel.config import Settings
 from panel.errors import StoreError
 from panel.migrations import migrate
 from panel.personas import Persona, PromptTemplates
+from panel.store.connection import LOCK_RETRY_S, connect
+from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
+                                  VoteEvent, VoteTarget)
 
-LOCK_RETRY_S = 15.0
-BATCH_SIZE = 32
-BATCH_INTERVAL_S = 0.5
-# A batch waits this long for analysts' read-only connections to let go of the file.
-BATCH_WAIT_S = 60.0
 VERDICT_COLUMNS = ["verdict_id", "cache_key", "generation", "run_id", "tool_id", "rival_tool_id", "persona_id",
                    "persona_hash", "template_hash", "model", "mode", "sampling_json", "verdict", "confidence",
                    "headline", "review", "key_points_json", "raw_answer", "valid", "attempt_count",
                    "request_count", "prompt_tokens", "completion_tokens", "latency_s", "flags_json", "created_at"]
 ATTEMPT_COLUMNS = ["verdict_id", "number", "status", "http_status", "error_class", "error_message", "raw_text",
                    "prompt_tokens", "completion_tokens", "latency_s", "sdk_retries", "started_at"]
-
-
-def _is_lock_conflict(error: Exception) -> bool:
-    return "lock" in str(error).lower() and "conflict" in str(error).lower() or "Could not set lock" in str(error)
-
-
-def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S,
-            config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the database (with DuckDB `config` options), retrying while another process holds it briefly."""
-    deadline = time.monotonic() + wait_s
-    delay = 0.02
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only, config=config or {})
-        except duckdb.IOException as error:
-            if not _is_lock_conflict(error) or time.monotonic() >= deadline:
-                if _is_lock_conflict(error):
-                    raise StoreError(f"{path}: database is locked by another process; try again") from None
-                raise StoreError(f"{path}: cannot open database ({str(error).splitlines()[0]})") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-        except duckdb.Error as error:
-            raise StoreError(f"{path}: not a usable panel database ({str(error).splitlines()[0]})") from None
-
-
-class AnswerWriter:
-    """The one thread that writes a run: its record first, then its answers in batches, then its status.
-
-    The event loop only queues answers, so it never waits on DuckDB. Use as a context manager; call
-    finish(status) before leaving it, or the run is marked "stopped" when an exception leaves the block.
-    """
-
-    def __init__(self, store: Store, run_id: str, settings: Settings, first: Callable[[], None] | None = None,
-                 batch_size: int = BATCH_SIZE, interval_s: float = BATCH_INTERVAL_S) -> None:
-        self.store, self.run_id, self.settings = store, run_id, settings
-        self.batch_size, self.interval_s = batch_size, interval_s
-        self.committed = 0
-        self._first = first
-        self._status: str | None = None
-        self._queue: queue.Queue[Answer | _Close] = queue.Queue()
-        self._error: StoreError | None = None
-        self._thread = threading.Thread(target=self._write, name="panel-answer-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, answer: Answer) -> None:
-        """Queue an answer for the next batch; raise StoreError if an earlier write failed."""
-        if self._error is not None:
-            raise self._error
-        self._queue.put(answer)
-
-    def finish(self, status: str) -> None:
-        """Mark the run `status` on close, in the same transaction as the last answers."""
-        self._status = status
-
-    def close(self) -> None:
-        """Commit everything queued (and the run's status), stop the thread; raise StoreError if a write failed."""
-        if self._thread.is_alive():
-            self._queue.put(_Close(self._status))
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def __enter__(self) -> AnswerWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is not None:
-            self._status = "stopped"
-        try:
-            self.close()
-        except StoreError:
-            if exc_type is None:
-                raise  # otherwise the error already leaving the block is the one to report
-
-    def _write(self) -> None:
-        try:
-            if self._first is not None:
-                self._first()
-            while True:
-                batch, close = self._next_batch()
-                if batch or (close is not None and close.status is not None):
-                    self.store.save_answers(self.run_id, batch, self.settings, wait_s=BATCH_WAIT_S,
-                                            finish_status=close.status if close else None)
-                    self.committed += len(batch)
-                if close is not None:
-                    return
-        except StoreError as error:
-            self._error = error
-        except duckdb.Error as error:
-            self._error = StoreError(f"{self.store.path}: could not store answers ({str(error).splitlines()[0]})")
-
-    def _next_batch(self) -> tuple[list[Answer], _Close | None]:
-        """Wait for an answer, then gather more until the batch is full, its time is up, or close() is called."""
-        item = self._queue.get()
-        if isinstance(item, _Close):
-            return [], item
-        batch = [item]
-        deadline = time.monotonic() + self.interval_s
-        while len(batch) < self.batch_size and (wait := deadline - time.monotonic()) > 0:
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                break
-            if isinstance(item, _Close):
-                return batch, item
-            batch.append(item)
-        return batch, None
-
-
-@dataclass(frozen=True)
-class _Close:
-    status: str | None
-
-
-@dataclass
-class StoredVerdict:
-    """A persona's current verdict on a tool in a run, with any editor override applied."""
-
-    persona_id: str
-    tool_id: str
-    verdict: str | None
-    confidence: float | None
-    headline: str | None
-    review: str | None
-    key_points: list[str]
-    valid: bool
-    attempt_count: int
-    model: str
-    persona_hash: str
-    flags: list[str]
-    created_at: datetime
-    model_verdict: str | None = None
-    model_review: str | None = None
-    override_editor: str | None = None
-    override_at: datetime | None = None
-
-    @property
-    def overridden(self) -> bool:
-        """True when an editor changed this verdict or its quote."""
-        return self.override_editor is not None
-
-
-@dataclass(frozen=True)
-class VoteEvent:
-    """A reader's ship/skip on a tool in a run; a changed vote is a new event, the latest counts."""
-
-    run_id: str
-    tool_id: str
-    voter_id: str  # a hash of the reader's cookie token, never the token itself
-    verdict: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class VoteTarget:
-    """A pair readers can vote on: its run, position and two tools."""
-
-    run_id: str
-    run_title: str
-    pair_index: int
-    left_tool_id: str
-    left_name: str
-    right_tool_id: str
-    right_name: str
-
-
-@dataclass
-class StoredRun:
-    """A run as stored: its settings, its pairs' cards and its current verdicts."""
-
-    run_id: str
-    title: str
-    model: str
-    mode: str
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    pairs: list[tuple[ToolCard, ToolCard]]
-    tool_ids: list[tuple[str, str]]
-    verdicts: dict[tuple[int, str, str], StoredVerdict] = field(default_factory=dict)
-    persona_hashes: dict[str, str] = field(default_factory=dict)
-    persona_texts: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PromptVersion:
-    """One stored version of a persona file or of the template set, with how much it was used."""
-
-    content_hash: str
-    kind: str  # persona | templates
-    name: str
-    text: str
-    first_seen_at: datetime
-    first_used_at: datetime | None
-    last_used_at: datetime | None
-    verdict_count: int
-
-
-@dataclass(frozen=True)
-class GoldLabel:
-    """An editor's ship/skip for a tool, per persona (persona_id) or overall (persona_id None)."""
-
-    tool_name: str
-    persona_id: str | None
-    verdict: str
-    source: str
-    review: str | None = None
-    created_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class AnsweredVerdict:
-    """The current stored answer for one cache key, with what it cost."""
-
-    cache_key: str
-    verdict: str | None
-    confidence: float | None
-    headline: str | None
-    review: str | None
-    valid: bool
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Override:
-    """An editor's change to a verdict or its quote, stored beside the model's answer (never over it)."""
-
-    override_id: int
-    run_id: str
-    tool_id: str
-    tool_name: str
-    persona_id: str
-    verdict: str | None  # None: the model's verdict stands
-    review: str | None  # None: the model's quote stands
-    editor: str
-    note: str | None
-    created_at: datetime
-    model_verdict: str | None
-    model_review: str | None
 
 
 def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: list[list[Any]],

@@ -1,0 +1,28 @@
+"""DuckDB: the one owner of the connection and of all SQL.
+
+Concurrency design. DuckDB lets one process open a file read-write and then refuses every other
+process, readers included. So:
+
+- One writer: a run holds a lock file (`<db>.lock`, flock) for its whole life; a second `panel`
+  process that wants to write is refused at once with a one-line StoreError, never a hang.
+- Short opens: every write opens the file, commits one transaction and closes it again (~27 ms), so
+  analysts' read-only connections from other processes get in between and only retry briefly when
+  they meet a write in progress.
+- Batched answers: a run does not open the file once per verdict. AnswerWriter, a background thread,
+  takes answers from the event loop through a queue and commits them in batches (every BATCH_SIZE
+  answers or BATCH_INTERVAL_S seconds, whichever comes first), opening the database only for each
+  batch. The event loop never waits on the database.
+- Crash safety: a batch commits its verdicts with all their attempts in one transaction, so kill -9
+  loses at most the answers not yet committed (under BATCH_INTERVAL_S seconds of work, asked again on
+  resume) and never a committed verdict. UNIQUE (cache_key, generation) and the one-writer lock make
+  a duplicate impossible, not just unlikely: a rerun asks only for keys with no valid current verdict.
+"""
+
+from panel.store.connection import LOCK_RETRY_S, connect
+from panel.store.database import Store
+from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
+                                  VoteEvent, VoteTarget)
+from panel.store.writer import BATCH_INTERVAL_S, BATCH_SIZE, AnswerWriter
+
+__all__ = ["LOCK_RETRY_S", "connect", "Store", "AnsweredVerdict", "GoldLabel", "Override", "PromptVersion", "StoredRun",
+           "StoredVerdict", "VoteEvent", "VoteTarget", "BATCH_INTERVAL_S", "BATCH_SIZE", "AnswerWriter"]

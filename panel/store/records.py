@@ -1,0 +1,136 @@
+"""What the store returns: plain records of runs, verdicts, overrides, labels, votes and prompt versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from panel.cards import ToolCard
+
+
+@dataclass
+class StoredVerdict:
+    """A persona's current verdict on a tool in a run, with any editor override applied."""
+
+    persona_id: str
+    tool_id: str
+    verdict: str | None
+    confidence: float | None
+    headline: str | None
+    review: str | None
+    key_points: list[str]
+    valid: bool
+    attempt_count: int
+    model: str
+    persona_hash: str
+    flags: list[str]
+    created_at: datetime
+    model_verdict: str | None = None
+    model_review: str | None = None
+    override_editor: str | None = None
+    override_at: datetime | None = None
+
+    @property
+    def overridden(self) -> bool:
+        """True when an editor changed this verdict or its quote."""
+        return self.override_editor is not None
+
+
+@dataclass(frozen=True)
+class VoteEvent:
+    """A reader's ship/skip on a tool in a run; a changed vote is a new event, the latest counts."""
+
+    run_id: str
+    tool_id: str
+    voter_id: str  # a hash of the reader's cookie token, never the token itself
+    verdict: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VoteTarget:
+    """A pair readers can vote on: its run, position and two tools."""
+
+    run_id: str
+    run_title: str
+    pair_index: int
+    left_tool_id: str
+    left_name: str
+    right_tool_id: str
+    right_name: str
+
+
+@dataclass
+class StoredRun:
+    """A run as stored: its settings, its pairs' cards and its current verdicts."""
+
+    run_id: str
+    title: str
+    model: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    pairs: list[tuple[ToolCard, ToolCard]]
+    tool_ids: list[tuple[str, str]]
+    verdicts: dict[tuple[int, str, str], StoredVerdict] = field(default_factory=dict)
+    persona_hashes: dict[str, str] = field(default_factory=dict)
+    persona_texts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """One stored version of a persona file or of the template set, with how much it was used."""
+
+    content_hash: str
+    kind: str  # persona | templates
+    name: str
+    text: str
+    first_seen_at: datetime
+    first_used_at: datetime | None
+    last_used_at: datetime | None
+    verdict_count: int
+
+
+@dataclass(frozen=True)
+class GoldLabel:
+    """An editor's ship/skip for a tool, per persona (persona_id) or overall (persona_id None)."""
+
+    tool_name: str
+    persona_id: str | None
+    verdict: str
+    source: str
+    review: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AnsweredVerdict:
+    """The current stored answer for one cache key, with what it cost."""
+
+    cache_key: str
+    verdict: str | None
+    confidence: float | None
+    headline: str | None
+    review: str | None
+    valid: bool
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Override:
+    """An editor's change to a verdict or its quote, stored beside the model's answer (never over it)."""
+
+    override_id: int
+    run_id: str
+    tool_id: str
+    tool_name: str
+    persona_id: str
+    verdict: str | None  # None: the model's verdict stands
+    review: str | None  # None: the model's quote stands
+    editor: str
+    note: str | None
+    created_at: datetime
+    model_verdict: str | None
+    model_review: str | None

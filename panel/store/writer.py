@@ -1,0 +1,110 @@
+"""AnswerWriter: the one thread that writes a run, so the event loop never waits on DuckDB."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+
+from panel.ask import Answer
+from panel.config import Settings
+from panel.errors import StoreError
+from panel.store.database import Store
+
+BATCH_SIZE = 32
+BATCH_INTERVAL_S = 0.5
+# A batch waits this long for analysts' read-only connections to let go of the file.
+BATCH_WAIT_S = 60.0
+
+
+class AnswerWriter:
+    """The one thread that writes a run: its record first, then its answers in batches, then its status.
+
+    The event loop only queues answers, so it never waits on DuckDB. Use as a context manager; call
+    finish(status) before leaving it, or the run is marked "stopped" when an exception leaves the block.
+    """
+
+    def __init__(self, store: Store, run_id: str, settings: Settings, first: Callable[[], None] | None = None,
+                 batch_size: int = BATCH_SIZE, interval_s: float = BATCH_INTERVAL_S) -> None:
+        self.store, self.run_id, self.settings = store, run_id, settings
+        self.batch_size, self.interval_s = batch_size, interval_s
+        self.committed = 0
+        self._first = first
+        self._status: str | None = None
+        self._queue: queue.Queue[Answer | _Close] = queue.Queue()
+        self._error: StoreError | None = None
+        self._thread = threading.Thread(target=self._write, name="panel-answer-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, answer: Answer) -> None:
+        """Queue an answer for the next batch; raise StoreError if an earlier write failed."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(answer)
+
+    def finish(self, status: str) -> None:
+        """Mark the run `status` on close, in the same transaction as the last answers."""
+        self._status = status
+
+    def close(self) -> None:
+        """Commit everything queued (and the run's status), stop the thread; raise StoreError if a write failed."""
+        if self._thread.is_alive():
+            self._queue.put(_Close(self._status))
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> AnswerWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:
+            self._status = "stopped"
+        try:
+            self.close()
+        except StoreError:
+            if exc_type is None:
+                raise  # otherwise the error already leaving the block is the one to report
+
+    def _write(self) -> None:
+        try:
+            if self._first is not None:
+                self._first()
+            while True:
+                batch, close = self._next_batch()
+                if batch or (close is not None and close.status is not None):
+                    self.store.save_answers(self.run_id, batch, self.settings, wait_s=BATCH_WAIT_S,
+                                            finish_status=close.status if close else None)
+                    self.committed += len(batch)
+                if close is not None:
+                    return
+        except StoreError as error:
+            self._error = error
+        except duckdb.Error as error:
+            self._error = StoreError(f"{self.store.path}: could not store answers ({str(error).splitlines()[0]})")
+
+    def _next_batch(self) -> tuple[list[Answer], _Close | None]:
+        """Wait for an answer, then gather more until the batch is full, its time is up, or close() is called."""
+        item = self._queue.get()
+        if isinstance(item, _Close):
+            return [], item
+        batch = [item]
+        deadline = time.monotonic() + self.interval_s
+        while len(batch) < self.batch_size and (wait := deadline - time.monotonic()) > 0:
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                break
+            if isinstance(item, _Close):
+                return batch, item
+            batch.append(item)
+        return batch, None
+
+
+@dataclass(frozen=True)
+class _Close:
+    status: str | None
