@@ -93,7 +93,7 @@ def generate(path: Path, verdicts: int) -> dict[str, int]:
                    CASE WHEN r % 3 = 0 THEN 'json_object_schema' ELSE 'json_schema' END,
                    '{{"temperature": 0.2, "max_tokens": 700, "seed": 7}}', 'finished',
                    {start} + to_seconds((r * {days} * 86400 // {runs})::BIGINT),
-                   {start} + to_seconds((r * {days} * 86400 // {runs} + 1800)::BIGINT)
+                   {start} + to_seconds((r * {days} * 86400 // {runs} + 1800)::BIGINT), 'review'
             FROM range({runs}) AS t(r)""")
         tool_no = "(((r * {n} + p * 2 + s) * 7919) % {tools})".replace("{n}", str(PAIRS_PER_RUN * 2)).replace(
             "{tools}", str(TOOLS))

@@ -11,7 +11,7 @@ import difflib
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -243,7 +243,7 @@ class _SideRun:
 def _run_side(run_file: Path, side: PromptSet, personas: list[str], settings: Settings, store: Store,
               folder: Path, on_answer: Callable[[Answer], None] | None) -> _SideRun:
     side_settings = _materialise(side, personas, settings, folder)
-    prepared = prepare_run(run_file, side_settings, personas)
+    prepared = replace(prepare_run(run_file, side_settings, personas), purpose="compare")
     outcome = review(prepared, side_settings, store, on_answer=on_answer)
     return _SideRun(prepared, outcome, store.answered_verdicts([j.cache_key for j in prepared.jobs]))
 

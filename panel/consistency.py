@@ -183,7 +183,7 @@ def _variant_run(prepared: PreparedRun, sample: list[VerdictJob], variant: str, 
                 for job in sample]
         spec = prepared.spec.model_copy(update={"title": f"{prepared.spec.title} (check: order swapped)"})
     run_id = content_hash({"check": variant, "of": prepared.run_id, "keys": [j.cache_key for j in jobs]})[:12]
-    return PreparedRun(run_id, spec, prepared.personas, prepared.templates, jobs)
+    return PreparedRun(run_id, spec, prepared.personas, prepared.templates, jobs, purpose="check")
 
 
 def _persona_figures(persona_id: str, answers: list[tuple[str, AnsweredVerdict | None]], probes: list[Probe],

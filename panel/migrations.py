@@ -300,11 +300,17 @@ def _m006_warehouse_views(con: duckdb.DuckDBPyConnection) -> None:
         ORDER BY r.started_at, r.run_id""")
 
 
+def _m007_run_purpose(con: duckdb.DuckDBPyConnection) -> None:
+    # Maintainers' compare/check runs are stored like reviews but are probes, not drafts to render.
+    con.execute("ALTER TABLE runs ADD COLUMN purpose VARCHAR DEFAULT 'review'")
+
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "core", _m001_core),
     (2, "editorial", _m002_editorial),
     (6, "warehouse views", _m006_warehouse_views),
+    (7, "run purpose", _m007_run_purpose),
 ]
 
 

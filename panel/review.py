@@ -56,6 +56,8 @@ class PreparedRun:
     personas: list[Persona]
     templates: PromptTemplates
     jobs: list[VerdictJob]
+    # review: an editor's run; compare/check: a maintainer's probe, which `panel render` skips by default.
+    purpose: str = "review"
 
 
 def prepare_run(run_file: str | Path, settings: Settings, persona_ids: list[str] | None = None) -> PreparedRun:
@@ -91,7 +93,7 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
         # The writer thread records the run while the first requests are in flight.
         with AnswerWriter(store, prepared.run_id, settings, first=lambda: store.begin_run(
                 prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
-                prepared.jobs)) as writer:
+                prepared.jobs, prepared.purpose)) as writer:
             if todo:
                 _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer)
             outcome.status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"

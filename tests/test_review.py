@@ -95,3 +95,12 @@ def test_second_run_in_the_same_database_keeps_the_first(fake: FakeOpenAI, setti
     reopened = Store(store.path)
     assert len(reopened.load_run(first.run_id).verdicts) == 8
     assert len(reopened.load_run(second.run_id).verdicts) == 8
+
+
+def test_render_without_a_run_id_takes_the_latest_review_not_a_maintainers_probe(fake: FakeOpenAI, settings: Settings) -> None:
+    from dataclasses import replace
+    store, first, settings = run_example(fake, settings)
+    probe = replace(prepare_run(EXAMPLE_RUN, settings.with_overrides(temperature=0.5)), purpose="check")
+    review(probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False))
+    assert store.resolve_run_id(None) == first.run_id
+    assert store.resolve_run_id(probe.run_id[:8]) == probe.run_id

@@ -71,7 +71,7 @@ class History:
         hashes = {p: f"{p}-v1" for p in PERSONAS} | (persona_hashes or {})
         with self.store.transaction() as con:
             con.execute("INSERT INTO runs VALUES (?, ?, 'runs/x.yaml', 'fake-model', NULL, 'json_schema', '{}', "
-                        "'finished', ?, ?)", [run_id, f"Run {run_id}", started_at, started_at])
+                        "'finished', ?, ?, 'review')", [run_id, f"Run {run_id}", started_at, started_at])
             for persona, content_hash in hashes.items():
                 con.execute("INSERT INTO prompt_versions VALUES (?, 'persona', ?, ?, ?) ON CONFLICT DO NOTHING",
                             [content_hash, persona, f"text of {content_hash}", started_at])

@@ -118,15 +118,21 @@ class Store:
 
     # --- writes --------------------------------------------------------------------------------
     def begin_run(self, run_id: str, spec: RunSpec, settings: Settings, personas: list[Persona],
-                  templates: PromptTemplates, jobs: list[VerdictJob]) -> None:
-        """Record a run, its tools, pairs, prompt versions and planned items (idempotent)."""
+                  templates: PromptTemplates, jobs: list[VerdictJob], purpose: str = "review") -> None:
+        """Record a run, its tools, pairs, prompt versions and planned items (idempotent).
+
+        A run first recorded as a review stays one when a maintainer's compare or check reuses it.
+        """
         now = datetime.now(timezone.utc)
         with self.transaction() as con:
             con.execute("""
-                INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL)
-                ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL""",
+                INSERT INTO runs (run_id, title, run_file, model, base_url, mode, sampling_json, status,
+                                  started_at, finished_at, purpose)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?)
+                ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
+                    purpose = CASE WHEN runs.purpose = 'review' THEN 'review' ELSE excluded.purpose END""",
                 [run_id, spec.title, spec.path, settings.model_name, settings.base_url,
-                 settings.structured_mode, json.dumps(settings.sampling()), now])
+                 settings.structured_mode, json.dumps(settings.sampling()), now, purpose])
             tools = {card.card_hash: [card.card_hash, card.name, card.category, card.model_dump_json(),
                                       json.dumps(card.flags, ensure_ascii=False), now]
                      for pair in spec.pairs for card in pair.tools}
@@ -275,10 +281,11 @@ class Store:
 
     # --- reads ---------------------------------------------------------------------------------
     def resolve_run_id(self, run_ref: str | None) -> str:
-        """A full run id from a prefix, or the latest run when `run_ref` is None."""
+        """A full run id from a prefix, or the latest editor's run (not a compare/check probe) when None."""
         with self.reader() as con:
             if run_ref is None:
-                rows = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
+                rows = con.execute("SELECT run_id FROM runs WHERE purpose = 'review' "
+                                   "ORDER BY started_at DESC LIMIT 1").fetchall()
             else:
                 rows = con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_ref]).fetchall()
         if not rows:
