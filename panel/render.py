@@ -146,14 +146,17 @@ def page_slug(pair: PairTally) -> str:
     return f"{pair.index + 1:02d}-{slug or 'pair'}"
 
 
-def write_pages(tally: RunTally, out_dir: Path) -> list[Path]:
-    """Write an HTML and a Markdown page per pair under `out_dir/<run_id>/`; return the HTML paths."""
+def write_pages(tally: RunTally, out_dir: Path, community: Mapping[str, CommunityTally] | None = None) -> list[Path]:
+    """Write an HTML and a Markdown page per pair under `out_dir/<run_id>/`; return the HTML paths.
+
+    `community` maps tool ids to readers' votes so far; without it the Community figure is a dash.
+    """
     folder = out_dir / tally.run.run_id
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for pair in tally.pairs:
         html_path = folder / f"{page_slug(pair)}.html"
-        html_path.write_text(render_html(tally, pair), encoding="utf-8")
-        html_path.with_suffix(".md").write_text(render_markdown(tally, pair), encoding="utf-8")
+        html_path.write_text(render_html(tally, pair, community), encoding="utf-8")
+        html_path.with_suffix(".md").write_text(render_markdown(tally, pair, community), encoding="utf-8")
         written.append(html_path)
     return written

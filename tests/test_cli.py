@@ -58,3 +58,20 @@ def test_review_then_render_without_a_model(fake: FakeOpenAI, tmp_path: Path) ->
     pages = list(out.rglob("*.html"))
     assert len(pages) == 1 and "75%" in pages[0].read_text()
     assert pages[0].with_suffix(".md").exists()
+
+
+def test_static_render_shows_readers_votes_once_there_are_some(fake: FakeOpenAI, tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from panel.store import Store, VoteEvent
+    out = tmp_path / "pages"
+    assert run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--out", str(out)).returncode == 0
+    store = Store(tmp_path / "panel.duckdb")
+    run_id = store.resolve_run_id(None)
+    tool_id = store.load_run(run_id).tool_ids[0][0]
+    now = datetime.now(timezone.utc)
+    store.add_votes([VoteEvent(run_id, tool_id, "reader-a", "skip", now), VoteEvent(run_id, tool_id, "reader-b", "ship", now)])
+    assert run_panel("render", "--out", str(out)).returncode == 0
+    page = next(out.rglob("*.html")).read_text()
+    assert "50%" in page and "2 votes" in page
+    assert "<form" not in page  # static pages stay form-free; voting happens on served pages

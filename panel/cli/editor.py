@@ -13,6 +13,7 @@ from rich.table import Table
 from panel.ask import Answer
 from panel.chair import summarize_run
 from panel.cli.app import DbOption, OutOption, app, console, err_console, make_settings
+from panel.community import CommunityVotes
 from panel.config import MODES, Settings
 from panel.errors import BudgetExceeded
 from panel.render import write_pages
@@ -39,7 +40,10 @@ def _summary_table(tally: RunTally) -> Table:
 
 def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
     tally = tally_run(store.load_run(run_id))
-    pages = write_pages(tally, settings.out_dir)
+    votes = CommunityVotes(store.current_votes())
+    community = {tool_id: votes.tally(run_id, tool_id) for pair in tally.pairs for tool_id in
+                 (pair.left.tool_id, pair.right.tool_id)}
+    pages = write_pages(tally, settings.out_dir, community)
     console.print(_summary_table(tally))
     for page in pages:
         console.print(f"page: {page}")
