@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from panel.config import Settings, settings_from_env
+from panel.config import MODES, Settings, settings_from_env
 from panel.errors import PanelError
 
 app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
@@ -23,6 +23,12 @@ err_console = Console(stderr=True)
 
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb, or $PANEL_DB).")]
 OutOption = Annotated[Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages).")]
+# The endpoint and persona options every model-calling command shares.
+BaseUrlOption = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the embedded model).")]
+ModelOption = Annotated[Optional[str], typer.Option(help="Model name to request.")]
+ModeOption = Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")]
+ConcurrencyOption = Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")]
+PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]
 
 
 class _State:

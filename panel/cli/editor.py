@@ -12,9 +12,10 @@ from rich.table import Table
 
 from panel.ask import Answer
 from panel.chair import summarize_run
-from panel.cli.app import DbOption, OutOption, app, console, err_console, make_settings
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption, PersonaOption, app, console,
+                           err_console, make_settings)
 from panel.community import CommunityVotes
-from panel.config import MODES, Settings
+from panel.config import Settings
 from panel.errors import BudgetExceeded
 from panel.render import write_pages
 from panel.review import ReviewOutcome, prepare_run, review
@@ -53,11 +54,11 @@ def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
 @app.command("review")
 def review_command(
     run_file: Annotated[Path, typer.Argument(help="Run file naming the tool pairs, e.g. runs/example.yaml.")],
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the embedded model).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name to request.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")] = None,
-    persona: Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")] = None,
+    base_url: BaseUrlOption = None,
+    model: ModelOption = None,
+    mode: ModeOption = None,
+    concurrency: ConcurrencyOption = None,
+    persona: PersonaOption = None,
     refresh: Annotated[bool, typer.Option(help="Ask again even for cached verdicts; old ones stay as history.")] = False,
     timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds one HTTP request may take (default 120); the SDK's tries multiply it.")] = None,
     max_retries: Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")] = None,

@@ -11,20 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from panel.ask import Answer
-from panel.cli.app import DbOption, OutOption, app, console, make_settings
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption, PersonaOption, app, console,
+                           make_settings)
 from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
-from panel.config import MODES, PROJECT_ROOT
+from panel.config import PROJECT_ROOT
 from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
 from panel.labels import import_labels, make_label
 from panel.lint import default_token_budget, lint
 from panel.personas import load_personas, load_templates
 from panel.store import Store
 
-BaseUrlOption = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the embedded model).")]
-ModelOption = Annotated[Optional[str], typer.Option(help="Model name to request.")]
-ModeOption = Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")]
-ConcurrencyOption = Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")]
-PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]
 PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/).")]
 PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/).")]
 RunFilesArgument = Annotated[Optional[list[Path]], typer.Argument(help="Run files (default: every runs/*.yaml).")]
