@@ -18,8 +18,9 @@ from panel.errors import PanelError
 
 app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a long path or progress line stays one line, so it can be copied or grepped.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb, or $PANEL_DB).")]
 OutOption = Annotated[Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages).")]
