@@ -17,10 +17,15 @@ REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
 EXAMPLE_RUN = PROJECT_ROOT / "runs" / "example.yaml"
 
 
+def reference_file(name: str) -> Path:
+    """A file of the reference page (shared/reference beside the checkout, else the copy in tests/data)."""
+    path = REFERENCE / name
+    return path if path.exists() else PROJECT_ROOT / "tests" / "data" / name
+
+
 def reference_labels_path() -> Path:
-    """The labelled reviews of the reference page (shared/ beside the checkout, or a test copy)."""
-    path = REFERENCE / "labelled-reviews.jsonl"
-    return path if path.exists() else PROJECT_ROOT / "tests" / "data" / "labelled-reviews.jsonl"
+    """The labelled reviews of the reference page."""
+    return reference_file("labelled-reviews.jsonl")
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,13 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion
 
+from tests.conftest import reference_labels_path
 from tests.fake_openai import (
     FAULT_429, FAULT_EMPTY200, FAULT_HANG, FAULT_HTML200, FakeOpenAI, load_reference_labels, random_faults,
     reference_responder,
 )
 
-LABELS_PATH = "/work/shared/reference/labelled-reviews.jsonl"
+LABELS_PATH = reference_labels_path()
 MESSAGES = [
     {"role": "system", "content": "You review AI tools.\nPersona id: business"},
     {"role": "user", "content": "Review this.\nBEGIN TOOL UNDER REVIEW\nName: SmolVLM2-2B\nTagline: a small VLM"},
