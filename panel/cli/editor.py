@@ -42,8 +42,9 @@ def _summary_table(tally: RunTally) -> Table:
 def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
     tally = tally_run(store.load_run(run_id))
     votes = CommunityVotes(store.current_votes())
-    community = {tool_id: votes.tally(run_id, tool_id) for pair in tally.pairs for tool_id in
-                 (pair.left.tool_id, pair.right.tool_id)}
+    # Only tools readers voted on: with none the page shows the reference's plain dash.
+    community = {tool_id: crowd for pair in tally.pairs for tool_id in (pair.left.tool_id, pair.right.tool_id)
+                 if (crowd := votes.tally(run_id, tool_id)).votes}
     pages = write_pages(tally, settings.out_dir, community)
     console.print(_summary_table(tally))
     for page in pages:
