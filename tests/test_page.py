@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 
 import duckdb
 import pytest
@@ -169,7 +168,7 @@ def test_editor_can_rewrite_the_chair_summary_and_pick(settings: Settings) -> No
     assert "then edited by ed" in html
 
 
-def test_override_mistakes_are_one_line_errors(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+def test_override_mistakes_are_one_line_errors(settings: Settings,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     with FakeOpenAI(responder=reference_reviewers()) as server:
         make_draft(server, settings, EXAMPLE_RUN)
@@ -183,9 +182,8 @@ def test_override_mistakes_are_one_line_errors(settings: Settings, monkeypatch: 
         (["--tool", SMOL, "--persona", "business", "--quote", "x" * 3001], "3001 characters"),
     ]:
         # In process (main() as the installed command runs it): six subprocesses would take seconds.
-        monkeypatch.setattr(sys, "argv", ["panel", "override", *args, "--db", db])
         with pytest.raises(SystemExit) as exited:
-            main()
+            main(["override", *args, "--db", db])
         stderr = capsys.readouterr().err
         assert exited.value.code == 2 and message in stderr, (args, stderr)
         assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr

@@ -47,10 +47,10 @@ def make_settings(db: Path | None = None, out: Path | None = None, **flags: obje
     return settings_from_env(db_path=db, out_dir=out, **flags)
 
 
-def main() -> None:
-    """Entry point: Typer handles usage errors and exit codes; our errors print as one line (--debug: traceback)."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point (argv: the arguments, default sys.argv); our errors print as one line (--debug: traceback)."""
     try:
-        app()
+        app(args=argv, prog_name="panel")
     except PanelError as error:
         if _State.debug:
             raise
