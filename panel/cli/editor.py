@@ -12,7 +12,8 @@ from rich.table import Table
 
 from panel.ask import Answer
 from panel.chair import summarize_run
-from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption, PersonaOption, app, console,
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
+                           PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            err_console, make_settings)
 from panel.community import CommunityVotes
 from panel.config import Settings
@@ -60,6 +61,8 @@ def review_command(
     mode: ModeOption = None,
     concurrency: ConcurrencyOption = None,
     persona: PersonaOption = None,
+    personas_dir: PersonasDirOption = None,
+    prompts_dir: PromptsDirOption = None,
     refresh: Annotated[bool, typer.Option(help="Ask again even for cached verdicts; old ones stay as history.")] = False,
     timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds one HTTP request may take (default 120); the SDK's tries multiply it.")] = None,
     max_retries: Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")] = None,
@@ -76,7 +79,7 @@ def review_command(
     """
     settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
                              timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
-                             max_tokens_total=max_tokens)
+                             max_tokens_total=max_tokens, personas_dir=personas_dir, prompts_dir=prompts_dir)
     prepared = prepare_run(run_file, settings, persona)
     store = Store(settings.db_path)
     where = "embedded model" if settings.embedded else settings.base_url

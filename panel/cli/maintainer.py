@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from panel.ask import Answer
-from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption, PersonaOption, app, console,
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
+                           PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            make_settings)
 from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
 from panel.config import PROJECT_ROOT
@@ -21,8 +22,6 @@ from panel.lint import default_token_budget, lint
 from panel.personas import load_personas, load_templates
 from panel.store import Store
 
-PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/).")]
-PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/).")]
 RunFilesArgument = Annotated[Optional[list[Path]], typer.Argument(help="Run files (default: every runs/*.yaml).")]
 
 
