@@ -61,7 +61,7 @@ class ToolCard(BaseModel):
 
         links: dict[str, str] = {}
         for label, url in self.links.items():
-            url = take(url, "link").replace(" ", "%20")
+            url = take(url, "link").replace(" ", "%20").replace("{", "%7B").replace("}", "%7D")
             label = clean_vendor_text(label, "link", 60, True).text
             if is_safe_link(url):
                 links[label] = url

@@ -73,5 +73,8 @@ def clean_vendor_text(value: str, where: str, limit: int, single_line: bool = Fa
 
 
 def is_safe_link(url: str) -> bool:
-    """True for absolute http(s) URLs: the only links a page may carry."""
-    return bool(re.fullmatch(r"https?://[^\s<>\"'`]+", url, re.I))
+    """True for absolute http(s) URLs without quotes, angle brackets or braces: the only links a page may carry.
+
+    Braces are refused too: a CMS that runs Liquid or Hugo templates would evaluate `{{ }}` in a pasted link.
+    """
+    return bool(re.fullmatch(r"https?://[^\s<>\"'`{}]+", url, re.I))

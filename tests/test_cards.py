@@ -107,3 +107,10 @@ def test_non_http_links_are_dropped_and_flagged(tmp_path: Path) -> None:
     card = load_run(write_run(tmp_path, dict(GOOD_CARD, links=links))).pairs[0].left
     assert card.links == {"docs": "https://docs.acme.example/start"}
     assert any("not an http(s) URL" in flag for flag in card.flags)
+
+
+def test_template_braces_in_a_link_are_percent_encoded(tmp_path: Path) -> None:
+    links = {"site": "https://evil.example/{{site.github.token}}/{%include secret%}"}
+    card = load_run(write_run(tmp_path, dict(GOOD_CARD, links=links))).pairs[0].left
+    assert "{" not in card.links["site"] and "}" not in card.links["site"]
+    assert card.links["site"].startswith("https://evil.example/%7B%7Bsite.github.token%7D%7D/")
