@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from panel.ask import VerdictJob, cache_key
@@ -221,7 +221,8 @@ def check(run_file: str | Path, settings: Settings, store: Store, sample: int | 
           persona_ids: list[str] | None = None, max_flip_rate: float = 0.25,
           tolerance: float = 0.25) -> ConsistencyReport:
     """Review the run (cached answers reused), probe a sample swapped and blinded, and score consistency."""
-    prepared = prepare_run(run_file, settings, persona_ids)
+    # A probe unless the editor already reviewed exactly this run (begin_run keeps a review a review).
+    prepared = replace(prepare_run(run_file, settings, persona_ids), purpose="check")
     requests = review(prepared, settings, store).requests
     original = store.answered_verdicts([j.cache_key for j in prepared.jobs])
     count = len(prepared.jobs) if sample is None else min(sample, len(prepared.jobs))
