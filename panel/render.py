@@ -12,10 +12,11 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from panel.community import CommunityTally, VoteForms
+from panel.community import CommunityTally, CommunityVotes, VoteForms
 from panel.errors import PersonaError
 from panel.personas import parse_persona
-from panel.tally import CHAIR_ID, PairTally, RunTally
+from panel.store import Store
+from panel.tally import CHAIR_ID, PairTally, RunTally, tally_run
 from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
 
@@ -160,3 +161,13 @@ def write_pages(tally: RunTally, out_dir: Path, community: Mapping[str, Communit
         html_path.with_suffix(".md").write_text(render_markdown(tally, pair, community), encoding="utf-8")
         written.append(html_path)
     return written
+
+
+def write_run_pages(store: Store, run_id: str, out_dir: Path) -> tuple[RunTally, list[Path]]:
+    """Tally a stored run and write its pages with readers' votes so far; return the tally and HTML paths."""
+    tally = tally_run(store.load_run(run_id))
+    votes = CommunityVotes(store.current_votes())
+    # Only tools readers voted on: with none the page shows the reference's plain dash.
+    community = {tool_id: crowd for pair in tally.pairs for tool_id in (pair.left.tool_id, pair.right.tool_id)
+                 if (crowd := votes.tally(run_id, tool_id)).votes}
+    return tally, write_pages(tally, out_dir, community)
