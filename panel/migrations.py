@@ -305,12 +305,49 @@ def _m007_run_purpose(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN purpose VARCHAR DEFAULT 'review'")
 
 
+def _m008_override_pair(con: duckdb.DuckDBPyConnection) -> None:
+    # An override belongs to one pair: a tool can sit in two pairs, and the chair is stored under its pair's left
+    # tool. Rows from before this migration have no pair_index and still apply to every pair (as they did).
+    con.execute("ALTER TABLE overrides ADD COLUMN pair_index INTEGER")
+    # The chair's headline (or a reviewer's) as the editor wrote it; NULL keeps the model's unless the pick changed.
+    con.execute("ALTER TABLE overrides ADD COLUMN headline VARCHAR")
+    # run_verdicts as in migration 6, the override in force now chosen per run item (its pair or every pair).
+    con.execute("""
+        CREATE OR REPLACE VIEW run_verdicts AS
+        WITH reviewers AS (
+            SELECT DISTINCT name AS persona_id FROM prompt_versions WHERE kind = 'persona'
+        ), refreshed AS (
+            SELECT cache_key, max(generation) AS latest FROM verdicts WHERE generation > 1 GROUP BY cache_key
+        ), item_override AS (
+            SELECT i.run_id, i.pair_index, i.tool_id, i.persona_id, o.verdict, o.review
+            FROM run_items i
+            JOIN overrides o ON o.run_id = i.run_id AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
+                            AND (o.pair_index IS NULL OR o.pair_index = i.pair_index)
+            QUALIFY row_number() OVER (PARTITION BY i.run_id, i.pair_index, i.tool_id, i.persona_id
+                                       ORDER BY o.created_at DESC, o.override_id DESC) = 1
+        )
+        SELECT i.run_id, i.pair_index, i.tool_id, t.name AS tool_name, i.rival_tool_id, i.persona_id,
+               v.verdict_id, v.generation, v.persona_hash, v.model, coalesce(v.valid, false) AS valid,
+               v.verdict AS model_verdict,
+               CASE WHEN v.verdict_id IS NOT NULL THEN coalesce(o.verdict, v.verdict) END AS verdict,
+               v.confidence, v.headline, v.attempt_count, v.created_at,
+               v.verdict_id IS NOT NULL AND (o.verdict IS NOT NULL OR o.review IS NOT NULL) AS overridden
+        FROM run_items i
+        LEFT JOIN tools t ON t.tool_id = i.tool_id
+        LEFT JOIN refreshed r ON r.cache_key = i.cache_key
+        LEFT JOIN verdicts v ON v.cache_key = i.cache_key AND v.generation = coalesce(r.latest, 1)
+        LEFT JOIN item_override o ON o.run_id = i.run_id AND o.pair_index = i.pair_index
+                                 AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
+        WHERE i.persona_id IN (SELECT persona_id FROM reviewers)""")
+
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "core", _m001_core),
     (2, "editorial", _m002_editorial),
     (6, "warehouse views", _m006_warehouse_views),
     (7, "run purpose", _m007_run_purpose),
+    (8, "override pair and headline", _m008_override_pair),
 ]
 
 

@@ -215,30 +215,44 @@ class Store:
         return ids
 
     def add_override(self, run_id: str, tool_id: str, persona_id: str, editor: str, verdict: str | None = None,
-                     review: str | None = None, note: str | None = None, revert: bool = False) -> Override:
+                     review: str | None = None, note: str | None = None, revert: bool = False,
+                     pair_index: int | None = None, headline: str | None = None) -> Override:
         """Store an editor's change beside the model's verdict; what is not given carries over from the last one.
 
-        `revert` stores a row that changes nothing, so the model's answer shows again and the history stays.
-        Raises StoreError when the run has no item for this tool and persona.
+        The override belongs to pair `pair_index` (0-based); None finds it when the tool has this persona's
+        item in one pair only. `revert` stores a row that changes nothing, so the model's answer shows again
+        and the history stays. Raises StoreError when the run has no such item, or when the pair is ambiguous.
         """
         with self.transaction() as con:
-            if not con.execute("SELECT 1 FROM run_items WHERE run_id = ? AND tool_id = ? AND persona_id = ?",
-                               [run_id, tool_id, persona_id]).fetchall():
-                raise StoreError(f"run {run_id} has no verdict by '{persona_id}' on tool {tool_id[:12]}")
+            pairs = [row[0] for row in con.execute(
+                """SELECT pair_index FROM run_items WHERE run_id = ? AND tool_id = ? AND persona_id = ?
+                   AND (? IS NULL OR pair_index = ?) ORDER BY pair_index""",
+                [run_id, tool_id, persona_id, pair_index, pair_index]).fetchall()]
+            if not pairs:
+                where = f" in pair {pair_index + 1}" if pair_index is not None else ""
+                raise StoreError(f"run {run_id} has no verdict by '{persona_id}' on tool {tool_id[:12]}{where}")
+            if len(pairs) > 1:
+                raise StoreError(f"tool {tool_id[:12]} is in pairs {', '.join(str(p + 1) for p in pairs)} "
+                                 f"of run {run_id}: say which pair")
+            pair_index = pairs[0]
             if revert:
-                verdict = review = None
+                verdict = review = headline = None
             else:
-                last = con.execute("""SELECT verdict, review FROM overrides
+                # The row in force for this item: its own pair's, or an old row without a pair.
+                last = con.execute("""SELECT verdict, review, headline FROM overrides
                                       WHERE run_id = ? AND tool_id = ? AND persona_id = ?
+                                      AND (pair_index IS NULL OR pair_index = ?)
                                       ORDER BY created_at DESC, override_id DESC LIMIT 1""",
-                                   [run_id, tool_id, persona_id]).fetchall()
+                                   [run_id, tool_id, persona_id, pair_index]).fetchall()
                 if last:
                     verdict = verdict if verdict is not None else last[0][0]
                     review = review if review is not None else last[0][1]
+                    headline = headline if headline is not None else last[0][2]
             override_id = con.execute("""
-                INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING override_id""",
-                [run_id, tool_id, persona_id, verdict, review, editor, note,
+                INSERT INTO overrides (run_id, pair_index, tool_id, persona_id, verdict, review, headline, editor,
+                                       note, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING override_id""",
+                [run_id, pair_index, tool_id, persona_id, verdict, review, headline, editor, note,
                  datetime.now(timezone.utc)]).fetchall()[0][0]
         return next(o for o in self.overrides(run_id) if o.override_id == override_id)
 
@@ -299,15 +313,17 @@ class Store:
         with self.reader() as con:
             rows = con.execute("""
                 WITH model AS (
-                    SELECT i.tool_id, i.persona_id, v.verdict, v.review
+                    SELECT i.pair_index, i.tool_id, i.persona_id, v.verdict, v.review,
+                           i.pair_index = min(i.pair_index) OVER (PARTITION BY i.tool_id, i.persona_id) AS first_pair
                     FROM run_items i JOIN verdicts v ON v.cache_key = i.cache_key
                     WHERE i.run_id = ?
-                    QUALIFY row_number() OVER (PARTITION BY i.tool_id, i.persona_id
-                                               ORDER BY v.generation DESC, i.pair_index) = 1)
+                    QUALIFY row_number() OVER (PARTITION BY i.pair_index, i.tool_id, i.persona_id
+                                               ORDER BY v.generation DESC) = 1)
                 SELECT o.override_id, o.run_id, o.tool_id, t.name, o.persona_id, o.verdict, o.review, o.editor,
-                       o.note, o.created_at, m.verdict, m.review
+                       o.note, o.created_at, m.verdict, m.review, o.pair_index, o.headline
                 FROM overrides o JOIN tools t ON t.tool_id = o.tool_id
                 LEFT JOIN model m ON m.tool_id = o.tool_id AND m.persona_id = o.persona_id
+                                 AND (m.pair_index = o.pair_index OR (o.pair_index IS NULL AND m.first_pair))
                 WHERE o.run_id = ? ORDER BY o.created_at, o.override_id""", [run_id, run_id]).fetchall()
         return [Override(*row) for row in rows]
 
@@ -323,15 +339,22 @@ class Store:
                 FROM pairs p JOIN tools l ON l.tool_id = p.left_tool_id JOIN tools r ON r.tool_id = p.right_tool_id
                 WHERE p.run_id = ? ORDER BY p.pair_index""", [run_id]).fetchall()
             verdict_rows = con.execute("""
+                WITH item_override AS (  -- per item, the latest of its pair's rows and old rows without a pair
+                    SELECT i.pair_index, i.tool_id, i.persona_id, o.verdict, o.review, o.headline, o.editor,
+                           o.created_at
+                    FROM run_items i
+                    JOIN overrides o ON o.run_id = i.run_id AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
+                                    AND (o.pair_index IS NULL OR o.pair_index = i.pair_index)
+                    WHERE i.run_id = ?
+                    QUALIFY row_number() OVER (PARTITION BY i.pair_index, i.tool_id, i.persona_id
+                                               ORDER BY o.created_at DESC, o.override_id DESC) = 1)
                 SELECT i.pair_index, i.tool_id, i.persona_id, v.verdict, v.confidence, v.headline, v.review,
                        v.key_points_json, v.valid, v.attempt_count, v.model, v.persona_hash, v.flags_json,
-                       v.created_at, o.verdict, o.review, o.editor, o.created_at
+                       v.created_at, o.verdict, o.review, o.headline, o.editor, o.created_at
                 FROM run_items i
                 JOIN verdicts v ON v.cache_key = i.cache_key
-                LEFT JOIN (SELECT * FROM overrides WHERE run_id = ?
-                           QUALIFY row_number() OVER (PARTITION BY tool_id, persona_id
-                                                      ORDER BY created_at DESC, override_id DESC) = 1) o
-                       ON o.tool_id = i.tool_id AND o.persona_id = i.persona_id
+                LEFT JOIN item_override o
+                       ON o.pair_index = i.pair_index AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
                 WHERE i.run_id = ?
                 QUALIFY v.generation = max(v.generation) OVER (PARTITION BY v.cache_key)""",
                 [run_id, run_id]).fetchall()
@@ -345,10 +368,14 @@ class Store:
             stored.tool_ids.append((left_id, right_id))
         for row in verdict_rows:
             (pair_index, tool_id, persona_id, verdict, confidence, headline, review, key_points, valid,
-             attempts, model, persona_hash, flags, created_at, o_verdict, o_review, o_editor, o_at) = row
-            changed = o_verdict is not None or o_review is not None  # a revert row changes nothing
+             attempts, model, persona_hash, flags, created_at, o_verdict, o_review, o_headline, o_editor, o_at) = row
+            # a revert row changes nothing
+            changed = o_verdict is not None or o_review is not None or o_headline is not None
+            shown = o_verdict or verdict
+            # The model's headline argued for the model's verdict (or pick): a changed one drops it.
+            shown_headline = o_headline or (headline if shown == verdict else None)
             stored.verdicts[(pair_index, tool_id, persona_id)] = StoredVerdict(
-                persona_id, tool_id, o_verdict or verdict, confidence, headline, o_review or review,
+                persona_id, tool_id, shown, confidence, shown_headline, o_review or review,
                 json.loads(key_points) if key_points else [], valid, attempts, model, persona_hash,
                 json.loads(flags), created_at, model_verdict=verdict, model_review=review,
                 override_editor=o_editor if changed else None, override_at=o_at if changed else None)

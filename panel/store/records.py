@@ -134,3 +134,5 @@ class Override:
     created_at: datetime
     model_verdict: str | None
     model_review: str | None
+    pair_index: int | None = None  # None: a row from before pairs were recorded, in force on every pair
+    headline: str | None = None  # None: the model's headline stands (unless the verdict or pick changed)
