@@ -70,11 +70,17 @@ class ChairOutcome:
     needed: int
     cached: int
     answers: list[Answer] = field(default_factory=list)
+    stop_reason: str | None = None  # the run's budget ran out before every summary was asked
 
     @property
     def failed(self) -> int:
-        """Summaries that got no valid answer after every re-ask."""
-        return sum(1 for a in self.answers if a.verdict is None)
+        """Summaries that got no valid answer after every re-ask (not counting those the budget cut short)."""
+        return sum(1 for a in self.answers if a.verdict is None and a.attempts[-1].status != "over_budget")
+
+    @property
+    def not_asked(self) -> int:
+        """Summaries the budget left unasked or cut short: a rerun asks them."""
+        return self.needed - self.cached - sum(1 for a in self.answers if a.verdict is not None) - self.failed
 
 
 def chair_persona(templates: PromptTemplates) -> Persona:
@@ -170,6 +176,8 @@ def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool =
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open_endpoint(settings, log_path) as active:
                 asyncio.run(ask_chair(active))
+        if outcome.not_asked:
+            outcome.stop_reason = budget.spent or "the run's budget was spent"
         return outcome
     finally:
         store.release_writer()

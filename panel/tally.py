@@ -150,7 +150,9 @@ class RunTally:
 
 def tally_run(run: StoredRun, personas: list[str] | None = None) -> RunTally:
     """Aggregate a stored run into per-tool ship rates and splits; the chair is kept apart from the personas."""
-    persona_ids = personas or sorted({key[2] for key in run.verdicts if key[2] != CHAIR_ID}, key=_persona_order)
+    # The run's items name every persona asked, so one with no stored verdict shows as "no valid answer".
+    asked = {*run.persona_ids, *(key[2] for key in run.verdicts)} - {CHAIR_ID}
+    persona_ids = personas or sorted(asked, key=_persona_order)
     result = RunTally(run, persona_ids)
     for index, ((left, right), (left_id, right_id)) in enumerate(zip(run.pairs, run.tool_ids)):
         tallies = []

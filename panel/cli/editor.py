@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from panel.ask import Answer
-from panel.chair import summarize_run
+from panel.chair import ChairOutcome, summarize_run
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            err_console, make_settings)
@@ -94,14 +94,16 @@ def review_command(
         err_console.print("interrupted: the answers received so far are stored; rerun the same command to resume")
         raise typer.Exit(code=130) from None
     console.print(_outcome_line(outcome, time.monotonic() - started))
-    summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
-                  on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
+    chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
+                          on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
     _render(store, outcome.run_id, settings)
     if outcome.stop_reason:
         stored = outcome.cached + outcome.asked - outcome.failed
         raise BudgetExceeded(f"{outcome.stop_reason}: {stored} of {outcome.needed} verdicts stored; "
                              "rerun the same command to resume (raise or drop the budget flag)")
-    if outcome.failed:
+    for line in _chair_lines(chair):
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if outcome.failed or chair.failed or chair.not_asked:
         raise typer.Exit(code=3)
 
 
@@ -148,6 +150,22 @@ def _answer_line(answer: Answer) -> str:
         subject = f"{answer.job.tool.name[:30]} vs {answer.job.rival.name[:30]}"
     return (f"  {answer.job.persona.id:<9} on {subject}: {verdict} "
             f"({len(answer.attempts)} attempt{'s' if len(answer.attempts) != 1 else ''}, {answer.latency_s:.1f} s)")
+
+
+def _chair_lines(chair: ChairOutcome) -> list[str]:
+    """What went wrong with the pair summaries, one line each, with how to get them."""
+    lines = []
+    if chair.not_asked:
+        lines.append(f"chair: {_summaries(chair.not_asked)} not asked, {chair.stop_reason}; "
+                     "rerun the same command to ask the chair (the stored verdicts are reused)")
+    if chair.failed:
+        lines.append(f"chair: {_summaries(chair.failed)} got no valid answer; rerun the same command to ask again, "
+                     "or write one with panel override --persona chair")
+    return lines
+
+
+def _summaries(count: int) -> str:
+    return f"{count} pair summar{'y' if count == 1 else 'ies'}"
 
 
 def _outcome_line(outcome: ReviewOutcome, seconds: float) -> str:

@@ -330,7 +330,7 @@ class Store:
     def load_run(self, run_id: str) -> StoredRun:
         """A stored run with its cards and current verdicts (overrides applied), for tally and render."""
         with self.reader() as con:
-            run = con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at
+            run = con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at, run_file
                                  FROM runs WHERE run_id = ?""", [run_id]).fetchall()
             if not run:
                 raise StoreError(f"{self.path}: no run '{run_id}'")
@@ -352,13 +352,14 @@ class Store:
                        v.key_points_json, v.valid, v.attempt_count, v.model, v.persona_hash, v.flags_json,
                        v.created_at, o.verdict, o.review, o.headline, o.editor, o.created_at
                 FROM run_items i
-                JOIN verdicts v ON v.cache_key = i.cache_key
+                LEFT JOIN verdicts v ON v.cache_key = i.cache_key  -- an item never answered still names its persona
                 LEFT JOIN item_override o
                        ON o.pair_index = i.pair_index AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
                 WHERE i.run_id = ?
-                QUALIFY v.generation = max(v.generation) OVER (PARTITION BY v.cache_key)""",
+                QUALIFY v.cache_key IS NULL OR v.generation = max(v.generation) OVER (PARTITION BY v.cache_key)
+                ORDER BY i.pair_index, i.tool_id, i.persona_id""",
                 [run_id, run_id]).fetchall()
-        stored = StoredRun(*run[0], pairs=[], tool_ids=[])
+        stored = StoredRun(*run[0][:7], pairs=[], tool_ids=[], run_file=run[0][7])
         for left_id, left_json, left_flags, right_id, right_json, right_flags in pair_rows:
             left = ToolCard.model_validate_json(left_json)
             left.flags = json.loads(left_flags)
@@ -369,6 +370,10 @@ class Store:
         for row in verdict_rows:
             (pair_index, tool_id, persona_id, verdict, confidence, headline, review, key_points, valid,
              attempts, model, persona_hash, flags, created_at, o_verdict, o_review, o_headline, o_editor, o_at) = row
+            if persona_id not in stored.persona_ids:
+                stored.persona_ids.append(persona_id)
+            if attempts is None:  # this item has no stored verdict yet
+                continue
             # a revert row changes nothing
             changed = o_verdict is not None or o_review is not None or o_headline is not None
             shown = o_verdict or verdict

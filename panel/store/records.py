@@ -76,6 +76,9 @@ class StoredRun:
     verdicts: dict[tuple[int, str, str], StoredVerdict] = field(default_factory=dict)
     persona_hashes: dict[str, str] = field(default_factory=dict)
     persona_texts: dict[str, str] = field(default_factory=dict)
+    run_file: str = ""
+    # Every persona the run asked for (chair included), answered or not: a stopped run shows who is missing.
+    persona_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class AnswerWriter:
 
     The event loop only queues answers, so it never waits on DuckDB. Use as a context manager; call
     finish(status) before leaving it, or the run is marked "stopped" when an exception leaves the block.
+    A failed write also marks it "stopped"; submit() and close() then raise that failure as a StoreError.
     """
 
     def __init__(self, store: Store, run_id: str, settings: Settings, first: Callable[[], None] | None = None,
@@ -82,10 +83,16 @@ class AnswerWriter:
                     self.committed += len(batch)
                 if close is not None:
                     return
-        except StoreError as error:
-            self._error = error
-        except duckdb.Error as error:
-            self._error = StoreError(f"{self.store.path}: could not store answers ({str(error).splitlines()[0]})")
+        except Exception as error:  # whatever it is, the caller must hear of it: a dead thread says nothing
+            self._error = _store_error(self.store, error)
+            self._mark_stopped()
+
+    def _mark_stopped(self) -> None:
+        """After a failed write: mark the run stopped so a rerun resumes it; committed batches stay as they are."""
+        try:
+            self.store.finish_run(self.run_id, "stopped")
+        except Exception:  # noqa: BLE001 - the first error is the one to report; this is best effort
+            pass
 
     def _next_batch(self) -> tuple[list[Answer], _Close | None]:
         """Wait for an answer, then gather more until the batch is full, its time is up, or close() is called."""
@@ -103,6 +110,18 @@ class AnswerWriter:
                 return batch, item
             batch.append(item)
         return batch, None
+
+
+def _store_error(store: Store, error: Exception) -> StoreError:
+    """The error the caller raises: a StoreError as it is, anything else as one line naming the database."""
+    if isinstance(error, StoreError):
+        return error
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not isinstance(error, duckdb.Error):
+        detail = f"{type(error).__name__}: {detail}"
+    wrapped = StoreError(f"{store.path}: could not store answers ({detail})")
+    wrapped.__cause__ = error  # --debug shows where it came from
+    return wrapped
 
 
 @dataclass(frozen=True)
