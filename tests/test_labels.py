@@ -76,3 +76,18 @@ def test_cli_import_add_and_list(tmp_path: Path) -> None:
     assert "9 gold labels" in listed.stdout and "(overall)" in listed.stdout
     bad = run_panel("labels", "add", "SmolVLM2-2B", "maybe", "--persona", "skeptic", "--db", db)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: label: verdict must be ship or skip, not 'maybe'"
+
+
+def test_a_chair_override_is_not_a_gold_label(fake: FakeOpenAI, settings) -> None:
+    settings = settings.with_overrides(base_url=fake.base_url, model="fake-model")
+    store = Store(settings.db_path)
+    outcome = review(prepare_run(EXAMPLE_RUN, settings), settings, store)
+    import_labels(store, reference_labels_path(), "reference", PERSONAS)
+    tool_id = next(job.tool.card_hash for job in prepare_run(EXAMPLE_RUN, settings).jobs if job.tool.name == "SmolVLM2-2B")
+    with duckdb.connect(str(settings.db_path)) as con:  # the chair's pick of a tool, as `panel override` stores it
+        con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
+                       VALUES (?, ?, 'chair', 'right', NULL, 'ana', NULL, ?)""",
+                    [outcome.run_id, tool_id, datetime.now(timezone.utc)])
+    labels = store.gold_labels()
+    assert len(labels) == 8 and all(label.persona_id != "chair" for label in labels)
+    assert base_rate(labels) == 0.75

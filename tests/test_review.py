@@ -104,3 +104,22 @@ def test_render_without_a_run_id_takes_the_latest_review_not_a_maintainers_probe
     review(probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False))
     assert store.resolve_run_id(None) == first.run_id
     assert store.resolve_run_id(probe.run_id[:8]) == probe.run_id
+
+
+def test_a_failed_refresh_is_asked_again_on_the_next_run(fake: FakeOpenAI, settings: Settings) -> None:
+    store, first, settings = run_example(fake, settings)
+    with FakeOpenAI(responder=scripted_responder(['{"verdict": "ship"}'])) as broken:
+        _, refreshed, _ = run_example(broken, settings.with_overrides(reasks=0), refresh=True)
+    assert refreshed.failed == 8
+    _, rerun, _ = run_example(fake, settings)
+    assert (rerun.cached, rerun.asked, rerun.failed, rerun.status) == (0, 8, 0, "finished")
+    tally = tally_run(store.load_run(first.run_id))
+    assert [side.ship_percent for side in tally.pairs[0].tools] == ["75%", "75%"]
+
+
+def test_readers_vote_only_on_editors_runs_not_on_probes(fake: FakeOpenAI, settings: Settings) -> None:
+    from dataclasses import replace
+    store, first, settings = run_example(fake, settings)
+    probe = replace(prepare_run(EXAMPLE_RUN, settings.with_overrides(temperature=0.5)), purpose="check")
+    review(probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False))
+    assert {target.run_id for target in store.vote_targets()} == {first.run_id}

@@ -163,8 +163,9 @@ class Store:
             return set()
         with self.transaction() as con:
             rows = con.execute("""
-                SELECT cache_key FROM verdicts WHERE valid AND cache_key IN (SELECT unnest(?))
-                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""",
+                SELECT cache_key FROM verdicts WHERE cache_key IN (SELECT unnest(?))
+                -- the newest generation must itself be valid: a failed --refresh is asked again
+                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key) AND valid""",
                 [cache_keys]).fetchall()
         return {row[0] for row in rows}
 
@@ -284,12 +285,13 @@ class Store:
         return [VoteEvent(*row) for row in rows]
 
     def vote_targets(self) -> list[VoteTarget]:
-        """Every stored pair with its run title and tool names, newest run first."""
+        """Every pair of an editor's run (not a maintainer's probe) with its run title and tool names, newest first."""
         with self.reader() as con:
             rows = con.execute("""
                 SELECT r.run_id, r.title, p.pair_index, p.left_tool_id, l.name, p.right_tool_id, t.name
                 FROM pairs p JOIN runs r USING (run_id)
                 JOIN tools l ON l.tool_id = p.left_tool_id JOIN tools t ON t.tool_id = p.right_tool_id
+                WHERE r.purpose = 'review'
                 ORDER BY r.started_at DESC, r.run_id, p.pair_index""").fetchall()
         return [VoteTarget(*row) for row in rows]
 
@@ -453,7 +455,8 @@ class Store:
                     FROM (SELECT * FROM overrides  -- an override's latest row is in force; NULL verdict: reverted
                           QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, persona_id
                                                      ORDER BY created_at DESC, override_id DESC) = 1) o
-                    JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IS NOT NULL)
+                    -- only ship/skip are labels: not a revert (NULL), nor the chair's pick of a tool
+                    JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IN ('ship', 'skip'))
                 QUALIFY row_number() OVER (PARTITION BY tool_name, persona_id
                                            ORDER BY created_at DESC, seq DESC) = 1
                 ORDER BY tool_name, persona_id NULLS FIRST""").fetchall()
