@@ -15,13 +15,12 @@ from panel.chair import ChairOutcome, summarize_run
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            err_console, make_settings)
-from panel.community import CommunityVotes
 from panel.config import Settings
 from panel.errors import BudgetExceeded
-from panel.render import write_pages
+from panel.render import write_run_pages
 from panel.review import ReviewOutcome, prepare_run, review
 from panel.store import Store
-from panel.tally import CHAIR_ID, RunTally, tally_run
+from panel.tally import CHAIR_ID, RunTally
 
 
 def _summary_table(tally: RunTally) -> Table:
@@ -41,12 +40,7 @@ def _summary_table(tally: RunTally) -> Table:
 
 
 def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
-    tally = tally_run(store.load_run(run_id))
-    votes = CommunityVotes(store.current_votes())
-    # Only tools readers voted on: with none the page shows the reference's plain dash.
-    community = {tool_id: crowd for pair in tally.pairs for tool_id in (pair.left.tool_id, pair.right.tool_id)
-                 if (crowd := votes.tally(run_id, tool_id)).votes}
-    pages = write_pages(tally, settings.out_dir, community)
+    tally, pages = write_run_pages(store, run_id, settings.out_dir)
     console.print(_summary_table(tally))
     for page in pages:
         console.print(f"page: {page}")
