@@ -75,3 +75,11 @@ def test_static_render_shows_readers_votes_once_there_are_some(fake: FakeOpenAI,
     page = next(out.rglob("*.html")).read_text()
     assert "50%" in page and "2 votes" in page
     assert "<form" not in page  # static pages stay form-free; voting happens on served pages
+
+
+def test_reading_commands_never_create_an_empty_database(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.duckdb"
+    for args in (["render"], ["overrides"], ["personas"], ["labels", "list"]):
+        result = run_panel(*args, "--db", str(missing))
+        assert result.returncode == 2 and "no database here yet" in result.stderr, (args, result.stderr)
+    assert not missing.exists()

@@ -178,5 +178,5 @@ def render_command(
     Example: panel render 3f2a
     """
     settings = make_settings(db, out)
-    store = Store(settings.db_path)
+    store = Store.existing(settings.db_path)
     _render(store, store.resolve_run_id(run_id), settings)

@@ -61,7 +61,7 @@ def personas_command(
     Example: panel personas --show 3f2a9c1b
     """
     settings = make_settings(db, personas_dir=personas_dir, prompts_dir=prompts_dir)
-    versions = Store(settings.db_path).prompt_versions()
+    versions = Store.existing(settings.db_path).prompt_versions()
     if show:
         console.print(resolve_version(versions, show).text, markup=False, highlight=False, soft_wrap=True)
         return
@@ -270,7 +270,7 @@ def labels_list_command(db: DbOption = None) -> None:
 
     Example: panel labels list
     """
-    labels = Store(make_settings(db).db_path).gold_labels()
+    labels = Store.existing(make_settings(db).db_path).gold_labels()
     table = Table(title=f"{len(labels)} gold labels")
     for column in ("Tool", "Persona", "Verdict", "Source", "Added"):
         table.add_column(column)

@@ -145,7 +145,7 @@ def override_command(
         raise OverrideError("nothing to change: give --verdict, --quote, --quote-file or --headline (or --revert)")
     _check_choices(persona, verdict, quote, headline)
     settings = make_settings(db, out)
-    store = Store(settings.db_path)
+    store = Store.existing(settings.db_path)
     run_ref = store.resolve_run_id(run_id)
     run = store.load_run(run_ref)
     target = find_target(run, tool, persona, pair)
@@ -173,7 +173,7 @@ def overrides_command(
     Example: panel overrides 3f2a
     """
     settings = make_settings(db)
-    store = Store(settings.db_path)
+    store = Store.existing(settings.db_path)
     run_ref = store.resolve_run_id(run_id)
     table = Table(title=f"Overrides of run {run_ref}")
     for column in ("id", "when", "editor", "pair", "tool", "persona", "model said", "page says", "quote", "note"):

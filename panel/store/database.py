@@ -63,6 +63,13 @@ class Store:
         with self.transaction():
             pass  # creates the file and applies pending migrations, once, on open
 
+    @classmethod
+    def existing(cls, path: str | Path) -> "Store":
+        """Open a database that must already exist (commands that only read never create an empty one)."""
+        if not Path(path).is_file():
+            raise StoreError(f"{path}: no database here yet: run `panel review` first, or give --db")
+        return cls(path)
+
     # --- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
