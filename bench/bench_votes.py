@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))  # for tests.fake_openai when run as a script
 
 from panel.community import VoterKeys  # noqa: E402
 from panel.store import Store, VoteEvent, VoteTarget  # noqa: E402
-from tests.fake_openai import FakeOpenAI, load_reference_labels, reference_responder  # noqa: E402
+from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder  # noqa: E402
 
 PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 LABELS = ROOT.parent / "shared" / "reference" / "labelled-reviews.jsonl"
@@ -47,7 +47,7 @@ def reviewed_database(folder: Path) -> Store:
     """A database holding the example run, reviewed by the fake endpoint."""
     labels = LABELS if LABELS.exists() else ROOT / "tests" / "data" / "labelled-reviews.jsonl"
     db = folder / "panel.duckdb"
-    with FakeOpenAI(responder=reference_responder(load_reference_labels(labels))) as fake:
+    with FakeOpenAI(responder=chair_responder(reference_responder(load_reference_labels(labels)))) as fake:
         subprocess.run([*PANEL, "review", str(ROOT / "runs" / "example.yaml"), "--base-url", fake.base_url,
                         "--db", str(db), "--out", str(folder / "pages")], check=True, capture_output=True,
                        env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))})
