@@ -43,23 +43,29 @@ def test_a_bad_label_line_is_a_one_line_error_naming_the_line(tmp_path: Path, li
         read_labels_file(path, "editor", PERSONAS)
 
 
-def test_editor_override_counts_as_the_latest_label_until_reverted(fake: FakeOpenAI, settings) -> None:
+def reviewed_with_reference_labels(fake: FakeOpenAI, settings) -> tuple[Store, str, str]:
+    """A reviewed example run with the reference labels imported: the store, run id and SmolVLM2's tool id."""
     settings = settings.with_overrides(base_url=fake.base_url, model="fake-model")
     store = Store(settings.db_path)
     outcome = review(prepare_run(EXAMPLE_RUN, settings), settings, store)
     import_labels(store, reference_labels_path(), "reference", PERSONAS)
     tool_id = next(job.tool.card_hash for job in prepare_run(EXAMPLE_RUN, settings).jobs if job.tool.name == "SmolVLM2-2B")
+    return store, outcome.run_id, tool_id
+
+
+def test_editor_override_counts_as_the_latest_label_until_reverted(fake: FakeOpenAI, settings) -> None:
+    store, run_id, tool_id = reviewed_with_reference_labels(fake, settings)
     later = datetime.now(timezone.utc) + timedelta(seconds=1)
-    with duckdb.connect(str(settings.db_path)) as con:  # what the editor's page writes when a verdict is changed
+    with duckdb.connect(str(store.path)) as con:  # what the editor's page writes when a verdict is changed
         con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
-                       VALUES (?, ?, 'skeptic', 'skip', NULL, 'ana', NULL, ?)""", [outcome.run_id, tool_id, later])
+                       VALUES (?, ?, 'skeptic', 'skip', NULL, 'ana', NULL, ?)""", [run_id, tool_id, later])
     gold = {(label.tool_name, label.persona_id): label for label in store.gold_labels()}
     assert (gold[("SmolVLM2-2B", "skeptic")].verdict, gold[("SmolVLM2-2B", "skeptic")].source) == ("skip", "override by ana")
     assert len(gold) == 8
-    with duckdb.connect(str(settings.db_path)) as con:  # a revert: the latest override row keeps the model's verdict
+    with duckdb.connect(str(store.path)) as con:  # a revert: the latest override row keeps the model's verdict
         con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
                        VALUES (?, ?, 'skeptic', NULL, NULL, 'ana', NULL, ?)""",
-                    [outcome.run_id, tool_id, later + timedelta(seconds=1)])
+                    [run_id, tool_id, later + timedelta(seconds=1)])
     gold = {(label.tool_name, label.persona_id): label for label in store.gold_labels()}
     assert (gold[("SmolVLM2-2B", "skeptic")].verdict, gold[("SmolVLM2-2B", "skeptic")].source) == ("ship", "reference")
 
@@ -79,15 +85,11 @@ def test_cli_import_add_and_list(tmp_path: Path) -> None:
 
 
 def test_a_chair_override_is_not_a_gold_label(fake: FakeOpenAI, settings) -> None:
-    settings = settings.with_overrides(base_url=fake.base_url, model="fake-model")
-    store = Store(settings.db_path)
-    outcome = review(prepare_run(EXAMPLE_RUN, settings), settings, store)
-    import_labels(store, reference_labels_path(), "reference", PERSONAS)
-    tool_id = next(job.tool.card_hash for job in prepare_run(EXAMPLE_RUN, settings).jobs if job.tool.name == "SmolVLM2-2B")
-    with duckdb.connect(str(settings.db_path)) as con:  # the chair's pick of a tool, as `panel override` stores it
+    store, run_id, tool_id = reviewed_with_reference_labels(fake, settings)
+    with duckdb.connect(str(store.path)) as con:  # the chair's pick of a tool, as `panel override` stores it
         con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
                        VALUES (?, ?, 'chair', 'right', NULL, 'ana', NULL, ?)""",
-                    [outcome.run_id, tool_id, datetime.now(timezone.utc)])
+                    [run_id, tool_id, datetime.now(timezone.utc)])
     labels = store.gold_labels()
     assert len(labels) == 8 and all(label.persona_id != "chair" for label in labels)
     assert base_rate(labels) == 0.75
