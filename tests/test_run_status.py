@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +16,7 @@ from panel.endpoints import Endpoint
 from panel.errors import StoreError
 from panel.render import render_html, render_markdown
 from panel.review import prepare_run, review
-from panel.store import AnswerWriter, Store
+from panel.store import Store
 from panel.tally import CHAIR_ID, tally_run
 from tests.conftest import EXAMPLE_RUN, reference_labels_path
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder
@@ -104,29 +103,23 @@ def test_chair_answer_that_never_validates_is_reported_and_exits_3(tmp_path: Pat
     assert "chair: 1 pair summary got no valid answer" in output and "Traceback" not in output
 
 
-class _FailingBatches:
-    """Store.save_answers that commits the first batch, then fails with `error` (what a broken disk or bug does)."""
+class _StoreThatFailsMidRun(Store):
+    """A Store whose answer write commits one answer, then fails with `error` (what a broken disk or bug does)."""
 
-    def __init__(self, store: Store, error: Exception) -> None:
-        self.real, self.error, self.calls = store.save_answers, error, 0
+    def __init__(self, path: Path, error: Exception) -> None:
+        super().__init__(path)
+        self.error = error
 
-    def __call__(self, *args: Any, **kwargs: Any) -> list[int]:
-        self.calls += 1
-        if self.calls > 1:
-            raise self.error
-        return self.real(*args, **kwargs)
+    def save_answers(self, run_id: str, answers: list, settings: Settings, **options: Any) -> list[int]:
+        super().save_answers(run_id, answers[:1], settings, **options)
+        raise self.error
 
 
 @pytest.mark.parametrize("error", [RuntimeError("disk on fire"), StoreError("panel.duckdb: database is locked")])
 def test_failed_answer_write_stops_the_run_and_review_raises(fake: FakeOpenAI, settings: Settings,
-                                                             monkeypatch: pytest.MonkeyPatch,
                                                              error: Exception) -> None:
     settings = settings.with_overrides(base_url=fake.base_url, model="fake-model", concurrency=1)
-    store = Store(settings.db_path)
-    # One answer per batch: the first commits, the second fails.
-    monkeypatch.setattr("panel.review.AnswerWriter", functools.partial(AnswerWriter, batch_size=1))
-    failing = _FailingBatches(store, error)
-    monkeypatch.setattr(store, "save_answers", failing)
+    store = _StoreThatFailsMidRun(settings.db_path, error)
     prepared = prepare_run(EXAMPLE_RUN, settings)
     with pytest.raises(StoreError) as raised:
         review(prepared, settings, store, endpoint=Endpoint(fake.base_url, "fake-model", False))
