@@ -7,7 +7,6 @@ reuses it and an editor can override it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +15,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from panel.ask import Answer, RunBudget, VerdictJob, ask_all, cache_key
+from panel.ask import Answer, RunBudget, VerdictJob, cache_key
 from panel.config import Settings
-from panel.endpoints import Endpoint, make_client, open_endpoint
+from panel.endpoints import Endpoint
 from panel.errors import PersonaError
 from panel.personas import Persona, PromptTemplates, load_templates, render_template
-from panel.review import ReviewOutcome
+from panel.review import ReviewOutcome, ask_jobs
 from panel.store import Store
 from panel.tally import CHAIR_ID, PairTally, RunTally, ToolTally, tally_run
 
@@ -165,17 +164,8 @@ def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool =
             if on_answer:
                 on_answer(answer)
 
-        async def ask_chair(active: Endpoint) -> None:
-            async with make_client(active, settings, before_request=budget.admit) as client:
-                await ask_all(todo, client, settings, land, budget, 1 if active.embedded else None)
-
-        if todo and endpoint is not None:
-            asyncio.run(ask_chair(endpoint))
-        elif todo:
-            log_path = store.path.parent / "logs" / "embedded-server.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open_endpoint(settings, log_path) as active:
-                asyncio.run(ask_chair(active))
+        if todo:
+            ask_jobs(todo, settings, store, budget, land, endpoint)
         if outcome.not_asked:
             outcome.stop_reason = budget.spent or "the run's budget was spent"
         return outcome

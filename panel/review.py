@@ -103,6 +103,25 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
         store.release_writer()
 
 
+def ask_jobs(jobs: list[VerdictJob], settings: Settings, store: Store, budget: RunBudget,
+             on_answer: Callable[[Answer], None], endpoint: Endpoint | None = None) -> None:
+    """Ask `jobs` on `endpoint`, or on the embedded server started for as long as they take (log beside the db)."""
+
+    async def ask_everything(active: Endpoint) -> None:
+        # The embedded llama.cpp server answers one request at a time, whatever --concurrency says.
+        concurrency = 1 if active.embedded else settings.effective_concurrency
+        async with make_client(active, settings, before_request=budget.admit) as client:
+            await ask_all(jobs, client, settings, on_answer, budget, concurrency)
+
+    if endpoint is not None:
+        asyncio.run(ask_everything(endpoint))
+        return
+    log_path = store.path.parent / "logs" / "embedded-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open_endpoint(settings, log_path) as active:
+        asyncio.run(ask_everything(active))
+
+
 def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: AnswerWriter,
               outcome: ReviewOutcome, endpoint: Endpoint | None,
               on_answer: Callable[[Answer], None] | None) -> None:
@@ -114,18 +133,6 @@ def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: 
         if on_answer:
             on_answer(answer)
 
-    async def ask_everything(active: Endpoint) -> None:
-        # The embedded llama.cpp server answers one request at a time, whatever --concurrency says.
-        concurrency = 1 if active.embedded else settings.effective_concurrency
-        async with make_client(active, settings, before_request=budget.admit) as client:
-            await ask_all(todo, client, settings, land, budget, concurrency)
-
-    if endpoint is not None:
-        asyncio.run(ask_everything(endpoint))
-    else:
-        log_path = store.path.parent / "logs" / "embedded-server.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open_endpoint(settings, log_path) as active:
-            asyncio.run(ask_everything(active))
+    ask_jobs(todo, settings, store, budget, land, endpoint)
     if len(outcome.answers) < len(todo) or any(a.attempts[-1].status == "over_budget" for a in outcome.answers):
         outcome.stop_reason = budget.spent
