@@ -165,16 +165,8 @@ class Store:
             _insert_run_items(con, run_id, jobs)
 
     def answered_keys(self, cache_keys: list[str]) -> set[str]:
-        """The cache keys that already have a valid current verdict (a rerun skips them)."""
-        if not cache_keys:
-            return set()
-        with self.transaction() as con:
-            rows = con.execute("""
-                SELECT cache_key FROM verdicts WHERE cache_key IN (SELECT unnest(?))
-                -- the newest generation must itself be valid: a failed --refresh is asked again
-                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key) AND valid""",
-                [cache_keys]).fetchall()
-        return {row[0] for row in rows}
+        """The cache keys whose current verdict is valid (a rerun skips them; a failed --refresh is asked again)."""
+        return {key for key, answer in self.answered_verdicts(cache_keys).items() if answer.valid}
 
     def save_answer(self, run_id: str, answer: Answer, settings: Settings) -> int:
         """Store one verdict (valid or not) with all its attempts in one transaction; return its id."""
