@@ -221,6 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Serves one connection: /v1/models and /v1/chat/completions, applying the planned fault."""
 
     protocol_version = "HTTP/1.1"
+    reply_at = 0.0  # monotonic time a chat reply may leave (do_POST sets it); GETs answer at once
     # Headers and body go out in separate writes: with Nagle on, each keep-alive reply waits ~40 ms for the
     # client's delayed ACK. Production servers set TCP_NODELAY, and latency figures must not include that stall.
     disable_nagle_algorithm = True
@@ -247,6 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         fake = self.server.fake
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        # Fixed latency: the reply leaves `latency` after the request arrived, however long the fake's own
+        # work (parsing, answering) took, so that work never adds to the latency a benchmark divides by.
+        self.reply_at = time.monotonic() + fake.latency
         try:
             body = json.loads(raw)
         except ValueError:
@@ -258,8 +262,6 @@ class _Handler(BaseHTTPRequestHandler):
         index = fake._next_index()
         fault = fake.faults(index, body)
         fake._record(self.path, body, fault)
-        if fake.latency > 0:
-            fake._stopping.wait(fake.latency)  # a per-thread sleep that stop() cuts short
         self._answer(fake, index, body, fault)
 
     def _answer(self, fake: FakeOpenAI, index: int, body: dict[str, Any], fault: str | None) -> None:
@@ -270,6 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": fake.retry_after} if fault == FAULT_429 else {}
             self._send(int(fault), _error(*errors[fault]), headers=headers)
         elif fault in (FAULT_RESET, FAULT_HANG):
+            self._wait_for_reply_time()
             if fault == FAULT_HANG:
                 fake._stopping.wait(fake.hang_seconds)
             self.close_connection = True
@@ -292,10 +295,17 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError(f"unknown fault {fault!r}; known: {ALL_FAULTS}")
             self._send(200, _completion(index, body, content))
 
+    def _wait_for_reply_time(self) -> None:
+        """Sleep until this request's reply time (a per-thread sleep that stop() cuts short)."""
+        delay = self.reply_at - time.monotonic()
+        if delay > 0:
+            self.server.fake._stopping.wait(delay)
+
     def _send(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> None:
         """Write one complete response with a Content-Length, so keep-alive connections stay usable."""
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self._wait_for_reply_time()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -398,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Serve a fake endpoint, print `READY <base_url>`, and run until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds each chat request waits")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds from a chat request's arrival to its reply")
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--fault-kinds", default=",".join(ALL_FAULTS), help="comma-separated fault names")
     parser.add_argument("--seed", type=int, default=0)
