@@ -205,12 +205,12 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
     start = time.monotonic()
     with count_requests() as sent:
         try:
-            # The mode's arguments (schema, tools) go as extra_body: same JSON on the wire, but the SDK
-            # does not walk the whole schema on every request (~15% of its CPU per call).
-            raw = await client.chat.completions.with_raw_response.create(
-                model=settings.model_name, messages=messages, **settings.sampling(), extra_body=request_args)
-            attempt.http_status = raw.http_response.status_code
-            completion = raw.parse()
+            # The SDK's generic post (its retries, timeouts and parsing all apply) with the body we built:
+            # the typed create() walks every message and the schema through its TypedDict transform to
+            # produce the same JSON, which took 2.0 ms of CPU per request here against 1.2 ms for post.
+            completion = await client.post("/chat/completions", cast_to=ChatCompletion, body={
+                "model": settings.model_name, "messages": messages, **settings.sampling(), **request_args})
+            attempt.http_status = sent.last_status
         except OverBudget as refused:
             _fail(attempt, "over_budget", refused, start)
             raise
@@ -223,6 +223,7 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
             raise RequestFailed() from None
         except ValueError as error:  # JSON decoding of a 200 body that is not JSON
             _fail(attempt, "bad_response", error, start)
+            attempt.http_status = sent.last_status
             raise MalformedResponse() from None
         finally:
             attempt.requests = sent.sent  # counted by make_client's request hook

@@ -117,9 +117,13 @@ def open_endpoint(settings: Settings, log_path: Path | None = None) -> Iterator[
 
 @dataclass
 class RequestCount:
-    """HTTP requests one task sent while count_requests() was active (the SDK's retries included)."""
+    """HTTP requests one task sent while count_requests() was active (the SDK's retries included).
+
+    `last_status` is the HTTP status of the last response received.
+    """
 
     sent: int = 0
+    last_status: int | None = None
 
 
 _COUNTING: ContextVar[RequestCount | None] = ContextVar("panel_request_count", default=None)
@@ -127,7 +131,7 @@ _COUNTING: ContextVar[RequestCount | None] = ContextVar("panel_request_count", d
 
 @contextlib.contextmanager
 def count_requests() -> Iterator[RequestCount]:
-    """Count the requests this task sends through a make_client() client while the block runs."""
+    """Count the requests this task sends through a make_client() client while the block runs (and their statuses)."""
     count = RequestCount()
     token = _COUNTING.set(count)
     try:
@@ -151,12 +155,19 @@ def make_client(endpoint: Endpoint, settings: Settings, http_client: httpx2.Asyn
         if count is not None:
             count.sent += 1
 
+    async def on_response(response: httpx2.Response) -> None:
+        count = _COUNTING.get()
+        if count is not None:
+            count.last_status = response.status_code
+
     if http_client is None:
-        # The SDK's own defaults (timeouts, connection limits, redirects), plus our hook.
-        http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [on_request]})
+        # The SDK's own defaults (timeouts, connection limits, redirects), plus our hooks.
+        http_client = openai.DefaultAsyncHttpxClient(
+            event_hooks={"request": [on_request], "response": [on_response]})
     else:
         hooks = http_client.event_hooks
-        http_client.event_hooks = {**hooks, "request": [*hooks.get("request", []), on_request]}
+        http_client.event_hooks = {**hooks, "request": [*hooks.get("request", []), on_request],
+                                   "response": [*hooks.get("response", []), on_response]}
     api_key = os.environ.get("OPENAI_API_KEY") or "not-needed"
     return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=api_key, timeout=settings.timeout_s,
                               max_retries=settings.max_retries, http_client=http_client)

@@ -62,18 +62,18 @@ def test_each_fault_kind_is_retried_by_exactly_one_owner(settings: Settings) -> 
         requests = len(chat_requests(server))
     assert (outcome.asked, outcome.failed, outcome.status) == (8, 0, "finished")
     assert requests == 16 == outcome.requests
-    attempts = rows(store, """SELECT v.verdict_id, a.status, a.sdk_retries, a.error_class FROM verdicts v
+    attempts = rows(store, """SELECT v.verdict_id, a.status, a.http_status, a.sdk_retries, a.error_class FROM verdicts v
                               JOIN attempts a USING (verdict_id) ORDER BY v.verdict_id, a.number""")
     by_verdict: dict[int, list[tuple]] = {}
     for verdict_id, *attempt in attempts:
         by_verdict.setdefault(verdict_id, []).append(tuple(attempt))
     seen = list(by_verdict.values())
     for sdk_owned in seen[:4]:  # the SDK's retry: one attempt that took two requests, no re-ask
-        assert sdk_owned == [("ok", 1, None)]
-    assert seen[4] == [("bad_response", 0, "MalformedResponse"), ("ok", 0, None)]  # HTML page with 200
-    assert seen[5] == [("bad_response", 0, "JSONDecodeError"), ("ok", 0, None)]  # empty 200
-    assert seen[6] == [("invalid", 0, "InvalidAnswer"), ("ok", 0, None)]  # truncated JSON: re-asked
-    assert seen[7] == [("invalid", 0, "InvalidAnswer"), ("ok", 0, None)]  # schema violation: re-asked
+        assert sdk_owned == [("ok", 200, 1, None)]
+    assert seen[4] == [("bad_response", 200, 0, "MalformedResponse"), ("ok", 200, 0, None)]  # HTML page with 200
+    assert seen[5] == [("bad_response", 200, 0, "JSONDecodeError"), ("ok", 200, 0, None)]  # empty 200
+    assert seen[6] == [("invalid", 200, 0, "InvalidAnswer"), ("ok", 200, 0, None)]  # truncated JSON: re-asked
+    assert seen[7] == [("invalid", 200, 0, "InvalidAnswer"), ("ok", 200, 0, None)]  # schema violation: re-asked
 
 
 def test_retry_after_is_honoured(settings: Settings) -> None:
