@@ -221,6 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Serves one connection: /v1/models and /v1/chat/completions, applying the planned fault."""
 
     protocol_version = "HTTP/1.1"
+    arrived_at = 0.0  # monotonic time the current request line was read
     reply_at = 0.0  # monotonic time a chat reply may leave (do_POST sets it); GETs answer at once
     # Headers and body go out in separate writes: with Nagle on, each keep-alive reply waits ~40 ms for the
     # client's delayed ACK. Production servers set TCP_NODELAY, and latency figures must not include that stall.
@@ -245,12 +246,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, _error("not found", "not_found"))
 
+    def parse_request(self) -> bool:
+        """Note when the request line arrived: a chat reply leaves `latency` after it (see do_POST)."""
+        self.arrived_at = time.monotonic()
+        return super().parse_request()
+
     def do_POST(self) -> None:
         fake = self.server.fake
+        # Fixed latency: the reply leaves `latency` after the request line arrived, however long the fake's
+        # own work (headers, body, JSON, the answer) took, so that work never adds to the latency a
+        # benchmark divides by.
+        self.reply_at = self.arrived_at + fake.latency
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        # Fixed latency: the reply leaves `latency` after the request arrived, however long the fake's own
-        # work (parsing, answering) took, so that work never adds to the latency a benchmark divides by.
-        self.reply_at = time.monotonic() + fake.latency
         try:
             body = json.loads(raw)
         except ValueError:
