@@ -118,6 +118,21 @@ def test_hung_endpoint_costs_at_most_timeout_times_tries(settings: Settings) -> 
     assert {row[0] for row in rows(store, "SELECT error_class FROM attempts")} == {"APITimeoutError"}
 
 
+def test_a_dropped_or_refused_connection_is_stored_as_a_connection_error_not_a_timeout(
+        settings: Settings, tmp_path: Path) -> None:
+    # Whoever reads the attempts must tell a server that is down from one that is slow.
+    with FakeOpenAI(faults=lambda index, body: FAULT_RESET) as dropping:
+        dropped, _ = review_against(dropping, settings, personas=["builder"], max_retries=1)
+    with FakeOpenAI() as gone:
+        pass  # stopped: its port now refuses connections
+    refused, outcome = review_against(gone, settings, personas=["builder"], max_retries=1,
+                                      db_path=tmp_path / "refused.duckdb")
+    assert outcome.failed == 2
+    for store in (dropped, refused):
+        assert rows(store, "SELECT DISTINCT error_class, request_count FROM attempts JOIN verdicts USING "
+                           "(verdict_id)") == [("APIConnectionError", 2)]
+
+
 def test_200_verdicts_at_a_30_percent_fault_rate_all_land_within_1_5x_requests(
         settings: Settings, tmp_path: Path) -> None:
     run_file = write_synthetic_run(tmp_path, pairs=25)
