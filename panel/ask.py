@@ -95,6 +95,15 @@ class Answer:
         """HTTP requests made, counting the SDK's own retries."""
         return sum(a.requests for a in self.attempts)
 
+    @property
+    def failure(self) -> str | None:
+        """Why there is no verdict, from the last attempt ("APIConnectionError: Connection error."); None if valid."""
+        if self.verdict is not None or not self.attempts:
+            return None
+        last = self.attempts[-1]
+        reason = (last.error_message or "").strip().splitlines()
+        return f"{last.error_class or last.status}: {reason[0][:120]}" if reason else last.error_class or last.status
+
 
 class MalformedResponse(Exception):
     """A 200 response that is not a chat completion (an HTML page, an empty body): retried as is."""

@@ -43,6 +43,17 @@ def test_broken_card_is_one_line_error_and_no_model_call(tmp_path: Path, fake: F
     assert chat_requests(fake) == []
 
 
+def test_a_down_endpoint_says_why_each_verdict_failed(tmp_path: Path) -> None:
+    with FakeOpenAI() as gone:
+        pass  # stopped: its port now refuses connections
+    result = run_panel("review", str(EXAMPLE_RUN), "--base-url", gone.base_url, "--db", str(tmp_path / "p.duckdb"),
+                       "--out", str(tmp_path / "pages"), "--max-retries", "0")
+    assert result.returncode == 3
+    failures = [line for line in result.stdout.splitlines() if "no valid answer" in line]
+    assert len(failures) == 8
+    assert all("(APIConnectionError: Connection error.)" in line for line in failures), failures
+
+
 def test_review_then_render_without_a_model(fake: FakeOpenAI, tmp_path: Path) -> None:
     out = tmp_path / "pages"
     reviewed = run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--out", str(out))

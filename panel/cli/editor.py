@@ -138,7 +138,7 @@ class _ReviewProgress:
 
 
 def _answer_line(answer: Answer) -> str:
-    verdict = answer.verdict.verdict if answer.verdict else "no valid answer"
+    verdict = answer.verdict.verdict if answer.verdict else f"no valid answer ({answer.failure})"
     subject = answer.job.tool.name[:40]
     if answer.job.persona.id == CHAIR_ID:  # the chair judges the pair, not one tool
         subject = f"{answer.job.tool.name[:30]} vs {answer.job.rival.name[:30]}"

@@ -45,7 +45,7 @@ def _rate(value: float | None, percent: bool = False) -> str:
 
 
 def _progress(answer: Answer) -> None:
-    verdict = answer.verdict.verdict if answer.verdict else "no valid answer"
+    verdict = answer.verdict.verdict if answer.verdict else f"no valid answer ({_safe(answer.failure or '')})"
     console.print(f"  asked {_safe(answer.job.persona.id)} on {_safe(answer.job.tool.name[:40])}: {verdict}")
 
 
