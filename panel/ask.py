@@ -16,13 +16,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from panel.cards import RunSpec, ToolCard, content_hash
 from panel.config import Settings
-from panel.endpoints import Mode, count_requests, get_mode
+from panel.endpoints import ChatReply, Mode, count_requests, get_mode
 from panel.personas import Persona, PromptTemplates, build_messages
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
@@ -214,10 +213,11 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
     start = time.monotonic()
     with count_requests() as sent:
         try:
-            # The SDK's generic post (its retries, timeouts and parsing all apply) with the body we built:
-            # the typed create() walks every message and the schema through its TypedDict transform to
-            # produce the same JSON, which took 2.0 ms of CPU per request here against 1.2 ms for post.
-            completion = await client.post("/chat/completions", cast_to=ChatCompletion, body={
+            # The SDK's generic post (its retries, timeouts and error classes all apply) with the body we
+            # built: the typed create() walks every message and the schema through its TypedDict transform
+            # to produce the same JSON (2.0 ms of CPU per request here, against 1.2 ms for post). It hands
+            # back the decoded JSON (or the text of a non-JSON body), and ChatReply validates it below.
+            decoded = await client.post("/chat/completions", cast_to=object, body={
                 "model": settings.model_name, "messages": messages, **settings.sampling(), **request_args})
             attempt.http_status = sent.last_status
         except OverBudget as refused:
@@ -237,16 +237,18 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
         finally:
             attempt.requests = sent.sent  # counted by make_client's request hook
     attempt.latency_s = time.monotonic() - start
-    if not isinstance(completion, ChatCompletion) or not completion.choices:
+    try:
+        reply = ChatReply.model_validate(decoded)
+    except ValidationError:
         attempt.status, attempt.error_class = "bad_response", "MalformedResponse"
         attempt.error_message = "status 200 but the body is not a chat completion"
-        raise MalformedResponse()
-    if completion.usage:
-        attempt.prompt_tokens = completion.usage.prompt_tokens or 0
-        attempt.completion_tokens = completion.usage.completion_tokens or 0
+        raise MalformedResponse() from None
+    if reply.usage:
+        attempt.prompt_tokens = reply.usage.prompt_tokens or 0
+        attempt.completion_tokens = reply.usage.completion_tokens or 0
         if budget is not None:
             budget.tokens += attempt.prompt_tokens + attempt.completion_tokens
-    text = mode.reply_text(completion)
+    text = mode.reply_text(reply)
     attempt.raw_text = text
     return text
 

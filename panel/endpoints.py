@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx2
 import openai
+from pydantic import BaseModel, Field
 
 from panel.config import EMBEDDED_MODEL_NAME, Settings
 from panel.errors import EndpointError
@@ -183,6 +184,42 @@ def make_client(endpoint: Endpoint, settings: Settings, http_client: httpx2.Asyn
                               max_retries=settings.max_retries, http_client=http_client)
 
 
+# --- what a reply must hold --------------------------------------------------------------------
+
+
+class _Function(BaseModel):
+    arguments: str
+
+
+class _ToolCall(BaseModel):
+    function: _Function
+
+
+class _Message(BaseModel):
+    content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(BaseModel):
+    message: _Message
+
+
+class _Usage(BaseModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ChatReply(BaseModel):
+    """The parts of a chat completion panel reads, validated: a 200 without them is a failed attempt.
+
+    The SDK's own ChatCompletion is built without validation, so a reply whose choice has no message
+    only failed later, on attribute access, outside any retry.
+    """
+
+    choices: list[_Choice] = Field(min_length=1)
+    usage: _Usage | None = None
+
+
 # --- structured-output modes -----------------------------------------------------------------
 # Each mode is a pair of functions: how to ask for the schema, and where the answer text is.
 
@@ -208,12 +245,12 @@ def _request_prompt(schema: dict) -> dict[str, Any]:
     return {}
 
 
-def _reply_content(completion: Any) -> str | None:
-    return completion.choices[0].message.content
+def _reply_content(reply: ChatReply) -> str | None:
+    return reply.choices[0].message.content
 
 
-def _reply_tool_arguments(completion: Any) -> str | None:
-    message = completion.choices[0].message
+def _reply_tool_arguments(reply: ChatReply) -> str | None:
+    message = reply.choices[0].message
     if message.tool_calls:
         return message.tool_calls[0].function.arguments
     return message.content
@@ -221,11 +258,11 @@ def _reply_tool_arguments(completion: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Mode:
-    """A structured-output strategy: request arguments from a schema, answer text from a completion."""
+    """A structured-output strategy: request arguments from a schema, answer text from a reply."""
 
     name: str
     request: Callable[[dict], dict[str, Any]]
-    reply_text: Callable[[Any], str | None]
+    reply_text: Callable[[ChatReply], str | None]
 
 
 MODE_TABLE: dict[str, Mode] = {

@@ -25,11 +25,12 @@ FAULT_RESET = "reset"  # socket closed with RST and no response: a connection er
 FAULT_HANG = "hang"  # no answer until stop() or hang_seconds, then the socket is closed
 FAULT_HTML200 = "html200"  # 200 with an HTML gateway page
 FAULT_EMPTY200 = "empty200"  # 200 application/json with an empty body
+FAULT_BAD_COMPLETION = "bad_completion"  # 200 JSON shaped like a completion whose one choice has no message
 FAULT_TRUNCATED_JSON = "truncated_json"  # valid completion whose content is the answer cut in half
 FAULT_SCHEMA_VIOLATION = "schema_violation"  # valid completion whose content is JSON breaking the verdict schema
 ALL_FAULTS: tuple[str, ...] = (
     FAULT_429, FAULT_500, FAULT_400, FAULT_RESET, FAULT_HANG,
-    FAULT_HTML200, FAULT_EMPTY200, FAULT_TRUNCATED_JSON, FAULT_SCHEMA_VIOLATION,
+    FAULT_HTML200, FAULT_EMPTY200, FAULT_BAD_COMPLETION, FAULT_TRUNCATED_JSON, FAULT_SCHEMA_VIOLATION,
 )
 SCHEMA_VIOLATION_CONTENT = json.dumps({"verdict": "maybe", "confidence": 7})
 MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
@@ -292,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"<html><body>Gateway</body></html>", content_type="text/html")
         elif fault == FAULT_EMPTY200:
             self._send(200, b"")
+        elif fault == FAULT_BAD_COMPLETION:
+            self._send(200, {"id": f"chatcmpl-fake-{index}", "object": "chat.completion", "model": "fake-model",
+                             "choices": [{"index": 0, "finish_reason": "stop"}]})
         else:
             content = fake.responder(body)
             if fault == FAULT_TRUNCATED_JSON:

@@ -13,8 +13,9 @@ import duckdb
 from panel.config import Settings
 from panel.store import Store
 from tests.conftest import chat_requests
-from tests.fake_openai import (FAULT_400, FAULT_429, FAULT_500, FAULT_EMPTY200, FAULT_HANG, FAULT_HTML200,
-                               FAULT_RESET, FAULT_SCHEMA_VIOLATION, FAULT_TRUNCATED_JSON, FakeOpenAI, FaultPlan)
+from tests.fake_openai import (FAULT_400, FAULT_429, FAULT_500, FAULT_BAD_COMPLETION, FAULT_EMPTY200, FAULT_HANG,
+                               FAULT_HTML200, FAULT_RESET, FAULT_SCHEMA_VIOLATION, FAULT_TRUNCATED_JSON, FakeOpenAI,
+                               FaultPlan)
 from tests.synthetic_runs import review_against, write_synthetic_run
 
 SDK_FAULTS = (FAULT_429, FAULT_500, FAULT_RESET, FAULT_HANG)  # transport / HTTP status: the SDK retries
@@ -74,6 +75,16 @@ def test_each_fault_kind_is_retried_by_exactly_one_owner(settings: Settings) -> 
     assert seen[5] == [("bad_response", 200, 0, "JSONDecodeError"), ("ok", 200, 0, None)]  # empty 200
     assert seen[6] == [("invalid", 200, 0, "InvalidAnswer"), ("ok", 200, 0, None)]  # truncated JSON: re-asked
     assert seen[7] == [("invalid", 200, 0, "InvalidAnswer"), ("ok", 200, 0, None)]  # schema violation: re-asked
+
+
+def test_a_200_that_is_not_a_chat_completion_is_a_failed_attempt_and_asked_again(settings: Settings) -> None:
+    # JSON shaped like a completion but without a message: before, it ended the whole run with an AttributeError.
+    with FakeOpenAI(faults=[FAULT_BAD_COMPLETION, None, FAULT_BAD_COMPLETION]) as server:
+        store, outcome = review_against(server, settings, personas=["builder"], concurrency=1)
+    assert (outcome.failed, outcome.status) == (0, "finished")
+    assert rows(store, "SELECT status, http_status, error_class FROM attempts ORDER BY verdict_id, number") == [
+        ("bad_response", 200, "MalformedResponse"), ("ok", 200, None),
+        ("bad_response", 200, "MalformedResponse"), ("ok", 200, None)]
 
 
 def test_retry_after_is_honoured(settings: Settings) -> None:
