@@ -105,7 +105,7 @@ class Answer:
 
 
 class MalformedResponse(Exception):
-    """A 200 response that is not a chat completion (an HTML page, an empty body): retried as is."""
+    """A 200 that is not a chat completion (an HTML page, an empty body, JSON without a message): asked again."""
 
 
 class RequestFailed(Exception):

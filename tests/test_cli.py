@@ -46,8 +46,8 @@ def test_broken_card_is_one_line_error_and_no_model_call(tmp_path: Path, fake: F
 def test_a_down_endpoint_says_why_each_verdict_failed(tmp_path: Path) -> None:
     with FakeOpenAI() as gone:
         pass  # stopped: its port now refuses connections
-    result = run_panel("review", str(EXAMPLE_RUN), "--base-url", gone.base_url, "--db", str(tmp_path / "p.duckdb"),
-                       "--out", str(tmp_path / "pages"), "--max-retries", "0")
+    result = run_panel("review", str(EXAMPLE_RUN), "--base-url", gone.base_url, "--max-retries", "0",
+                       "--db", str(tmp_path / "p.duckdb"), "--out", str(tmp_path / "pages"))
     assert result.returncode == 3
     failures = [line for line in result.stdout.splitlines() if "no valid answer" in line]
     assert len(failures) == 8
