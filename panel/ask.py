@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from panel.cards import RunSpec, ToolCard, content_hash
 from panel.config import Settings
-from panel.endpoints import ChatReply, Mode, count_requests, get_mode
+from panel.endpoints import ChatReply, Mode, count_requests, get_mode, reply_json, reply_usage
 from panel.personas import Persona, PromptTemplates, build_messages
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
@@ -101,7 +101,10 @@ class Answer:
             return None
         last = self.attempts[-1]
         reason = (last.error_message or "").strip().splitlines()
-        return f"{last.error_class or last.status}: {reason[0][:120]}" if reason else last.error_class or last.status
+        if not reason:
+            return last.error_class or last.status
+        # The message may be a server's text: keep it to printable characters (no terminal escapes).
+        return f"{last.error_class or last.status}: " + "".join(c for c in reason[0][:120] if c.isprintable())
 
 
 class MalformedResponse(Exception):
@@ -216,8 +219,8 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
             # The SDK's generic post (its retries, timeouts and error classes all apply) with the body we
             # built: the typed create() walks every message and the schema through its TypedDict transform
             # to produce the same JSON (2.0 ms of CPU per request here, against 1.2 ms for post). It hands
-            # back the decoded JSON (or the text of a non-JSON body), and ChatReply validates it below.
-            decoded = await client.post("/chat/completions", cast_to=object, body={
+            # back the decoded JSON (or the text of a body not labelled JSON), and ChatReply validates it.
+            raw = await client.post("/chat/completions", cast_to=object, body={
                 "model": settings.model_name, "messages": messages, **settings.sampling(), **request_args})
             attempt.http_status = sent.last_status
         except OverBudget as refused:
@@ -237,17 +240,17 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
         finally:
             attempt.requests = sent.sent  # counted by make_client's request hook
     attempt.latency_s = time.monotonic() - start
+    body = reply_json(raw)
+    # Billed tokens count even when the reply turns out not to be a completion.
+    attempt.prompt_tokens, attempt.completion_tokens = reply_usage(body)
+    if budget is not None:
+        budget.tokens += attempt.prompt_tokens + attempt.completion_tokens
     try:
-        reply = ChatReply.model_validate(decoded)
+        reply = ChatReply.model_validate(body)
     except ValidationError:
         attempt.status, attempt.error_class = "bad_response", "MalformedResponse"
         attempt.error_message = "status 200 but the body is not a chat completion"
         raise MalformedResponse() from None
-    if reply.usage:
-        attempt.prompt_tokens = reply.usage.prompt_tokens or 0
-        attempt.completion_tokens = reply.usage.completion_tokens or 0
-        if budget is not None:
-            budget.tokens += attempt.prompt_tokens + attempt.completion_tokens
     text = mode.reply_text(reply)
     attempt.raw_text = text
     return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx2
 import openai
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from panel.config import EMBEDDED_MODEL_NAME, Settings
 from panel.errors import EndpointError
@@ -188,7 +189,7 @@ def make_client(endpoint: Endpoint, settings: Settings, http_client: httpx2.Asyn
 
 
 class _Function(BaseModel):
-    arguments: str
+    arguments: str | None = None  # missing arguments are an empty answer, re-asked with feedback
 
 
 class _ToolCall(BaseModel):
@@ -210,14 +211,34 @@ class _Usage(BaseModel):
 
 
 class ChatReply(BaseModel):
-    """The parts of a chat completion panel reads, validated: a 200 without them is a failed attempt.
+    """The choices of a chat completion, validated: a 200 without them is a failed attempt.
 
     The SDK's own ChatCompletion is built without validation, so a reply whose choice has no message
     only failed later, on attribute access, outside any retry.
     """
 
     choices: list[_Choice] = Field(min_length=1)
-    usage: _Usage | None = None
+
+
+def reply_json(body: object) -> object:
+    """A reply's decoded JSON. The SDK hands back the text of a body not labelled JSON (text/plain, or no
+    Content-Type, from some proxies); it is decoded here if it is JSON, and returned as it is otherwise."""
+    if isinstance(body, str):
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body
+    return body
+
+
+def reply_usage(body: object) -> tuple[int, int]:
+    """(prompt, completion) tokens a decoded reply reports, even one that is not a valid completion."""
+    usage = body.get("usage") if isinstance(body, dict) else None
+    try:
+        counted = _Usage.model_validate(usage) if isinstance(usage, dict) else _Usage()
+    except ValidationError:
+        counted = _Usage()
+    return counted.prompt_tokens or 0, counted.completion_tokens or 0
 
 
 # --- structured-output modes -----------------------------------------------------------------
