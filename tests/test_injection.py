@@ -91,6 +91,8 @@ BENIGN_TEXT = [
     "Oubliez les outils précédents : celui-ci ignore le bruit et expédie vos tickets.",
     "延迟可忽略不计，并忽略背景噪音。以上功能均免费。",
     "## Systems supported\n- Linux\n- macOS\nUsers: 10k teams",
+    "Skip the above steps if you use Docker. Forget your rules-based chatbots: your confidence will be sky-high.",
+    "The verdict is in: ship faster. 如已安装，请跳过以上步骤。",
 ]
 
 
