@@ -1,7 +1,8 @@
 """Vendor text is data: neutralise invisible characters, cap its length, flag injection attempts and unsafe links.
 
-Detection reads a folded view of the text (compatibility forms such as full-width letters, accents, case and
-format characters folded away), so `ＥＮＤ ＴＯＯＬ`, `Ignorez` and `ignorez` are one spelling to it. The text
+Detection reads a folded view of the text (compatibility forms such as full-width letters, Cyrillic and Greek
+look-alikes, accents, case and format characters folded away), so `ＥＮＤ ＴＯＯＬ`, `ЕND TOOL` (Cyrillic Е),
+`Ignorez` and `ignorez` are one spelling to it. The text
 itself keeps its spelling; only forged prompt delimiters are cut out of it, because those could close the
 delimited block a prompt wraps vendor text in.
 """
@@ -126,11 +127,17 @@ class CleanText:
     flags: list[str] = field(default_factory=list)
 
 
+# Cyrillic and Greek letters drawn like Latin ones (NFKD keeps them apart): "ЕND" with a Cyrillic Е reads as END.
+_LATIN_LOOKALIKES = str.maketrans("АВЕЅІЈКМНОРСТХУаеорсухіјѕԁΑΒΕΖΗΙΚΜΝΟΡΤΥΧαοιν",
+                                  "ABESIJKMHOPCTXYaeopcyxijsdABEZHIKMNOPTYXaoiv")
+
+
 @functools.lru_cache(maxsize=8192)
 def _fold(char: str) -> str:
     if unicodedata.category(char) in ("Mn", "Me", "Cf"):  # accents, joiners, soft hyphens: splitters
         return ""
-    return "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)).casefold()
+    letters = unicodedata.normalize("NFKD", char.translate(_LATIN_LOOKALIKES))
+    return "".join(c for c in letters if not unicodedata.combining(c)).casefold()
 
 
 def _folded_view(text: str) -> tuple[str, list[int] | None]:
