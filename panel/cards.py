@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from panel.errors import CardError
-from panel.vendor_text import FIELD_LIMITS, clean_vendor_text, is_safe_link
+from panel.vendor_text import FIELD_LIMITS, clean_vendor_text, link_problem
 
 MAX_CARD_BYTES = 1_000_000
 
@@ -63,10 +63,11 @@ class ToolCard(BaseModel):
         for label, url in self.links.items():
             url = take(url, "link").replace(" ", "%20").replace("{", "%7B").replace("}", "%7D")
             label = clean_vendor_text(label, "link", 60, True).text
-            if is_safe_link(url):
+            problem = link_problem(url)
+            if problem is None:
                 links[label] = url
             else:
-                flags.append(f"link {label!r}: not an http(s) URL, dropped")
+                flags.append(f"link {label!r}: {problem}, dropped")
         return ToolCard(
             name=take(self.name, "name"),
             category=take(self.category, "category"),

@@ -143,8 +143,9 @@ class Store:
             tools = {card.card_hash: [card.card_hash, card.name, card.category, card.model_dump_json(),
                                       json.dumps(card.flags, ensure_ascii=False), now]
                      for pair in spec.pairs for card in pair.tools}
+            # Flags are refreshed: a card stored before the detector learnt a trick shows it on its next run.
             _insert_rows(con, "tools", ["tool_id", "name", "category", "card_json", "flags_json", "first_seen_at"],
-                         list(tools.values()), "ON CONFLICT DO NOTHING")
+                         list(tools.values()), "ON CONFLICT DO UPDATE SET flags_json = excluded.flags_json")
             _insert_rows(con, "pairs", ["run_id", "pair_index", "left_tool_id", "right_tool_id"],
                          [[run_id, index, pair.left.card_hash, pair.right.card_hash]
                           for index, pair in enumerate(spec.pairs)], "ON CONFLICT DO NOTHING")
