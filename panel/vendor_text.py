@@ -16,6 +16,7 @@ FIELD_LIMITS: dict[str, int] = {
     "description": 4000,
     "pricing.details": 1200,
     "link": 500,
+    "title": 200,  # a run file's title: not vendor text, but it reaches the served index page the same way
 }
 
 # Zero-width, bidi overrides/isolates, BOM and Unicode tag characters: invisible, and the usual
