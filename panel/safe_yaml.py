@@ -24,6 +24,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 # PyYAML's problems quote the offending text (an alias, a tag, a character); a quoted run longer
 # than one escaped character is file content, and an error message never echoes file content.
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_TOKEN_NAME = re.compile(r"'<[a-z ]+>'")  # "expected <block end>, but found '<scalar>'": grammar, not content
 
 
 class YamlProblem(ValueError):
@@ -95,14 +96,18 @@ def _key_label(key: Any) -> str:
 
 
 def _unquoted(problem: str) -> str:
-    """PyYAML's problem text with anything it quoted from the file removed (one character may stay)."""
-    return _QUOTED.sub(lambda m: m.group(0) if len(m.group(0)) <= 4 else "(…)", problem)
+    """PyYAML's problem text with anything it quoted from the file removed (one character or a token name may stay)."""
+    def keep(match: re.Match[str]) -> str:
+        quoted = match.group(0)
+        return quoted if len(quoted) <= 4 or _TOKEN_NAME.fullmatch(quoted) else "(…)"
+    return _QUOTED.sub(keep, problem)
 
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document strictly; raise YamlProblem (line and what is wrong) on anything refused."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # the reader refuses control characters here, before parsing
         return loader.get_single_data()
     except YamlProblem:
         raise
@@ -112,10 +117,14 @@ def load_yaml(text: str) -> Any:
             problem = f"{error.context}, {problem}"
         problem = _unquoted(problem)
         raise YamlProblem(problem, _line(error.problem_mark or error.context_mark)) from None
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        raise YamlProblem(f"control character #x{error.character:04x} is not allowed in YAML", line) from None
     except yaml.YAMLError:
         raise YamlProblem("invalid YAML") from None
     except (ValueError, OverflowError):
         # int("9" * 5000) and date(2024, 13, 45) fail inside PyYAML's constructors, without a mark.
         raise YamlProblem("a value looks like a number or date but is not one; quote it") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -62,6 +62,16 @@ def test_a_problem_never_quotes_the_file(text: str) -> None:
     assert "sk-live" not in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_problem_keeps_the_token_names_that_explain_it() -> None:
+    with pytest.raises(YamlProblem, match=r"^line 3: expected <block end>, but found '<block sequence start>'$"):
+        load_yaml("a:\n  b: 1\n - c\n")
+
+
+def test_a_nul_character_is_a_problem_not_an_unmarked_error() -> None:
+    with pytest.raises(YamlProblem, match=r"^line 2: control character #x0000 is not allowed in YAML$"):
+        load_yaml("a: 1\nb: \x00\n")
+
+
 @pytest.mark.parametrize("text", ["a: " + "9" * 5000 + "\n", "a: 2024-13-45\n"])
 def test_a_value_pyyaml_cannot_convert_is_a_problem_not_a_traceback(text: str) -> None:
     with pytest.raises(YamlProblem, match="quote it"):
