@@ -12,7 +12,8 @@ from rich.table import Table
 
 from panel.ask import Answer
 from panel.chair import ChairOutcome, summarize_run
-from panel.cli.app import (AllowOutsideCardsOption, BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
+from panel.cli.app import AllowOutsideCardsOption
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            err_console, make_settings)
 from panel.config import Settings

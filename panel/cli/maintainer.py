@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from panel.ask import Answer
-from panel.cli.app import (AllowOutsideCardsOption, BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
+from panel.cli.app import AllowOutsideCardsOption
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            make_settings)
 from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
