@@ -38,6 +38,8 @@ class Settings:
     personas_dir: Path = PROJECT_ROOT / "personas"
     prompts_dir: Path = PROJECT_ROOT / "prompts"
     out_dir: Path = PROJECT_ROOT / "runs" / "pages"
+    # Card paths may leave the run file's folder (absolute, '..', symlinks): --allow-outside-cards.
+    allow_outside_cards: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

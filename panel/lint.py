@@ -118,11 +118,12 @@ def _load_personas(folder: Path, report: LintReport) -> list[Persona]:
     return personas
 
 
-def _card_pairs(run_files: list[Path], report: LintReport) -> Iterator[tuple[str, ToolCard, ToolCard]]:
+def _card_pairs(run_files: list[Path], report: LintReport,
+                allow_outside: bool = False) -> Iterator[tuple[str, ToolCard, ToolCard]]:
     sparse = load_card(SPARSE_CARD, Path("<sparse card>"), "sparse card")
     for run_file in run_files:
         try:
-            spec = load_run(run_file)
+            spec = load_run(run_file, allow_outside)
         except PanelError as error:
             report.add("error", str(run_file), str(error))
             continue
@@ -236,7 +237,7 @@ def lint(run_files: list[Path], settings: Settings, token_budget: int | None = N
         report.add("error", str(settings.prompts_dir), str(error))
         return report
     schema = verdict_schema()
-    combos = list(_card_pairs(run_files, report))
+    combos = list(_card_pairs(run_files, report, settings.allow_outside_cards))
     combos.append(("canary cards", canary_card("tool"), canary_card("rival")))
     first_prompt = ""
     for persona in personas:

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from panel.cards import ToolCard
 from panel.errors import PersonaError
+from panel.safe_yaml import YamlProblem, load_yaml
 
 PERSONA_ORDER = ("builder", "skeptic", "futurist", "business")
 SYSTEM_TEMPLATE = "system.j2"
@@ -70,9 +70,9 @@ def parse_persona(text: str, path: str) -> Persona:
     if len(parts) < 3:
         raise PersonaError(f"{path}: front matter is not closed with '---'")
     try:
-        header = _PersonaHeader.model_validate(yaml.safe_load(parts[1]) or {})
-    except yaml.YAMLError:
-        raise PersonaError(f"{path}: front matter is not valid YAML") from None
+        header = _PersonaHeader.model_validate(load_yaml(parts[1]) or {})
+    except YamlProblem as problem:
+        raise PersonaError(f"{path}: front matter is not valid YAML ({problem})") from None
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"])

@@ -62,7 +62,7 @@ class PreparedRun:
 
 def prepare_run(run_file: str | Path, settings: Settings, persona_ids: list[str] | None = None) -> PreparedRun:
     """Load the run file, personas and templates and render every prompt; raise on the first error."""
-    spec = load_run(run_file)
+    spec = load_run(run_file, settings.allow_outside_cards)
     personas = load_personas(settings.personas_dir, persona_ids)
     templates = load_templates(settings.prompts_dir)
     get_mode(settings.structured_mode)

@@ -26,6 +26,7 @@ FIELD_LIMITS: dict[str, int] = {
     "description": 4000,
     "pricing.details": 1200,
     "link": 500,
+    "title": 200,  # a run file's title: not vendor text, but it reaches the served index page the same way
 }
 
 # The blocks prompts/user.j2 and prompts/chair_user.j2 wrap data in ("BEGIN <name>" ... "END <name>").

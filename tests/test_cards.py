@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,134 @@ def test_template_braces_in_a_link_are_percent_encoded(tmp_path: Path) -> None:
     card = load_run(write_run(tmp_path, dict(GOOD_CARD, links=links))).pairs[0].left
     assert "{" not in card.links["site"] and "}" not in card.links["site"]
     assert card.links["site"].startswith("https://evil.example/%7B%7Bsite.github.token%7D%7D/")
+
+
+# Card path rules (docs/cards.md): inside the run file's folder unless --allow-outside-cards.
+
+def card_layout(tmp_path: Path) -> tuple[Path, Path]:
+    """runs/cards/{a,b}.yaml beside runs/, and outside/ with a copy of b and a secret; return (runs, outside)."""
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    (runs / "cards").mkdir(parents=True)
+    outside.mkdir()
+    for folder in (runs / "cards", outside):
+        (folder / "b.yaml").write_text(yaml.safe_dump(dict(GOOD_CARD, name="Other")), encoding="utf-8")
+    (runs / "cards" / "a.yaml").write_text(yaml.safe_dump(GOOD_CARD), encoding="utf-8")
+    (outside / ".env").write_text("OPENAI_API_KEY=sk-live-secret\n", encoding="utf-8")
+    return runs, outside
+
+
+def run_naming(runs: Path, left: str, right: str = "cards/b.yaml", head: str = "") -> Path:
+    path = runs / "run.yaml"
+    path.write_text(f"{head}pairs:\n  - [{json.dumps(left)}, {json.dumps(right)}]\n", encoding="utf-8")
+    return path
+
+
+def test_a_card_path_with_dotdot_that_stays_inside_the_folder_loads(tmp_path: Path) -> None:
+    runs, _ = card_layout(tmp_path)
+    spec = load_run(run_naming(runs, "cards/../cards/a.yaml"))
+    assert spec.pairs[0].left.name == "Acme Vector"
+
+
+@pytest.mark.parametrize("reference, why", [
+    ("OUTSIDE/b.yaml", "is absolute"),
+    ("../outside/b.yaml", "leads outside the run file's folder with '..'"),
+    ("cards/link.yaml", "leads outside the run file's folder through a symlink"),
+])
+def test_a_card_path_leaving_the_run_folder_is_refused_unless_allowed(tmp_path: Path, reference: str, why: str) -> None:
+    runs, outside = card_layout(tmp_path)
+    (runs / "cards" / "link.yaml").symlink_to(outside / "b.yaml")
+    run_file = run_naming(runs, "cards/a.yaml", reference.replace("OUTSIDE", str(outside)))
+    with pytest.raises(CardError) as error:
+        load_run(run_file)
+    assert why in str(error.value) and "--allow-outside-cards" in str(error.value)
+    assert load_run(run_file, allow_outside=True).pairs[0].right.name == "Other"
+
+
+def test_a_card_file_holding_a_path_is_refused_without_opening_it(tmp_path: Path) -> None:
+    runs, outside = card_layout(tmp_path)
+    (runs / "cards" / "evil.yaml").write_text(f"{outside / '.env'}\n", encoding="utf-8")
+    with pytest.raises(CardError) as error:
+        load_run(run_naming(runs, "cards/evil.yaml"), allow_outside=True)
+    assert str(error.value) == (f"{runs / 'cards' / 'evil.yaml'}: a card file must be a YAML mapping of card fields "
+                                "(it is a string)")
+
+
+def test_a_card_referring_to_the_run_file_itself_is_one_line(tmp_path: Path) -> None:
+    runs, _ = card_layout(tmp_path)
+    with pytest.raises(CardError, match=r"card path 'run\.yaml' is the run file itself$"):
+        load_run(run_naming(runs, "run.yaml"))
+
+
+def test_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    runs, _ = card_layout(tmp_path)
+    (runs / "cards" / "loop.yaml").symlink_to(runs / "cards" / "loop.yaml")
+    with pytest.raises(CardError, match=r"loop\.yaml: cannot be read \(symlink loop\) \(pair 1 tool 1 of "):
+        load_run(run_naming(runs, "cards/loop.yaml"))
+
+
+def test_an_error_names_a_hostile_path_cut_and_without_control_characters(tmp_path: Path) -> None:
+    runs, _ = card_layout(tmp_path)
+    with pytest.raises(CardError) as error:
+        load_run(run_naming(runs, "../" + "x" * 5000 + "\u202e\x1b[31m.yaml"))
+    message = str(error.value)
+    assert len(message) < 400 and "\x1b" not in message and "\u202e" not in message
+
+
+# YAML and title rules.
+
+def test_an_alias_bomb_in_the_title_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    levels = ["title: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]" for i in range(5)]
+    path.write_text("\n".join(levels) + "\npairs: []\n", encoding="utf-8")  # 10^6 strings; 10^9 takes 3 more lines
+    with pytest.raises(CardError, match=r"run\.yaml: line \d: broken YAML \(aliases \(\*name\) expand to more than"):
+        load_run(path)
+
+
+def test_a_duplicate_card_field_is_an_error_not_last_wins(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"pairs": [[GOOD_CARD, dict(GOOD_CARD, name="Other")]]}, sort_keys=False)
+                    + "    name: Sneaky\n", encoding="utf-8")
+    with pytest.raises(CardError, match=r"run\.yaml: line \d+: broken YAML \(duplicate key 'name'\)$"):
+        load_run(path)
+
+
+def test_the_title_is_cleaned_and_capped_like_vendor_text(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    title = "Acme\u202e vs\u200b Other\x1b[2J " + "long " * 100
+    path.write_text(yaml.safe_dump({"title": title, "pairs": [[GOOD_CARD, dict(GOOD_CARD, name="Other")]]}),
+                    encoding="utf-8")
+    spec = load_run(path)
+    assert spec.title.startswith("Acme vs Other[2J long")
+    assert spec.title.endswith(TRUNCATION_MARKER) and len(spec.title) <= FIELD_LIMITS["title"] + len(TRUNCATION_MARKER)
+
+
+@pytest.mark.parametrize("title, message", [
+    ("\u200b \u2060", "'title' is empty once invisible characters"),
+    ({"a": 1}, "'title' must be text"),
+])
+def test_a_title_that_is_no_text_is_one_line(tmp_path: Path, title: object, message: str) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"title": title, "pairs": [[GOOD_CARD, dict(GOOD_CARD, name="Other")]]}),
+                    encoding="utf-8")
+    with pytest.raises(CardError, match=message):
+        load_run(path)
+
+
+def test_a_pair_naming_the_same_tool_twice_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(CardError, match=r"pair 1 names the tool 'Acme Vector' twice"):
+        load_run(write_run(tmp_path, GOOD_CARD, dict(GOOD_CARD, name="ACME vector", tagline="Same tool, other card")))
+
+
+@pytest.mark.parametrize("field", ["name", "category", "tagline", "description", "pricing.details"])
+def test_a_text_field_of_only_spaces_and_zero_width_characters_names_file_tool_and_field(
+        tmp_path: Path, field: str) -> None:
+    blank = " \u200b\u2060\ufeff "
+    card = dict(GOOD_CARD, pricing=dict(GOOD_CARD["pricing"], details=blank)) if field == "pricing.details" \
+        else dict(GOOD_CARD, **{field: blank})
+    path = write_run(tmp_path, card)
+    with pytest.raises(CardError) as error:
+        load_run(path)
+    tool = "pair 1 tool 1" if field == "name" else "tool 'Acme Vector'"
+    assert str(error.value) == (f"{path}: {tool}: field '{field}' is empty once invisible characters "
+                                "and spaces are removed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,10 +25,11 @@ CARDS = PROJECT_ROOT / "runs" / "cards"
 def two_pair_run(folder: Path) -> Path:
     """A run file whose two pairs share their left tool: [SmolVLM2-2B, Sonar] and [SmolVLM2-2B, Other Tool]."""
     path = folder / "two-pairs.yaml"
+    shutil.copytree(CARDS, folder / "cards")  # card paths must stay inside the run file's folder
     path.write_text(f"""title: Two pairs sharing a tool
 pairs:
-  - ["{CARDS / 'smolvlm2-2b.yaml'}", "{CARDS / 'perplexity-sonar-pro-2.yaml'}"]
-  - - "{CARDS / 'smolvlm2-2b.yaml'}"
+  - [cards/smolvlm2-2b.yaml, cards/perplexity-sonar-pro-2.yaml]
+  - - cards/smolvlm2-2b.yaml
     - name: {OTHER}
       category: Developer Tools
       tagline: Another tool for the same job

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import typer.main
 import yaml
 
+from panel.cli import app, main
 from panel.config import PROJECT_ROOT, Settings
 from panel.errors import PersonaError
 from panel.render import write_pages
@@ -103,3 +105,102 @@ def test_oversized_description_is_cut_to_the_documented_limit_before_the_call(
         flags = con.execute("SELECT DISTINCT v.flags_json FROM verdicts v JOIN tools t USING (tool_id) "
                             "WHERE t.name = 'Hostile Tool'").fetchall()
     assert flags == [(json.dumps([f"description: 59999 characters cut to {FIELD_LIMITS['description']}"]),)]
+
+
+# Hostile run files through the CLI: one line on stderr, exit 2, no traceback, nothing of any file's contents.
+
+SECRET = "sk-live-secret-4242"
+GOOD = synthetic_card(1)
+
+
+def exit_code(*args: str) -> int | str | None:
+    """Run `panel ARGS` in this process (stdout and stderr go to capsys); return its exit code."""
+    try:
+        main(list(args))
+    except SystemExit as exited:
+        return exited.code
+    return 0
+
+
+def hostile_layout(tmp_path: Path) -> tuple[Path, Path]:
+    """runs/ (cards/b.yaml) and, beside it, outside/ with an .env and a passwd file; return (runs, outside)."""
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    (runs / "cards").mkdir(parents=True)
+    outside.mkdir()
+    (runs / "cards" / "b.yaml").write_text(yaml.safe_dump(synthetic_card(2)), encoding="utf-8")
+    (outside / ".env").write_text(f"OPENAI_API_KEY={SECRET}\n", encoding="utf-8")
+    (outside / "passwd").write_text(f"root:x:0:0:{SECRET}:/root:/bin/bash\n", encoding="utf-8")
+    return runs, outside
+
+
+def _card_file_holding_a_path(runs: Path, outside: Path) -> str:
+    (runs / "cards" / "evil.yaml").write_text(f"{outside / '.env'}\n", encoding="utf-8")
+    return "pairs:\n  - [cards/evil.yaml, cards/b.yaml]\n"
+
+
+def _card_file_naming_itself(runs: Path, outside: Path) -> str:
+    (runs / "cards" / "self.yaml").write_text("self.yaml\n", encoding="utf-8")
+    return "pairs:\n  - [cards/self.yaml, cards/b.yaml]\n"
+
+
+def _symlink_loop(runs: Path, outside: Path) -> str:
+    (runs / "cards" / "loop.yaml").symlink_to(runs / "cards" / "loop.yaml")
+    return "pairs:\n  - [cards/loop.yaml, cards/b.yaml]\n"
+
+
+HOSTILE_RUNS = {
+    "card file holding a path": (_card_file_holding_a_path, "evil.yaml: a card file must be a YAML mapping"),
+    "card file naming itself": (_card_file_naming_itself, "self.yaml: a card file must be a YAML mapping"),
+    "passwd through ..": (lambda runs, outside: "pairs:\n  - [../outside/passwd, cards/b.yaml]\n",
+                          "card path '../outside/passwd' leads outside the run file's folder with '..'"),
+    "symlink loop": (_symlink_loop, "loop.yaml: cannot be read (symlink loop)"),
+    "alias bomb in the title": (lambda runs, outside: "\n".join(
+        ["title: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]" for i in range(5)])
+        + "\npairs:\n  - [cards/b.yaml, {}]\n", "broken YAML (aliases (*name) expand to more than 100,000 values)"),
+    "duplicate key": (lambda runs, outside: "pairs: []\npairs:\n  - [cards/b.yaml, {}]\n",
+                      "run.yaml: line 2: broken YAML (duplicate key 'pairs')"),
+    "3,000 brackets": (lambda runs, outside: "pairs:\n  - " + "[" * 3000 + "]" * 3000 + "\n",
+                       "broken YAML (nested deeper than"),
+    "zero-width name": (lambda runs, outside: "pairs:\n  - [" + json.dumps(dict(GOOD, name="\u200b \u2060"))
+                        + ", cards/b.yaml]\n", "run.yaml: pair 1 tool 1: field 'name' is empty"),
+    "same tool twice": (lambda runs, outside: "pairs:\n  - [cards/b.yaml, cards/b.yaml]\n",
+                        "pair 1 names the tool 'Synthetic Tool 002' twice"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_RUNS)
+def test_a_hostile_run_file_is_one_line_on_stderr_with_no_file_contents(
+        case: str, fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs, outside = hostile_layout(tmp_path)
+    make_run, expected = HOSTILE_RUNS[case]
+    run_file = runs / "run.yaml"
+    run_file.write_text(make_run(runs, outside), encoding="utf-8")
+    code = exit_code("review", str(run_file), "--base-url", fake.base_url, "--db", str(tmp_path / "panel.duckdb"))
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert expected in stderr
+    assert SECRET not in stderr and "OPENAI_API_KEY" not in stderr and "root:x" not in stderr
+    assert chat_requests(fake) == []
+
+
+def test_allow_outside_cards_lets_lint_read_cards_outside_the_run_folder_but_never_echo_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs, outside = hostile_layout(tmp_path)
+    (outside / "a.yaml").write_text(yaml.safe_dump(GOOD), encoding="utf-8")
+    run_file = runs / "run.yaml"
+    run_file.write_text(f"pairs:\n  - [{json.dumps(str(outside / 'a.yaml'))}, cards/b.yaml]\n", encoding="utf-8")
+    assert exit_code("lint", str(run_file)) == 1 and "is absolute" in capsys.readouterr().out
+    assert exit_code("lint", str(run_file), "--allow-outside-cards") == 0
+    assert "0 errors" in capsys.readouterr().out
+    run_file.write_text("pairs:\n  - [../outside/passwd, cards/b.yaml]\n", encoding="utf-8")
+    assert exit_code("lint", str(run_file), "--allow-outside-cards") == 1
+    out = capsys.readouterr().out
+    assert "passwd: a card file must be a YAML mapping" in out and SECRET not in out and "root:x" not in out
+
+
+@pytest.mark.parametrize("command", ["review", "lint", "compare", "check"])
+def test_every_command_that_loads_run_files_takes_allow_outside_cards(command: str) -> None:
+    options = {name for param in typer.main.get_command(app).commands[command].params for name in param.opts}
+    assert "--allow-outside-cards" in options

@@ -32,6 +32,9 @@ ConcurrencyOption = Annotated[Optional[int], typer.Option(min=1, max=256, help="
 PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/).")]
 PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/).")]
 PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]
+# Every command that loads run files; the name is cards.OUTSIDE_CARDS_FLAG, quoted by the error it lifts.
+AllowOutsideCardsOption = Annotated[bool, typer.Option(
+    "--allow-outside-cards", help="Let card paths leave the run file's folder (absolute paths, '..', symlinks).")]
 
 
 class _State:

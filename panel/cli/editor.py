@@ -12,6 +12,7 @@ from rich.table import Table
 
 from panel.ask import Answer
 from panel.chair import ChairOutcome, summarize_run
+from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            err_console, make_settings)
@@ -62,6 +63,7 @@ def review_command(
     max_retries: Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")] = None,
     max_requests: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly after this many HTTP requests (retries count).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly once this many prompt+completion tokens are spent.")] = None,
+    allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
 ) -> None:
@@ -73,7 +75,8 @@ def review_command(
     """
     settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
                              timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
-                             max_tokens_total=max_tokens, personas_dir=personas_dir, prompts_dir=prompts_dir)
+                             max_tokens_total=max_tokens, personas_dir=personas_dir, prompts_dir=prompts_dir,
+                             allow_outside_cards=allow_outside_cards)
     prepared = prepare_run(run_file, settings, persona)
     store = Store(settings.db_path)
     where = "embedded model" if settings.embedded else settings.base_url

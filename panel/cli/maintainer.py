@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from panel.ask import Answer
+from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            make_settings)
@@ -91,12 +92,14 @@ def lint_command(
     mode: ModeOption = None,
     base_url: BaseUrlOption = None,
     token_budget: Annotated[Optional[int], typer.Option(min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens).")] = None,
+    allow_outside_cards: AllowOutsideCardsOption = False,
 ) -> None:
     """Render every persona x template x card without a model and check it; exit 1 on any error (for CI).
 
     Example: panel lint runs/example.yaml --prompts-dir prompts
     """
-    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, mode=mode, base_url=base_url)
+    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, mode=mode, base_url=base_url,
+                             allow_outside_cards=allow_outside_cards)
     report = lint(_run_files(run_files), settings, token_budget)
     for finding in report.findings:
         colour = "red" if finding.severity == "error" else "yellow"
@@ -144,6 +147,7 @@ def compare_command(
     model: ModelOption = None,
     mode: ModeOption = None,
     concurrency: ConcurrencyOption = None,
+    allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
 ) -> None:
@@ -152,7 +156,8 @@ def compare_command(
     Example: panel compare runs/example.yaml --persona skeptic
     """
     settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
-                             personas_dir=personas_dir, prompts_dir=prompts_dir)
+                             personas_dir=personas_dir, prompts_dir=prompts_dir,
+                             allow_outside_cards=allow_outside_cards)
     store = Store(settings.db_path)
     result = compare(_run_files(run_files), settings, store, base, candidate, persona,
                      Prices(price_prompt, price_completion), on_answer=_progress)
@@ -202,6 +207,7 @@ def check_command(
     model: ModelOption = None,
     mode: ModeOption = None,
     concurrency: ConcurrencyOption = None,
+    allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
 ) -> None:
     """Re-ask a sample with the tools swapped and names blinded; count flips, contradictions, ship-rate drift. Exit 1 on failure.
@@ -209,7 +215,8 @@ def check_command(
     Example: panel check runs/example.yaml --sample 4
     """
     settings = make_settings(db, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
-                             personas_dir=personas_dir, prompts_dir=prompts_dir)
+                             personas_dir=personas_dir, prompts_dir=prompts_dir,
+                             allow_outside_cards=allow_outside_cards)
     report = check(run_file, settings, Store(settings.db_path), sample, seed, persona, max_flip_rate, tolerance)
     console.print(_check_table(report))
     for p in report.personas:
