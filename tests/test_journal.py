@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from panel.chair import summarize_run
 from panel.config import Settings
 from panel.endpoints import Endpoint
 from panel.review import prepare_run, review
-from panel.store import Store
+from panel.store import LOCK_RETRY_S, Store
 from panel.tally import CHAIR_ID
 from tests.conftest import EXAMPLE_RUN
 from tests.fake_openai import FakeOpenAI
@@ -113,3 +114,15 @@ def test_a_torn_last_line_is_skipped_and_the_records_after_it_fold(fake: FakeOpe
     assert store.fold_journal(wait_s=5)
     assert rows(store.path, "SELECT count(*) FROM verdicts") == [(9,)]
     assert rows(store.path, "SELECT status FROM runs") == [("finished",)]
+
+
+def test_a_review_opens_and_runs_while_a_reader_already_holds_the_database(fake: FakeOpenAI, settings: Settings,
+                                                                           store: Store,
+                                                                           held: subprocess.Popen) -> None:
+    started = time.monotonic()
+    opened = Store(store.path)  # what `panel review` does first, here during an analyst's long query
+    assert time.monotonic() - started < LOCK_RETRY_S / 2  # it does not wait the query out, nor give up
+    review_and_summarize(fake, settings, opened)
+    release(held)
+    assert opened.fold_journal(wait_s=5)
+    assert rows(store.path, "SELECT count(*) FROM verdicts") == [(9,)]
