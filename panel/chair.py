@@ -21,7 +21,7 @@ from panel.endpoints import Endpoint
 from panel.errors import PersonaError
 from panel.personas import Persona, PromptTemplates, load_templates, render_template
 from panel.review import ReviewOutcome, ask_jobs
-from panel.store import Store
+from panel.store import FOLD_WAIT_S, AnswerWriter, Store
 from panel.tally import CHAIR_ID, PairTally, RunTally, ToolTally, tally_run
 
 CHAIR_SYSTEM_TEMPLATE = "chair_system.j2"
@@ -153,19 +153,21 @@ def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool =
                        after.requests if after else 0, after.tokens if after else 0)
     store.acquire_writer()
     try:
-        store.add_run_items(run_id, jobs, prompt_kind=CHAIR_ID)
         done = set() if refresh else store.answered_keys([job.cache_key for job in jobs])
         todo = [job for job in jobs if job.cache_key not in done]
         outcome = ChairOutcome(len(jobs), len(jobs) - len(todo))
+        # Like the reviewers' answers: through the journal, off the event loop; the run's status is not the chair's.
+        with AnswerWriter(store, run_id, settings, status_on_error=None, first=lambda: store.add_run_items(
+                run_id, jobs, prompt_kind=CHAIR_ID, wait_s=FOLD_WAIT_S)) as writer:
 
-        def land(answer: Answer) -> None:
-            store.save_answer(run_id, answer, settings)
-            outcome.answers.append(answer)
-            if on_answer:
-                on_answer(answer)
+            def land(answer: Answer) -> None:
+                writer.submit(answer)
+                outcome.answers.append(answer)
+                if on_answer:
+                    on_answer(answer)
 
-        if todo:
-            ask_jobs(todo, settings, store, budget, land, endpoint)
+            if todo:
+                ask_jobs(todo, settings, store, budget, land, endpoint)
         if outcome.not_asked:
             outcome.stop_reason = budget.spent or "the run's budget was spent"
         return outcome

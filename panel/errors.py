@@ -21,6 +21,10 @@ class StoreError(PanelError):
     """The database is locked, corrupt, from a newer version, or a query was refused."""
 
 
+class DatabaseBusy(StoreError):
+    """Another process held the database file for longer than the wait allowed."""
+
+
 class BudgetExceeded(PanelError):
     """A run hit its request or token budget; what was answered is stored."""
 

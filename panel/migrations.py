@@ -341,6 +341,18 @@ def _m008_override_pair(con: duckdb.DuckDBPyConnection) -> None:
         WHERE i.persona_id IN (SELECT persona_id FROM reviewers)""")
 
 
+def _m009_journal_folds(con: duckdb.DuckDBPyConnection) -> None:
+    # Which run-journal records are in the database: folding one again after a crash then adds nothing.
+    con.execute("""
+        CREATE TABLE journal_folds (
+            record_id  VARCHAR PRIMARY KEY,      -- the record's id in <db>.journal.jsonl
+            kind       VARCHAR NOT NULL,         -- run | items | answers | status
+            run_id     VARCHAR NOT NULL,
+            written_at TIMESTAMPTZ NOT NULL,     -- when it reached the journal
+            folded_at  TIMESTAMPTZ NOT NULL      -- when it reached the database
+        )""")
+
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "core", _m001_core),
@@ -348,6 +360,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (6, "warehouse views", _m006_warehouse_views),
     (7, "run purpose", _m007_run_purpose),
     (8, "override pair and headline", _m008_override_pair),
+    (9, "journal folds", _m009_journal_folds),
 ]
 
 

@@ -12,7 +12,7 @@ from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
 from panel.endpoints import Endpoint, get_mode, make_client, open_endpoint
 from panel.personas import Persona, PromptTemplates, load_personas, load_templates
-from panel.store import AnswerWriter, Store
+from panel.store import FOLD_WAIT_S, AnswerWriter, Store
 
 
 @dataclass
@@ -93,7 +93,7 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
         # The writer thread records the run while the first requests are in flight.
         with AnswerWriter(store, prepared.run_id, settings, first=lambda: store.begin_run(
                 prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
-                prepared.jobs, prepared.purpose)) as writer:
+                prepared.jobs, prepared.purpose, wait_s=FOLD_WAIT_S)) as writer:
             if todo:
                 _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer)
             outcome.status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"
@@ -128,7 +128,7 @@ def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: 
     budget = RunBudget(settings.max_requests, settings.max_tokens_total)
 
     def land(answer: Answer) -> None:
-        writer.submit(answer)  # committed with the next batch, off the event loop
+        writer.submit(answer)  # journaled with the next batch, off the event loop
         outcome.answers.append(answer)
         if on_answer:
             on_answer(answer)

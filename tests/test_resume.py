@@ -10,10 +10,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from panel.config import PROJECT_ROOT
-from panel.store import connect
+from panel.store import BATCH_INTERVAL_S, connect
 from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FakeOpenAI
 from tests.synthetic_runs import write_synthetic_run
@@ -152,3 +153,64 @@ def test_budget_stop_says_how_to_resume_and_the_rerun_finishes(fake: FakeOpenAI,
     reviewer_requests = [r for r in chat_requests(fake) if "BEGIN TOOL UNDER REVIEW" in r.body["messages"][1]["content"]]
     assert len(reviewer_requests) == 8
     assert query(db, f"SELECT count(*), count(DISTINCT cache_key) {REVIEWS}") == [(8, 8)]
+
+
+def _hold_read_only(db: Path) -> duckdb.DuckDBPyConnection:
+    """What a long `panel sql` query does to a writer: a read-only connection from another process, held open."""
+    return connect(db, read_only=True)
+
+
+def test_a_reader_holding_the_database_all_run_long_loses_no_answer(slow_fake: str, tmp_path: Path) -> None:
+    run_file, db = write_synthetic_run(tmp_path, pairs=5), tmp_path / "panel.duckdb"  # 40 verdicts, 5 summaries
+    run = start_review(run_file, slow_fake, db, "--concurrency", "4")
+    read_until(run, lambda lines: any("to ask" in line for line in lines))
+    held = _hold_read_only(db)  # from here the review cannot open the file read-write until we let go
+    # Held through the reviewers, the chair and the render: the old writer waited 60 s, then lost the answers.
+    deadline = time.monotonic() + 75
+    lines = read_until(run, lambda lines: sum(line.startswith("page: ") for line in lines) == 5
+                       or time.monotonic() > deadline)
+    stored_while_held = held.execute("SELECT count(*) FROM verdicts").fetchall()[0][0]
+    held.close()
+    out, err = run.communicate(timeout=60)
+    output = "".join(lines) + out
+    assert run.returncode == 0, output + err
+    assert stored_while_held == 0  # so everything below went through the journal
+    assert "finished: 40 verdicts, 0 cached, 40 asked, 0 failed" in output
+    assert "Traceback" not in err
+    assert query(db, f"SELECT count(*), count(DISTINCT cache_key), bool_and(valid) {REVIEWS}") == [(40, 40, True)]
+    assert query(db, "SELECT count(*), count(DISTINCT cache_key), bool_and(valid) FROM verdicts "
+                     "WHERE persona_id = 'chair'") == [(5, 5, True)]
+    assert query(db, "SELECT count(*) FROM attempts") == [(45,)]
+    assert query(db, "SELECT status FROM runs") == [("finished",)]
+    assert (tmp_path / "panel.duckdb.journal.jsonl").stat().st_size == 0
+    # The pages were rendered while the file was held, from the journal: every reviewer and the chair are on them.
+    pages = sorted((tmp_path / "pages").glob("*/*.md"))
+    assert len(pages) == 5
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "Written by the panel chair" in text and text.count(" of 4** reviewers say ship") == 2
+
+
+def test_killed_run_under_a_reader_resumes_from_its_journal_with_every_verdict_once(slow_fake: str,
+                                                                                   tmp_path: Path) -> None:
+    run_file, db = write_synthetic_run(tmp_path, pairs=10), tmp_path / "panel.duckdb"  # 80 verdicts
+    first = start_review(run_file, slow_fake, db, "--concurrency", "4")
+    read_until(first, lambda lines: any("to ask" in line for line in lines))
+    held = _hold_read_only(db)
+    answered = read_until(first, lambda lines: sum(" on Synthetic Tool" in line for line in lines) >= 40)
+    time.sleep(3 * BATCH_INTERVAL_S)  # what has been printed reaches the journal: a batch, then a fold try
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed: " + "".join(answered)
+    assert held.execute("SELECT count(*) FROM verdicts").fetchall() == [(0,)]  # nothing reached the database
+    held.close()
+
+    resumed = start_review(run_file, slow_fake, db, "--concurrency", "4")
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    cached = int(out.split(" cached, ")[0].rsplit("\n", 1)[-1])
+    assert cached >= 40, out  # the journal's answers count as stored: the rerun does not pay for them again
+    assert f"{cached} cached, {80 - cached} to ask" in out and "finished: 80 verdicts" in out
+    assert query(db, f"SELECT count(*), count(DISTINCT cache_key), bool_and(valid) {REVIEWS}") == [(80, 80, True)]
+    assert query(db, f"SELECT count(*) FROM attempts WHERE verdict_id IN (SELECT verdict_id {REVIEWS})") == [(80,)]
+    assert query(db, "SELECT status FROM runs") == [("finished",)]

@@ -47,7 +47,8 @@ def sql_command(
     query: Annotated[str, typer.Argument(help="One SELECT (or EXPLAIN) statement; see docs/schema.md.")],
     output: Annotated[SqlFormat, typer.Option("--format", help="table, csv or json.")] = SqlFormat.table,
     timeout: Annotated[float, typer.Option(
-        min=0.1, help="Cancel the query after this many seconds (a running review waits up to 15 s for it).")]
+        min=0.1, help="Cancel the query after this many seconds (meanwhile a running review keeps its answers "
+                      "in its journal and stores them once the query ends).")]
         = QUERY_TIMEOUT_S,
     wait: WaitOption = LOCK_RETRY_S,
     db: DbOption = None,

@@ -20,7 +20,7 @@ from panel.config import Settings
 from panel.errors import BudgetExceeded
 from panel.render import write_run_pages
 from panel.review import ReviewOutcome, prepare_run, review
-from panel.store import Store
+from panel.store import SETTLE_WAIT_S, Store
 from panel.tally import CHAIR_ID, RunTally
 
 
@@ -88,12 +88,14 @@ def review_command(
             outcome = review(prepared, settings, store, refresh=refresh, on_answer=progress.advance,
                              on_start=progress.start)
     except KeyboardInterrupt:
+        _settle(store, wait_s=0)  # whoever pressed Ctrl-C wants out, not a wait for readers
         err_console.print("interrupted: the answers received so far are stored; rerun the same command to resume")
         raise typer.Exit(code=130) from None
     console.print(_outcome_line(outcome, time.monotonic() - started))
     chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
                           on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
     _render(store, outcome.run_id, settings)
+    _settle(store, SETTLE_WAIT_S)
     if outcome.stop_reason:
         stored = outcome.cached + outcome.asked - outcome.failed
         raise BudgetExceeded(f"{outcome.stop_reason}: {stored} of {outcome.needed} verdicts stored; "
@@ -102,6 +104,19 @@ def review_command(
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     if outcome.failed or chair.failed or chair.not_asked:
         raise typer.Exit(code=3)
+
+
+def _settle(store: Store, wait_s: float) -> None:
+    """Fold the run journal before exiting, waiting up to `wait_s` for readers; say so if it must stay."""
+    if store.fold_journal(wait_s=min(wait_s, 1.0)):
+        return
+    if wait_s > 1.0:
+        err_console.print(f"another process (a panel sql query?) holds {store.path}: waiting up to {wait_s:g} s "
+                          "to store the journaled answers", markup=False, highlight=False, soft_wrap=True)
+        if store.fold_journal(wait_s=wait_s):
+            return
+    err_console.print(f"the answers are safe in {store.journal.path}; the next panel command that writes "
+                      "this database stores them", markup=False, highlight=False, soft_wrap=True)
 
 
 class _ReviewProgress:

@@ -9,20 +9,26 @@ process, readers included. So:
   analysts' read-only connections from other processes get in between and only retry briefly when
   they meet a write in progress.
 - Batched answers: a run does not open the file once per verdict. AnswerWriter, a background thread,
-  takes answers from the event loop through a queue and commits them in batches (every BATCH_SIZE
-  answers or BATCH_INTERVAL_S seconds, whichever comes first), opening the database only for each
-  batch. The event loop never waits on the database.
-- Crash safety: a batch commits its verdicts with all their attempts in one transaction, so kill -9
-  loses at most the answers not yet committed (under BATCH_INTERVAL_S seconds of work, asked again on
-  resume) and never a committed verdict. UNIQUE (cache_key, generation) and the one-writer lock make
-  a duplicate impossible, not just unlikely: a rerun asks only for keys with no valid current verdict.
+  takes answers from the event loop through a queue and writes them in batches (every BATCH_SIZE
+  answers or BATCH_INTERVAL_S seconds, whichever comes first). The event loop never waits on the database.
+- The run journal (journal.py, run_writes.py): every write of a run (its record, answer batches, its
+  status, the chair's items) is appended to `<db>.journal.jsonl` and fsync'd first, then folded into
+  DuckDB in one transaction if no reader holds the file; otherwise it waits there, and the next
+  read-write transaction of any panel process folds it. So a reader can delay a run's answers, never
+  drop them. The writing process reads through the journal (answered_verdicts, load_run); other
+  processes' readers see answers once folded.
+- Crash safety: kill -9 loses at most the answers not yet journaled (under BATCH_INTERVAL_S seconds of
+  work, asked again on resume) and never a journaled one. A record's id goes into `journal_folds` in
+  the transaction that folds it, so folding again after a crash adds nothing; UNIQUE (cache_key,
+  generation) and the one-writer lock do the rest: a rerun asks only for keys with no valid current verdict.
 """
 
 from panel.store.connection import LOCK_RETRY_S, connect
 from panel.store.database import Store
 from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
                                   VoteEvent, VoteTarget)
-from panel.store.writer import BATCH_INTERVAL_S, BATCH_SIZE, AnswerWriter
+from panel.store.writer import BATCH_INTERVAL_S, BATCH_SIZE, FOLD_WAIT_S, SETTLE_WAIT_S, AnswerWriter
 
 __all__ = ["LOCK_RETRY_S", "connect", "Store", "AnsweredVerdict", "GoldLabel", "Override", "PromptVersion", "StoredRun",
-           "StoredVerdict", "VoteEvent", "VoteTarget", "BATCH_INTERVAL_S", "BATCH_SIZE", "AnswerWriter"]
+           "StoredVerdict", "VoteEvent", "VoteTarget", "BATCH_INTERVAL_S", "BATCH_SIZE", "FOLD_WAIT_S",
+           "SETTLE_WAIT_S", "AnswerWriter"]

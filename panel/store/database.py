@@ -16,40 +16,18 @@ import duckdb
 from panel.ask import Answer, VerdictJob
 from panel.cards import RunSpec, ToolCard
 from panel.config import Settings
-from panel.errors import StoreError
-from panel.migrations import migrate
+from panel.errors import DatabaseBusy, StoreError
+from panel.migrations import migrate, pending
 from panel.personas import Persona, PromptTemplates
 from panel.store.connection import LOCK_RETRY_S, connect
+from panel.store.journal import Journal, JournalRecord
+from panel.store.run_writes import (answers_record, copy_run, fold, items_record, journaled_answers, run_record,
+                                    status_record)
 from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
                                   VoteEvent, VoteTarget)
 
-VERDICT_COLUMNS = ["verdict_id", "cache_key", "generation", "run_id", "tool_id", "rival_tool_id", "persona_id",
-                   "persona_hash", "template_hash", "model", "mode", "sampling_json", "verdict", "confidence",
-                   "headline", "review", "key_points_json", "raw_answer", "valid", "attempt_count",
-                   "request_count", "prompt_tokens", "completion_tokens", "latency_s", "flags_json", "created_at"]
-ATTEMPT_COLUMNS = ["verdict_id", "number", "status", "http_status", "error_class", "error_message", "raw_text",
-                   "prompt_tokens", "completion_tokens", "latency_s", "sdk_retries", "started_at"]
-
-
-def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: list[list[Any]],
-                 on_conflict: str = "") -> None:
-    """Insert many rows in one statement (DuckDB runs executemany row by row, ~2 ms a row)."""
-    if rows:
-        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(['unnest(?)'] * len(columns))} "
-                    f"{on_conflict}", [list(column) for column in zip(*rows)])
-
-
-def _mark_finished(con: duckdb.DuckDBPyConnection, run_id: str, status: str) -> None:
-    con.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
-                [status, datetime.now(timezone.utc), run_id])
-
-
-def _insert_run_items(con: duckdb.DuckDBPyConnection, run_id: str, jobs: list[VerdictJob]) -> None:
-    rows = {(job.pair_index, job.tool.card_hash, job.persona.id):
-            [run_id, job.pair_index, job.tool.card_hash, job.rival.card_hash, job.persona.id, job.cache_key]
-            for job in jobs}  # one row per key: one statement cannot upsert a row twice
-    _insert_rows(con, "run_items", ["run_id", "pair_index", "tool_id", "rival_tool_id", "persona_id", "cache_key"],
-                 list(rows.values()), "ON CONFLICT DO UPDATE SET cache_key = excluded.cache_key")
+# Opening the database for writing tries this long before it settles for reading the schema version.
+OPEN_WAIT_S = 1.0
 
 
 class Store:
@@ -60,8 +38,7 @@ class Store:
         self._lock_file: Any = None
         self._migrated = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.transaction():
-            pass  # creates the file and applies pending migrations, once, on open
+        self._open_for_writing()
 
     @classmethod
     def existing(cls, path: str | Path) -> "Store":
@@ -71,23 +48,73 @@ class Store:
         return cls(path)
 
     # --- connections -------------------------------------------------------------------------
+    def _open_for_writing(self) -> None:
+        """Create the file, apply pending migrations and fold the run journal, once, on open.
+
+        While a reader holds the file, a database at the current schema opens anyway (the run's writes wait in
+        the journal); one that needs a migration waits for the reader like any write (LOCK_RETRY_S).
+        """
+        try:
+            with self.transaction(wait_s=OPEN_WAIT_S):
+                return
+        except DatabaseBusy:
+            pass
+        try:
+            with self.reader() as con:
+                current = not pending(con)
+        except duckdb.Error:
+            current = False
+        if not current:
+            with self.transaction():
+                pass
+
+    @property
+    def journal(self) -> Journal:
+        """The run journal beside the database: writes of a run land there first (panel/store/journal.py)."""
+        return Journal(self.path)
+
     @contextlib.contextmanager
     def transaction(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short read-write transaction; the connection closes afterwards so readers can get in."""
+        """A short read-write transaction; the connection closes afterwards so readers can get in.
+
+        It first folds whatever the run journal holds, so every write (of any panel command) stores
+        journaled answers before its own rows. Raises DatabaseBusy if another process holds the file.
+        """
         con = connect(self.path, read_only=False, wait_s=wait_s)
         try:
             if not self._migrated:  # once per Store, on open: a run opens the file for every batch
                 migrate(con)
                 self._migrated = True
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            with self.journal.folding() as records:  # emptied only once the transaction has committed
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    fold(con, records)
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
         finally:
             con.close()
+
+    def fold_journal(self, wait_s: float = LOCK_RETRY_S) -> bool:
+        """Fold the run journal into the database; False if another process held the file all of `wait_s`."""
+        if self.journal.empty():
+            return True
+        try:
+            with self.transaction(wait_s):
+                pass
+        except DatabaseBusy:
+            return False
+        return True
+
+    def _write_through_journal(self, record: JournalRecord, wait_s: float) -> None:
+        """Make a run's write durable in the journal, then fold it if the database is free within `wait_s`.
+
+        A reader holding the file only delays the fold: the record waits in the journal for the next write.
+        """
+        self.journal.append(record)
+        self.fold_journal(wait_s)
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -125,95 +152,35 @@ class Store:
 
     # --- writes --------------------------------------------------------------------------------
     def begin_run(self, run_id: str, spec: RunSpec, settings: Settings, personas: list[Persona],
-                  templates: PromptTemplates, jobs: list[VerdictJob], purpose: str = "review") -> None:
-        """Record a run, its tools, pairs, prompt versions and planned items (idempotent).
+                  templates: PromptTemplates, jobs: list[VerdictJob], purpose: str = "review",
+                  wait_s: float = LOCK_RETRY_S) -> None:
+        """Record a run, its tools, pairs, prompt versions and planned items (idempotent; through the journal).
 
         A run first recorded as a review stays one when a maintainer's compare or check reuses it.
         """
-        now = datetime.now(timezone.utc)
-        with self.transaction() as con:
-            con.execute("""
-                INSERT INTO runs (run_id, title, run_file, model, base_url, mode, sampling_json, status,
-                                  started_at, finished_at, purpose)
-                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?)
-                ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
-                    purpose = CASE WHEN runs.purpose = 'review' THEN 'review' ELSE excluded.purpose END""",
-                [run_id, spec.title, spec.path, settings.model_name, settings.base_url,
-                 settings.structured_mode, json.dumps(settings.sampling()), now, purpose])
-            tools = {card.card_hash: [card.card_hash, card.name, card.category, card.model_dump_json(),
-                                      json.dumps(card.flags, ensure_ascii=False), now]
-                     for pair in spec.pairs for card in pair.tools}
-            # Flags are refreshed: a card stored before the detector learnt a trick shows it on its next run.
-            _insert_rows(con, "tools", ["tool_id", "name", "category", "card_json", "flags_json", "first_seen_at"],
-                         list(tools.values()), "ON CONFLICT DO UPDATE SET flags_json = excluded.flags_json")
-            _insert_rows(con, "pairs", ["run_id", "pair_index", "left_tool_id", "right_tool_id"],
-                         [[run_id, index, pair.left.card_hash, pair.right.card_hash]
-                          for index, pair in enumerate(spec.pairs)], "ON CONFLICT DO NOTHING")
-            versions = {p.content_hash: [p.content_hash, "persona", p.id, p.text, now] for p in personas}
-            versions[templates.content_hash] = [templates.content_hash, "templates", templates.folder,
-                                                json.dumps(templates.sources, ensure_ascii=False), now]
-            _insert_rows(con, "prompt_versions", ["content_hash", "kind", "name", "text", "first_seen_at"],
-                         list(versions.values()), "ON CONFLICT DO NOTHING")
-            _insert_run_items(con, run_id, jobs)
+        self._write_through_journal(run_record(run_id, spec, settings, personas, templates, jobs, purpose), wait_s)
 
-    def add_run_items(self, run_id: str, jobs: list[VerdictJob], prompt_kind: str) -> None:
-        """Record extra items of a stored run (the chair's) with their prompt versions (idempotent)."""
-        now = datetime.now(timezone.utc)
-        with self.transaction() as con:
-            for persona in {job.persona.content_hash: job.persona for job in jobs}.values():
-                con.execute("INSERT INTO prompt_versions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                            [persona.content_hash, prompt_kind, persona.id, persona.text, now])
-            _insert_run_items(con, run_id, jobs)
+    def add_run_items(self, run_id: str, jobs: list[VerdictJob], prompt_kind: str,
+                      wait_s: float = LOCK_RETRY_S) -> None:
+        """Record extra items of a stored run (the chair's) with their prompt versions (idempotent; through the journal)."""
+        self._write_through_journal(items_record(run_id, jobs, prompt_kind), wait_s)
 
     def answered_keys(self, cache_keys: list[str]) -> set[str]:
         """The cache keys whose current verdict is valid (a rerun skips them; a failed --refresh is asked again)."""
         return {key for key, answer in self.answered_verdicts(cache_keys).items() if answer.valid}
 
-    def save_answer(self, run_id: str, answer: Answer, settings: Settings) -> int:
-        """Store one verdict (valid or not) with all its attempts in one transaction; return its id."""
-        return self.save_answers(run_id, [answer], settings)[0]
+    def save_answer(self, run_id: str, answer: Answer, settings: Settings) -> None:
+        """Store one verdict (valid or not) with all its attempts (through the journal)."""
+        self.save_answers(run_id, [answer], settings)
 
     def save_answers(self, run_id: str, answers: list[Answer], settings: Settings,
-                     wait_s: float = LOCK_RETRY_S, finish_status: str | None = None) -> list[int]:
-        """Store verdicts (valid or not) with all their attempts in one transaction; return their ids.
+                     wait_s: float = LOCK_RETRY_S, finish_status: str | None = None) -> None:
+        """Store verdicts (valid or not) with all their attempts as one journal record, folded when the file is free.
 
-        With `finish_status`, the run is marked finished/incomplete/stopped in the same transaction.
+        With `finish_status`, the run is marked finished/incomplete/stopped in the same record.
         """
-        if not answers and finish_status is None:
-            return []
-        now = datetime.now(timezone.utc)
-        sampling = json.dumps(settings.sampling())
-        with self.transaction(wait_s) as con:
-            if finish_status is not None:
-                _mark_finished(con, run_id, finish_status)
-            if not answers:
-                return []
-            latest = dict(con.execute("""SELECT cache_key, max(generation) FROM verdicts
-                                         WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
-                                      [[a.job.cache_key for a in answers]]).fetchall())
-            ids = [row[0] for row in con.execute("SELECT nextval('verdict_seq') FROM range(?)",
-                                                 [len(answers)]).fetchall()]
-            verdict_rows, attempt_rows = [], []
-            for verdict_id, answer in zip(ids, answers):
-                job, verdict = answer.job, answer.verdict
-                latest[job.cache_key] = generation = latest.get(job.cache_key, 0) + 1
-                verdict_rows.append([
-                    verdict_id, job.cache_key, generation, run_id, job.tool.card_hash, job.rival.card_hash,
-                    job.persona.id, job.persona.content_hash, job.template_hash, settings.model_name,
-                    settings.structured_mode, sampling,
-                    verdict.verdict if verdict else None, verdict.confidence if verdict else None,
-                    verdict.headline if verdict else None, verdict.review if verdict else None,
-                    json.dumps(verdict.key_points, ensure_ascii=False) if verdict else None,
-                    answer.raw_text, verdict is not None, len(answer.attempts), answer.requests,
-                    answer.prompt_tokens, answer.completion_tokens, answer.latency_s,
-                    json.dumps(job.tool.flags, ensure_ascii=False), now])
-                attempt_rows.extend(
-                    [verdict_id, a.number, a.status, a.http_status, a.error_class, a.error_message, a.raw_text,
-                     a.prompt_tokens, a.completion_tokens, a.latency_s, a.sdk_retries, a.started_at]
-                    for a in answer.attempts)
-            _insert_rows(con, "verdicts", VERDICT_COLUMNS, verdict_rows)
-            _insert_rows(con, "attempts", ATTEMPT_COLUMNS, attempt_rows)
-        return ids
+        if answers or finish_status is not None:
+            self._write_through_journal(answers_record(run_id, answers, settings, finish_status), wait_s)
 
     def add_override(self, run_id: str, tool_id: str, persona_id: str, editor: str, verdict: str | None = None,
                      review: str | None = None, note: str | None = None, revert: bool = False,
@@ -257,10 +224,9 @@ class Store:
                  datetime.now(timezone.utc)]).fetchall()[0][0]
         return next(o for o in self.overrides(run_id) if o.override_id == override_id)
 
-    def finish_run(self, run_id: str, status: str) -> None:
-        """Mark a run finished, incomplete (some verdicts missing) or stopped (budget, Ctrl-C)."""
-        with self.transaction() as con:
-            _mark_finished(con, run_id, status)
+    def finish_run(self, run_id: str, status: str, wait_s: float = LOCK_RETRY_S) -> None:
+        """Mark a run finished, incomplete (some verdicts missing) or stopped (budget, Ctrl-C), through the journal."""
+        self._write_through_journal(status_record(run_id, status), wait_s)
 
     # --- community votes: append-only events, the tally is derived -------------------------------
     def add_votes(self, votes: list[VoteEvent]) -> None:
@@ -330,8 +296,12 @@ class Store:
         return [Override(*row) for row in rows]
 
     def load_run(self, run_id: str) -> StoredRun:
-        """A stored run with its cards and current verdicts (overrides applied), for tally and render."""
-        with self.reader() as con:
+        """A stored run with its cards and current verdicts (overrides applied), for tally and render.
+
+        Journaled writes not yet folded are included (see _run_reader), so the chair and the page never miss
+        an answer a reader kept from the database.
+        """
+        with self._run_reader(run_id) as con:
             run = con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at, run_file
                                  FROM runs WHERE run_id = ?""", [run_id]).fetchall()
             if not run:
@@ -361,6 +331,9 @@ class Store:
                 QUALIFY v.cache_key IS NULL OR v.generation = max(v.generation) OVER (PARTITION BY v.cache_key)
                 ORDER BY i.pair_index, i.tool_id, i.persona_id""",
                 [run_id, run_id]).fetchall()
+            texts = {row[0]: (row[1], row[2]) for row in con.execute(
+                "SELECT content_hash, name, text FROM prompt_versions WHERE content_hash IN (SELECT unnest(?))",
+                [sorted({row[11] for row in verdict_rows if row[11]})]).fetchall()}
         stored = StoredRun(*run[0][:7], pairs=[], tool_ids=[], run_file=run[0][7])
         for left_id, left_json, left_flags, right_id, right_json, right_flags in pair_rows:
             left = ToolCard.model_validate_json(left_json)
@@ -387,12 +360,29 @@ class Store:
                 json.loads(flags), created_at, model_verdict=verdict, model_review=review,
                 override_editor=o_editor if changed else None, override_at=o_at if changed else None)
             stored.persona_hashes[persona_id] = persona_hash
-        if stored.persona_hashes:
-            with self.reader() as con:
-                rows = con.execute("SELECT name, text FROM prompt_versions WHERE content_hash IN (SELECT unnest(?))",
-                                   [list(stored.persona_hashes.values())]).fetchall()
-            stored.persona_texts = dict(rows)
+        stored.persona_texts = dict(texts[h] for h in stored.persona_hashes.values() if h in texts)
         return stored
+
+    @contextlib.contextmanager
+    def _run_reader(self, run_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection that also sees the run journal's pending records.
+
+        Usually the journal is empty (or folds at once) and this is reader(). While another process holds the
+        file, it is an in-memory copy of this run's rows with the journal folded in (a fraction of a second).
+        """
+        records = self.journal.pending()
+        if not records or self.fold_journal(wait_s=0):
+            with self.reader() as con:
+                yield con
+            return
+        con = duckdb.connect(":memory:")
+        try:
+            migrate(con)
+            copy_run(con, self.path, run_id, records)
+            fold(con, records)
+            yield con
+        finally:
+            con.close()
 
     # --- maintainers: prompt versions, answers by cache key, gold labels --------------------------
     def prompt_versions(self, kind: str | None = None) -> list[PromptVersion]:
@@ -415,7 +405,7 @@ class Store:
         return [PromptVersion(*row) for row in rows]
 
     def answered_verdicts(self, cache_keys: list[str]) -> dict[str, AnsweredVerdict]:
-        """The current (latest generation) stored answer for each of `cache_keys` that has one."""
+        """The current (latest generation) stored or journaled answer for each of `cache_keys` that has one."""
         if not cache_keys:
             return {}
         with self.reader() as con:
@@ -423,7 +413,8 @@ class Store:
                 SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens
                 FROM verdicts WHERE cache_key IN (SELECT unnest(?))
                 QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""", [cache_keys]).fetchall()
-        return {row[0]: AnsweredVerdict(*row) for row in rows}
+        # An answer still in the run journal is newer than any stored one: a rerun must not pay for it again.
+        return {row[0]: AnsweredVerdict(*row) for row in rows} | journaled_answers(self.journal.pending(), cache_keys)
 
     def add_labels(self, labels: list[GoldLabel]) -> int:
         """Store gold labels, skipping exact repeats (a re-import adds nothing); return how many were new."""

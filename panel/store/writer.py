@@ -1,4 +1,4 @@
-"""AnswerWriter: the one thread that writes a run, so the event loop never waits on DuckDB."""
+"""AnswerWriter: the one thread that writes a run, so the event loop never waits on DuckDB or the disk."""
 
 from __future__ import annotations
 
@@ -17,23 +17,31 @@ from panel.store.database import Store
 
 BATCH_SIZE = 32
 BATCH_INTERVAL_S = 0.5
-# A batch waits this long for analysts' read-only connections to let go of the file.
-BATCH_WAIT_S = 60.0
+# After its journal fsync a batch tries the database this long; if a reader holds it, the batch stays in the
+# journal and folds with a later one. Short, so the next batch reaches the journal on time.
+FOLD_WAIT_S = 0.25
+# At the end of a command: how long to wait for readers to let go so the journal folds before exiting.
+SETTLE_WAIT_S = 120.0
 
 
 class AnswerWriter:
     """The one thread that writes a run: its record first, then its answers in batches, then its status.
 
-    The event loop only queues answers, so it never waits on DuckDB. Use as a context manager; call
-    finish(status) before leaving it, or the run is marked "stopped" when an exception leaves the block.
-    A failed write also marks it "stopped"; submit() and close() then raise that failure as a StoreError.
+    Each batch goes to the run journal (fsync'd) and then into DuckDB if no other process holds the file
+    (Store.save_answers), so a reader delays answers but never loses one. The event loop only queues
+    answers. Use as a context manager; call finish(status) before leaving it, or the run is marked
+    `status_on_error` ("stopped"; None leaves the status alone) when an exception leaves the block. A failed
+    write (the journal's disk, a broken database) also marks it so; submit() and close() then raise that
+    failure as a StoreError.
     """
 
     def __init__(self, store: Store, run_id: str, settings: Settings, first: Callable[[], None] | None = None,
-                 batch_size: int = BATCH_SIZE, interval_s: float = BATCH_INTERVAL_S) -> None:
+                 batch_size: int = BATCH_SIZE, interval_s: float = BATCH_INTERVAL_S,
+                 fold_wait_s: float = FOLD_WAIT_S, status_on_error: str | None = "stopped") -> None:
         self.store, self.run_id, self.settings = store, run_id, settings
-        self.batch_size, self.interval_s = batch_size, interval_s
-        self.committed = 0
+        self.batch_size, self.interval_s, self.fold_wait_s = batch_size, interval_s, fold_wait_s
+        self.status_on_error = status_on_error
+        self.journaled = 0  # answers made durable so far
         self._first = first
         self._status: str | None = None
         self._queue: queue.Queue[Answer | _Close] = queue.Queue()
@@ -64,7 +72,7 @@ class AnswerWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None:
-            self._status = "stopped"
+            self._status = self.status_on_error
         try:
             self.close()
         except StoreError:
@@ -78,9 +86,9 @@ class AnswerWriter:
             while True:
                 batch, close = self._next_batch()
                 if batch or (close is not None and close.status is not None):
-                    self.store.save_answers(self.run_id, batch, self.settings, wait_s=BATCH_WAIT_S,
+                    self.store.save_answers(self.run_id, batch, self.settings, wait_s=self.fold_wait_s,
                                             finish_status=close.status if close else None)
-                    self.committed += len(batch)
+                    self.journaled += len(batch)
                 if close is not None:
                     return
         except Exception as error:  # whatever it is, the caller must hear of it: a dead thread says nothing
@@ -88,9 +96,11 @@ class AnswerWriter:
             self._mark_stopped()
 
     def _mark_stopped(self) -> None:
-        """After a failed write: mark the run stopped so a rerun resumes it; committed batches stay as they are."""
+        """After a failed write: mark the run stopped so a rerun resumes it; journaled batches stay as they are."""
+        if self.status_on_error is None:
+            return
         try:
-            self.store.finish_run(self.run_id, "stopped")
+            self.store.finish_run(self.run_id, self.status_on_error, wait_s=self.fold_wait_s)
         except Exception:  # noqa: BLE001 - the first error is the one to report; this is best effort
             pass
 
