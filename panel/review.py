@@ -25,6 +25,8 @@ class ReviewOutcome:
     answers: list[Answer] = field(default_factory=list)
     status: str = "finished"
     stop_reason: str | None = None  # e.g. "request budget of 50 reached"
+    # The endpoint cannot answer this run (bad key, unknown model, unreachable): one line naming what to fix.
+    endpoint_fault: str | None = None
 
     @property
     def asked(self) -> int:
@@ -78,7 +80,8 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
 
     `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer.
 
-    Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C).
+    Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C, or an
+    endpoint that cannot answer: outcome.endpoint_fault).
     Raises StoreError at once when another process is writing the same database.
     """
     store.acquire_writer()
@@ -134,5 +137,7 @@ def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: 
             on_answer(answer)
 
     ask_jobs(todo, settings, store, budget, land, endpoint)
-    if len(outcome.answers) < len(todo) or any(a.attempts[-1].status == "over_budget" for a in outcome.answers):
+    outcome.endpoint_fault = budget.fault
+    if budget.fault or len(outcome.answers) < len(todo) or any(
+            a.attempts[-1].status == "over_budget" for a in outcome.answers):
         outcome.stop_reason = budget.spent

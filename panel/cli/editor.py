@@ -16,7 +16,8 @@ from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOpti
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            err_console, make_settings)
 from panel.config import Settings
-from panel.errors import BudgetExceeded
+from panel.endpoints import missing_key_warning
+from panel.errors import BudgetExceeded, EndpointError
 from panel.render import write_run_pages
 from panel.review import ReviewOutcome, prepare_run, review
 from panel.store import Store
@@ -41,6 +42,9 @@ def _summary_table(tally: RunTally) -> Table:
 
 def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
     tally, pages = write_run_pages(store, run_id, settings.out_dir)
+    if not pages:  # an empty draft would pass for a review
+        err_console.print(f"no page written: run {run_id} has no valid verdict", markup=False, highlight=False)
+        return pages
     console.print(_summary_table(tally))
     for page in pages:
         console.print(f"page: {page}")
@@ -76,6 +80,8 @@ def review_command(
                              max_tokens_total=max_tokens, personas_dir=personas_dir, prompts_dir=prompts_dir)
     prepared = prepare_run(run_file, settings, persona)
     store = Store(settings.db_path)
+    if warning := missing_key_warning(settings):
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
     where = "embedded model" if settings.embedded else settings.base_url
     console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
                   f"({settings.model_name}, mode {settings.structured_mode})")
@@ -91,8 +97,11 @@ def review_command(
     chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
                           on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
     _render(store, outcome.run_id, settings)
+    stored = outcome.cached + outcome.asked - outcome.failed
+    if outcome.endpoint_fault:
+        raise EndpointError(f"{outcome.endpoint_fault} ({stored} of {outcome.needed} verdicts stored; "
+                            "rerun the same command once fixed)")
     if outcome.stop_reason:
-        stored = outcome.cached + outcome.asked - outcome.failed
         raise BudgetExceeded(f"{outcome.stop_reason}: {stored} of {outcome.needed} verdicts stored; "
                              "rerun the same command to resume (raise or drop the budget flag)")
     for line in _chair_lines(chair):
