@@ -26,7 +26,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from panel.cards import RunSpec, ToolCard, content_hash
 from panel.config import Settings
-from panel.endpoints import ChatReply, Mode, count_requests, get_mode, reply_json, reply_usage
+from panel.endpoints import (ChatReply, Mode, count_requests, endpoint_identity, get_mode, reply_json,
+                             reply_usage)
 from panel.personas import Persona, PromptTemplates, build_messages
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
@@ -164,8 +165,13 @@ class RunBudget:
 
 def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str,
               answer_model: type[BaseModel] = Verdict) -> str:
-    """Content hash of everything that decides an answer: messages, model, sampling, schema, mode."""
-    return content_hash({"messages": messages, "model": settings.model_name, "sampling": settings.sampling(),
+    """Content hash of everything that decides an answer: endpoint, messages, model, sampling, schema, mode.
+
+    The endpoint is its normalised base URL, or the embedded model's GGUF hash (endpoints.endpoint_identity):
+    the same model name on another server is another answer.
+    """
+    return content_hash({"endpoint": endpoint_identity(settings), "messages": messages,
+                         "model": settings.model_name, "sampling": settings.sampling(),
                          "schema": verdict_schema(answer_model), "mode": mode})
 
 
