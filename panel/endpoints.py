@@ -100,7 +100,9 @@ def missing_key_warning(settings: Settings) -> str | None:
     return "warning: OPENAI_API_KEY is not set and the endpoint is not on this machine: it will likely refuse requests"
 
 
+@functools.cache
 def _embedded_identity() -> str:
+    # Once per process: finding the file costs ~1 ms, and every verdict's cache key asks.
     try:
         path = embedded_model_path()
     except EndpointError:
