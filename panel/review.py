@@ -11,6 +11,7 @@ from panel.ask import Answer, RunBudget, VerdictJob, ask_all, plan_run
 from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
 from panel.endpoints import Endpoint, get_mode, make_client, open_endpoint
+from panel.errors import EndpointError
 from panel.personas import Persona, PromptTemplates, load_personas, load_templates
 from panel.store import AnswerWriter, Store
 
@@ -37,6 +38,18 @@ class ReviewOutcome:
     def failed(self) -> int:
         """Verdicts that got no valid answer after every re-ask."""
         return sum(1 for a in self.answers if a.verdict is None)
+
+    @property
+    def stored(self) -> int:
+        """Verdicts of the run with a valid answer now: cached ones and those this invocation got."""
+        return self.cached + self.asked - self.failed
+
+    def endpoint_error(self) -> EndpointError | None:
+        """The error to raise when the endpoint could not answer the run: what to fix, and what was stored."""
+        if self.endpoint_fault is None:
+            return None
+        return EndpointError(f"{self.endpoint_fault} ({self.stored} of {self.needed} verdicts stored; "
+                             "rerun the same command once fixed)")
 
     @property
     def requests(self) -> int:

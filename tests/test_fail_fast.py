@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -9,7 +10,9 @@ import pytest
 
 from panel.cli import main
 from panel.config import Settings
+from panel.consistency import check
 from panel.endpoints import missing_key_warning
+from panel.errors import EndpointError
 from panel.store import Store
 from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FAULT_401, FAULT_403, FAULT_404_MODEL, FAULT_RESET, FakeOpenAI
@@ -77,6 +80,28 @@ def test_a_key_refused_midway_stops_the_run_and_keeps_what_was_answered(
     assert outcome.endpoint_fault is not None and "OPENAI_API_KEY" in outcome.endpoint_fault
     assert outcome.stop_reason == outcome.endpoint_fault
     assert rows(store, "SELECT count(*) FILTER (WHERE valid), count(*) FROM verdicts") == [(3, 4)]
+
+
+def test_a_key_refused_to_the_chair_stops_with_one_line_and_keeps_the_page(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse_the_chair(index: int, body: dict) -> str | None:
+        return FAULT_401 if "BEGIN PANEL VERDICTS" in json.dumps(body) else None
+
+    with FakeOpenAI(faults=refuse_the_chair) as server:
+        code, out, err = cli_review(server.base_url, tmp_path, capsys)
+        requests = len(chat_requests(server))
+    assert code == 2 and requests == 8 + 1
+    [line] = error_lines(err)
+    assert "OPENAI_API_KEY" in line and "pair summaries" in line
+    assert len(pages_written(tmp_path)) == 1  # the eight verdicts are stored and drafted
+
+
+def test_check_stops_at_a_refused_key_before_any_probe(settings: Settings) -> None:
+    with FakeOpenAI(faults=lambda index, body: FAULT_401) as server:
+        checked = settings.with_overrides(base_url=server.base_url, model="fake-model")
+        with pytest.raises(EndpointError, match="OPENAI_API_KEY"):
+            check(EXAMPLE_RUN, checked, Store(checked.db_path))
+        assert len(chat_requests(server)) == 1
 
 
 def test_refused_connection_on_the_first_verdict_stops_after_its_tries(

@@ -97,12 +97,13 @@ def review_command(
     chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
                           on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
     _render(store, outcome.run_id, settings)
-    stored = outcome.cached + outcome.asked - outcome.failed
-    if outcome.endpoint_fault:
-        raise EndpointError(f"{outcome.endpoint_fault} ({stored} of {outcome.needed} verdicts stored; "
+    if error := outcome.endpoint_error():
+        raise error
+    if chair.endpoint_fault:
+        raise EndpointError(f"{chair.endpoint_fault} (every verdict is stored, the pair summaries are not; "
                             "rerun the same command once fixed)")
     if outcome.stop_reason:
-        raise BudgetExceeded(f"{outcome.stop_reason}: {stored} of {outcome.needed} verdicts stored; "
+        raise BudgetExceeded(f"{outcome.stop_reason}: {outcome.stored} of {outcome.needed} verdicts stored; "
                              "rerun the same command to resume (raise or drop the budget flag)")
     for line in _chair_lines(chair):
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
