@@ -305,7 +305,8 @@ def _unreachable(answer: Answer, settings: Settings) -> str | None:
         return None
     tries = f"{answer.requests} request{'s' if answer.requests != 1 else ''}"
     if settings.embedded:
-        return f"cannot connect to the embedded model server ({tries}): see logs/embedded-server.log beside the database"
+        return (f"cannot connect to the embedded model server ({tries} failed): "
+                "see logs/embedded-server.log beside the database")
     return (f"cannot connect to the endpoint ({tries} failed): check OPENAI_BASE_URL or --base-url, "
             "and that its server is running")
 
