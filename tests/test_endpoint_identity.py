@@ -11,6 +11,7 @@ import pytest
 
 from panel.config import Settings
 from panel.endpoints import Endpoint, gguf_sha256, hash_cache_path, normalise_base_url
+from panel.errors import EndpointError
 from panel.review import prepare_run, review
 from panel.store import Store
 from tests.conftest import EXAMPLE_RUN, chat_requests
@@ -67,6 +68,11 @@ def test_different_endpoints_stay_different(one: str, other: str) -> None:
 
 def test_the_normalised_url_never_keeps_credentials() -> None:
     assert "secret" not in normalise_base_url("https://user:secret@host/v1")
+
+
+def test_a_base_url_with_a_broken_port_is_a_one_line_error() -> None:
+    with pytest.raises(EndpointError, match="OPENAI_BASE_URL or --base-url"):
+        normalise_base_url("http://host:80a/v1")
 
 
 def test_model_file_hash_is_kept_by_path_size_and_mtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
