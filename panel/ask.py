@@ -3,12 +3,17 @@
 Retry ownership: the SDK (max_retries) retries transport errors and 408/409/429/5xx, honouring
 Retry-After; tenacity re-asks only answers that arrived but do not parse or validate (and 200s that
 are not a chat completion). A failure belongs to exactly one of them, so retries never multiply.
+
+Fail fast: a refused key (401), denied access (403) or an unknown model (404), or a first verdict that could
+not connect at all, means no other request can succeed either: the run stops there (RunBudget.fault).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +26,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from panel.cards import RunSpec, ToolCard, content_hash
 from panel.config import Settings
-from panel.endpoints import ChatReply, Mode, count_requests, get_mode, reply_json, reply_usage
+from panel.endpoints import (ChatReply, Mode, count_requests, endpoint_identity, get_mode, reply_json,
+                             reply_usage)
 from panel.personas import Persona, PromptTemplates, build_messages
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
@@ -73,6 +79,8 @@ class Answer:
     verdict: Verdict | Any | None
     raw_text: str | None
     attempts: list[Attempt] = field(default_factory=list)
+    # Why no request of the run can succeed (bad key, unknown model, nothing listening): the run stops.
+    fault: str | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -121,16 +129,22 @@ class OverBudget(openai.OpenAIError):
 
 @dataclass
 class RunBudget:
-    """A run's caps on HTTP requests and tokens (None: no cap), and what it has spent so far."""
+    """A run's caps on HTTP requests and tokens (None: no cap), and what it has spent so far.
+
+    An endpoint that cannot answer the run at all (`fault`: bad key, unknown model, unreachable) spends it at once.
+    """
 
     max_requests: int | None = None
     max_tokens: int | None = None
     requests: int = 0
     tokens: int = 0
+    fault: str | None = None
 
     @property
     def spent(self) -> str | None:
-        """Why no further request may start ("request budget of 50 reached"), or None."""
+        """Why no further request may start ("request budget of 50 reached", or the fault), or None."""
+        if self.fault:
+            return self.fault
         if self.max_requests is not None and self.requests >= self.max_requests:
             return f"request budget of {self.max_requests} reached"
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
@@ -144,11 +158,20 @@ class RunBudget:
             raise OverBudget(reason)
         self.requests += 1
 
+    def halt(self, fault: str) -> None:
+        """Refuse every further request: the endpoint cannot answer this run (the first fault is kept)."""
+        self.fault = self.fault or fault
+
 
 def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str,
               answer_model: type[BaseModel] = Verdict) -> str:
-    """Content hash of everything that decides an answer: messages, model, sampling, schema, mode."""
-    return content_hash({"messages": messages, "model": settings.model_name, "sampling": settings.sampling(),
+    """Content hash of everything that decides an answer: endpoint, messages, model, sampling, schema, mode.
+
+    The endpoint is its normalised base URL, or the embedded model's GGUF hash (endpoints.endpoint_identity):
+    the same model name on another server is another answer.
+    """
+    return content_hash({"endpoint": endpoint_identity(settings), "messages": messages,
+                         "model": settings.model_name, "sampling": settings.sampling(),
                          "schema": verdict_schema(answer_model), "mode": mode})
 
 
@@ -229,6 +252,7 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
         except openai.APIStatusError as error:
             _fail(attempt, "api_error", error, start)
             attempt.http_status = error.status_code
+            answer.fault = refusal(error, settings)
             raise RequestFailed() from None
         except openai.APIError as error:
             _fail(attempt, "api_error", error, start)
@@ -256,6 +280,37 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
     return text
 
 
+def refusal(error: openai.APIStatusError, settings: Settings) -> str | None:
+    """The one line naming what to fix when `error` means no request of the run can succeed, else None."""
+    model = "".join(c for c in settings.model_name[:80] if c.isprintable())
+    if error.status_code == 401:
+        unset = "" if os.environ.get("OPENAI_API_KEY") else " (it is not set)"
+        return f"the endpoint refused the API key (HTTP 401): set OPENAI_API_KEY{unset} to a key it accepts"
+    if error.status_code == 403:
+        return (f"the endpoint denied access (HTTP 403): check that the key in OPENAI_API_KEY may use model "
+                f"'{model}', or pick another with --model")
+    if error.status_code == 404:
+        # An unknown model (OpenAI: code model_not_found; vLLM, Ollama: a message naming the model) or a wrong URL.
+        if error.code == "model_not_found" or "model" in json.dumps(error.body, default=str).lower():
+            return f"the endpoint has no model '{model}' (HTTP 404): pass one it serves with --model"
+        return ("the endpoint's URL has no chat-completions API (HTTP 404): check OPENAI_BASE_URL or --base-url "
+                "(it usually ends in /v1)")
+    return None
+
+
+def _unreachable(answer: Answer, settings: Settings) -> str | None:
+    """The fault of an answer whose every request failed to connect (refused, reset, unknown host), else None."""
+    if answer.verdict is not None or not answer.attempts or any(
+            a.error_class != "APIConnectionError" for a in answer.attempts):  # a timeout is a slow server, not none
+        return None
+    tries = f"{answer.requests} request{'s' if answer.requests != 1 else ''}"
+    if settings.embedded:
+        return (f"cannot connect to the embedded model server ({tries} failed): "
+                "see logs/embedded-server.log beside the database")
+    return (f"cannot connect to the endpoint ({tries} failed): check OPENAI_BASE_URL or --base-url, "
+            "and that its server is running")
+
+
 def _fail(attempt: Attempt, status: str, error: Exception, start: float) -> None:
     attempt.status = status
     attempt.error_class = type(error).__name__
@@ -268,19 +323,37 @@ async def ask_all(jobs: list[VerdictJob], client: openai.AsyncOpenAI, settings: 
                   concurrency: int | None = None) -> None:
     """Ask for every job with at most `concurrency` in flight, handing each Answer to `on_answer`.
 
-    Once the budget is spent no new job starts; answers that cost nothing are not handed on.
+    The first job is asked alone, so a refused key, an unknown model or a dead endpoint costs one verdict's
+    requests, not one per worker. Once the budget is spent (or the endpoint has failed so: budget.fault, which
+    a connection failure sets only while no verdict has succeeded) no new job starts, and the client's
+    before_request hook refuses the SDK's retries of those in flight; answers that cost nothing are not handed on.
     """
     mode = get_mode(settings.structured_mode)
+    budget = budget if budget is not None else RunBudget()
     queue = iter(jobs)  # shared by the workers: each job is taken exactly once
+    succeeded = False
+
+    async def ask(job: VerdictJob) -> None:
+        nonlocal succeeded
+        answer = await ask_verdict(client, job, settings, mode, budget)
+        succeeded = succeeded or answer.verdict is not None
+        if answer.fault is None and not succeeded:
+            answer.fault = _unreachable(answer, settings)
+        if answer.fault:
+            budget.halt(answer.fault)
+        if answer.attempts:
+            on_answer(answer)
 
     async def worker() -> None:
         for job in queue:
-            if budget is not None and budget.spent:
+            if budget.spent:
                 return
-            answer = await ask_verdict(client, job, settings, mode, budget)
-            if answer.attempts:
-                on_answer(answer)
+            await ask(job)
 
+    first = next(queue, None)
+    if first is None or budget.spent:
+        return
+    await ask(first)
     width = max(1, min(concurrency or settings.effective_concurrency, len(jobs)))
     workers = [asyncio.create_task(worker()) for _ in range(width)]
     try:

@@ -70,6 +70,7 @@ class ChairOutcome:
     cached: int
     answers: list[Answer] = field(default_factory=list)
     stop_reason: str | None = None  # the run's budget ran out before every summary was asked
+    endpoint_fault: str | None = None  # the endpoint cannot answer (bad key, unknown model): what to fix
 
     @property
     def failed(self) -> int:
@@ -168,6 +169,7 @@ def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool =
 
             if todo:
                 ask_jobs(todo, settings, store, budget, land, endpoint)
+        outcome.endpoint_fault = budget.fault
         if outcome.not_asked:
             outcome.stop_reason = budget.spent or "the run's budget was spent"
         return outcome

@@ -245,6 +245,8 @@ def _run_side(run_file: Path, side: PromptSet, personas: list[str], settings: Se
     side_settings = _materialise(side, personas, settings, folder)
     prepared = replace(prepare_run(run_file, side_settings, personas), purpose="compare")
     outcome = review(prepared, side_settings, store, on_answer=on_answer)
+    if error := outcome.endpoint_error():  # the other side and run files would only meet it again
+        raise error
     return _SideRun(prepared, outcome, store.answered_verdicts([j.cache_key for j in prepared.jobs]))
 
 

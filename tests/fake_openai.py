@@ -32,6 +32,21 @@ ALL_FAULTS: tuple[str, ...] = (
     FAULT_429, FAULT_500, FAULT_400, FAULT_RESET, FAULT_HANG,
     FAULT_HTML200, FAULT_EMPTY200, FAULT_BAD_COMPLETION, FAULT_TRUNCATED_JSON, FAULT_SCHEMA_VIOLATION,
 )
+# Errors no retry can mend (a run stops at the first): kept out of ALL_FAULTS, so random fault plans never draw them.
+FAULT_401 = "401"  # 401 invalid_api_key, as OpenAI answers a wrong or missing key
+FAULT_403 = "403"  # 403 permission denied for this key
+FAULT_404_MODEL = "404_model"  # 404 model_not_found: the endpoint serves no model of the requested name
+FATAL_FAULTS: tuple[str, ...] = (FAULT_401, FAULT_403, FAULT_404_MODEL)
+# OpenAI-shaped bodies of the status faults: (HTTP status, message, type, code).
+STATUS_FAULTS: dict[str, tuple[int, str, str, str | None]] = {
+    FAULT_429: (429, "rate limited", "rate_limit", None),
+    FAULT_500: (500, "internal error", "server_error", None),
+    FAULT_400: (400, "bad request", "invalid_request_error", None),
+    FAULT_401: (401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    FAULT_403: (403, "This key may not use this model.", "invalid_request_error", "permission_denied"),
+    FAULT_404_MODEL: (404, "The model does not exist or you do not have access to it.", "invalid_request_error",
+                      "model_not_found"),
+}
 SCHEMA_VIOLATION_CONTENT = json.dumps({"verdict": "maybe", "confidence": 7})
 MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
 
@@ -202,9 +217,9 @@ def _fault_plan(faults: Sequence[str | None] | FaultPlan | None) -> FaultPlan:
     if callable(faults):
         return faults
     schedule = list(faults)
-    unknown = [name for name in schedule if name is not None and name not in ALL_FAULTS]
+    unknown = [name for name in schedule if name is not None and name not in ALL_FAULTS + FATAL_FAULTS]
     if unknown:
-        raise ValueError(f"unknown fault names {unknown}; known: {ALL_FAULTS}")
+        raise ValueError(f"unknown fault names {unknown}; known: {ALL_FAULTS + FATAL_FAULTS}")
     return lambda index, body: schedule[index] if index < len(schedule) else None
 
 
@@ -274,11 +289,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, fake: FakeOpenAI, index: int, body: dict[str, Any], fault: str | None) -> None:
         """Write the healthy reply to a chat request, or the given fault instead."""
-        if fault in (FAULT_429, FAULT_500, FAULT_400):
-            errors = {FAULT_429: ("rate limited", "rate_limit"), FAULT_500: ("internal error", "server_error"),
-                      FAULT_400: ("bad request", "invalid_request_error")}
+        if fault in STATUS_FAULTS:
+            status, message, kind, code = STATUS_FAULTS[fault]
             headers = {"Retry-After": fake.retry_after} if fault == FAULT_429 else {}
-            self._send(int(fault), _error(*errors[fault]), headers=headers)
+            self._send(status, _error(message, kind, code), headers=headers)
         elif fault in (FAULT_RESET, FAULT_HANG):
             self._wait_for_reply_time()
             if fault == FAULT_HANG:
@@ -303,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif fault == FAULT_SCHEMA_VIOLATION:
                 content = SCHEMA_VIOLATION_CONTENT
             elif fault is not None:
-                raise ValueError(f"unknown fault {fault!r}; known: {ALL_FAULTS}")
+                raise ValueError(f"unknown fault {fault!r}; known: {ALL_FAULTS + FATAL_FAULTS}")
             self._send(200, _completion(index, body, content))
 
     def _wait_for_reply_time(self) -> None:
@@ -326,9 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _error(message: str, kind: str) -> dict[str, Any]:
+def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
     """Return an OpenAI-shaped error body."""
-    return {"error": {"message": message, "type": kind}}
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 def _completion(index: int, body: dict[str, Any], content: str) -> dict[str, Any]:

@@ -13,11 +13,12 @@ import pytest
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
 from panel.compare import CompareError, Prices, compare, render_compare_html
 from panel.config import PROJECT_ROOT, Settings
+from panel.errors import EndpointError
 from panel.labels import import_labels
 from panel.review import prepare_run, review
 from panel.store import Store
 from tests.conftest import chat_requests
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FAULT_401, FakeOpenAI
 
 TOOLS = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"]
 # The skeptic's gold labels: the first three tools ship, the last three skip.
@@ -109,6 +110,17 @@ def test_agreement_statistics_match_hand_computed_values() -> None:
     assert accuracy([], []) is None
     with pytest.raises(ValueError):
         accuracy(["ship"], [])
+
+
+def test_a_refused_key_stops_compare_at_its_first_request(workspace: Settings, tmp_path: Path) -> None:
+    run_file = write_run(tmp_path)
+    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+        settings = reviewed(server, workspace, run_file)
+        edit_skeptic(settings)
+        server.faults = lambda index, body: FAULT_401  # the same endpoint, now refusing the key
+        with pytest.raises(EndpointError, match="OPENAI_API_KEY"):
+            compare([run_file], settings, Store(settings.db_path))
+        assert len(chat_requests(server)) == 24 + 1
 
 
 def test_skeptic_edit_shows_exact_flips_and_agreement_before_and_after(workspace: Settings, tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def test_a_dropped_or_refused_connection_is_stored_as_a_connection_error_not_a_t
         pass  # stopped: its port now refuses connections
     refused, outcome = review_against(gone, settings, personas=["builder"], max_retries=1,
                                       db_path=tmp_path / "refused.duckdb")
-    assert outcome.failed == 2
+    assert (outcome.failed, outcome.status) == (1, "stopped")  # nothing ever connected: the first verdict stops it
     for store in (dropped, refused):
         assert rows(store, "SELECT DISTINCT error_class, request_count FROM attempts JOIN verdicts USING "
                            "(verdict_id)") == [("APIConnectionError", 2)]

@@ -108,8 +108,9 @@ def test_render_without_a_run_id_takes_the_latest_review_not_a_maintainers_probe
 
 def test_a_failed_refresh_is_asked_again_on_the_next_run(fake: FakeOpenAI, settings: Settings) -> None:
     store, first, settings = run_example(fake, settings)
-    with FakeOpenAI(responder=scripted_responder(['{"verdict": "ship"}'])) as broken:
-        _, refreshed, _ = run_example(broken, settings.with_overrides(reasks=0), refresh=True)
+    answers, fake.responder = fake.responder, scripted_responder(['{"verdict": "ship"}'])  # same endpoint, now broken
+    _, refreshed, _ = run_example(fake, settings.with_overrides(reasks=0), refresh=True)
+    fake.responder = answers
     assert refreshed.failed == 8
     _, rerun, _ = run_example(fake, settings)
     assert (rerun.cached, rerun.asked, rerun.failed, rerun.status) == (0, 8, 0, "finished")

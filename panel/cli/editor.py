@@ -17,7 +17,8 @@ from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOpti
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            err_console, make_settings)
 from panel.config import Settings
-from panel.errors import BudgetExceeded
+from panel.endpoints import missing_key_warning
+from panel.errors import BudgetExceeded, EndpointError
 from panel.render import write_run_pages
 from panel.review import ReviewOutcome, prepare_run, review
 from panel.store import SETTLE_WAIT_S, Store
@@ -42,6 +43,9 @@ def _summary_table(tally: RunTally) -> Table:
 
 def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
     tally, pages = write_run_pages(store, run_id, settings.out_dir)
+    if not pages:  # an empty draft would pass for a review
+        err_console.print(f"no page written: run {run_id} has no valid verdict", markup=False, highlight=False)
+        return pages
     console.print(_summary_table(tally))
     for page in pages:
         console.print(f"page: {page}")
@@ -79,6 +83,8 @@ def review_command(
                              allow_outside_cards=allow_outside_cards)
     prepared = prepare_run(run_file, settings, persona)
     store = Store(settings.db_path)
+    if warning := missing_key_warning(settings):
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
     where = "embedded model" if settings.embedded else settings.base_url
     console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
                   f"({settings.model_name}, mode {settings.structured_mode})")
@@ -96,9 +102,13 @@ def review_command(
                           on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
     _render(store, outcome.run_id, settings)
     _settle(store, SETTLE_WAIT_S)
+    if error := outcome.endpoint_error():
+        raise error
+    if chair.endpoint_fault:
+        raise EndpointError(f"{chair.endpoint_fault} (every verdict is stored, the pair summaries are not; "
+                            "rerun the same command once fixed)")
     if outcome.stop_reason:
-        stored = outcome.cached + outcome.asked - outcome.failed
-        raise BudgetExceeded(f"{outcome.stop_reason}: {stored} of {outcome.needed} verdicts stored; "
+        raise BudgetExceeded(f"{outcome.stop_reason}: {outcome.stored} of {outcome.needed} verdicts stored; "
                              "rerun the same command to resume (raise or drop the budget flag)")
     for line in _chair_lines(chair):
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
