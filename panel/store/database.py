@@ -19,9 +19,10 @@ from panel.config import Settings
 from panel.errors import StoreError
 from panel.migrations import migrate
 from panel.personas import Persona, PromptTemplates
-from panel.store.connection import LOCK_RETRY_S, connect
+from panel.store.connection import LOCK_RETRY_S, connect, unusable
 from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
                                   VoteEvent, VoteTarget)
+from panel.store.schema import check_schema, insert_probe_rows
 
 VERDICT_COLUMNS = ["verdict_id", "cache_key", "generation", "run_id", "tool_id", "rival_tool_id", "persona_id",
                    "persona_hash", "template_hash", "model", "mode", "sampling_json", "verdict", "confidence",
@@ -61,7 +62,7 @@ class Store:
         self._migrated = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.transaction():
-            pass  # creates the file and applies pending migrations, once, on open
+            pass  # creates the file, applies pending migrations and checks the schema, once, on open
 
     @classmethod
     def existing(cls, path: str | Path) -> "Store":
@@ -72,31 +73,71 @@ class Store:
 
     # --- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
+    def _connection(self, read_only: bool, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, closed afterwards; a DuckDB failure (a damaged file) leaves as a one-line StoreError."""
+        doing = "read" if read_only else "write"
+        con = connect(self.path, read_only=read_only, wait_s=wait_s)
+        try:
+            yield con
+        except duckdb.Error as error:
+            raise unusable(self.path, error, doing) from error
+        finally:
+            try:
+                con.close()  # a write's checkpoint may run here, and meet a damaged block
+            except duckdb.Error as error:
+                raise unusable(self.path, error, doing) from error
+
+    @contextlib.contextmanager
     def transaction(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short read-write transaction; the connection closes afterwards so readers can get in."""
-        con = connect(self.path, read_only=False, wait_s=wait_s)
-        try:
+        with self._connection(read_only=False, wait_s=wait_s) as con:
             if not self._migrated:  # once per Store, on open: a run opens the file for every batch
-                migrate(con)
+                self._bring_up_to_date(con)
                 self._migrated = True
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
+                    con.execute("ROLLBACK")
                 raise
-        finally:
-            con.close()
+
+    def _bring_up_to_date(self, con: duckdb.DuckDBPyConnection) -> None:
+        try:
+            migrate(con)
+            check_schema(con)
+        except StoreError as error:
+            raise StoreError(f"{self.path}: {error}") from None
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection (retries while a writer's transaction is in progress)."""
-        con = connect(self.path, read_only=True)
-        try:
+        with self._connection(read_only=True) as con:
             yield con
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless every table takes a row (a probe, rolled back); a run calls it before asking."""
+        with self._connection(read_only=False) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                insert_probe_rows(con)
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock for the block, the database checked writable first (an editor's one-off write).
+
+        Raises StoreError at once while another process (a review, `panel serve`) holds the lock.
+        """
+        self.acquire_writer()
+        try:
+            self.check_writable()
+            yield
         finally:
-            con.close()
+            self.release_writer()
 
     def acquire_writer(self) -> None:
         """Become the one writing process for this database, or raise StoreError at once."""
