@@ -83,21 +83,21 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
     """
     store.acquire_writer()
     try:
-        # Before the first request, every table takes a probe row, the run's record commits and the stored
-        # answers are read (with --refresh too: storing a new generation reads them), so a damaged file fails
-        # here and not in the writer thread with requests in flight.
-        store.check_writable()
+        # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
+        # not in the writer thread with requests in flight.
         store.begin_run(prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
-                        prepared.jobs, prepared.purpose)
-        answered = store.answered_keys([j.cache_key for j in prepared.jobs])
-        done = set() if refresh else answered
+                        prepared.jobs, prepared.purpose, rehearse=True)
+        done = set() if refresh else store.answered_keys([j.cache_key for j in prepared.jobs])
         # One request per key even when a run file names the same pair twice.
         todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())
         outcome = ReviewOutcome(prepared.run_id, len(prepared.jobs), len(prepared.jobs) - len(todo))
         if on_start:
             on_start(outcome)
         outcome.status = "stopped"  # until the asking ends normally
-        with AnswerWriter(store, prepared.run_id, settings) as writer:
+        # The writer thread records the run while the first requests are in flight.
+        with AnswerWriter(store, prepared.run_id, settings, first=lambda: store.begin_run(
+                prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
+                prepared.jobs, prepared.purpose)) as writer:
             if todo:
                 _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer)
             outcome.status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"

@@ -116,15 +116,21 @@ class Store:
         with self._connection(read_only=True) as con:
             yield con
 
-    def check_writable(self) -> None:
-        """Raise StoreError unless every table takes a row (a probe, rolled back); a run calls it before asking."""
+    @contextlib.contextmanager
+    def _rolled_back(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write transaction that is always rolled back: writes that prove the file takes them."""
         with self._connection(read_only=False) as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                insert_probe_rows(con)
+                yield con
             finally:
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless every table takes a row (a probe, rolled back): before a writer's first write."""
+        with self._rolled_back() as con:
+            insert_probe_rows(con)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -166,35 +172,55 @@ class Store:
 
     # --- writes --------------------------------------------------------------------------------
     def begin_run(self, run_id: str, spec: RunSpec, settings: Settings, personas: list[Persona],
-                  templates: PromptTemplates, jobs: list[VerdictJob], purpose: str = "review") -> None:
+                  templates: PromptTemplates, jobs: list[VerdictJob], purpose: str = "review",
+                  rehearse: bool = False) -> None:
         """Record a run, its tools, pairs, prompt versions and planned items (idempotent).
 
         A run first recorded as a review stays one when a maintainer's compare or check reuses it.
+        `rehearse` stores nothing: these writes, a probe row in every table and the read that storing answers
+        makes run in a transaction that is rolled back, so a damaged file raises StoreError before a run's
+        first request rather than in its writer thread (a few tens of ms; no commit, no checkpoint).
         """
-        now = datetime.now(timezone.utc)
+        if rehearse:
+            with self._rolled_back() as con:
+                insert_probe_rows(con)
+                self._record_run(con, run_id, spec, settings, personas, templates, jobs, purpose)
+                # Committing the run's status rewrites the runs table (one row per run: cheap to read whole).
+                con.execute("SELECT max(hash(COLUMNS(*))) FROM runs").fetchall()
+                con.execute("""SELECT cache_key, max(generation) FROM verdicts
+                               WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
+                            [[job.cache_key for job in jobs]]).fetchall()
+            return
         with self.transaction() as con:
-            con.execute("""
-                INSERT INTO runs (run_id, title, run_file, model, base_url, mode, sampling_json, status,
-                                  started_at, finished_at, purpose)
-                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?)
-                ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
-                    purpose = CASE WHEN runs.purpose = 'review' THEN 'review' ELSE excluded.purpose END""",
-                [run_id, spec.title, spec.path, settings.model_name, settings.base_url,
-                 settings.structured_mode, json.dumps(settings.sampling()), now, purpose])
-            tools = {card.card_hash: [card.card_hash, card.name, card.category, card.model_dump_json(),
-                                      json.dumps(card.flags, ensure_ascii=False), now]
-                     for pair in spec.pairs for card in pair.tools}
-            _insert_rows(con, "tools", ["tool_id", "name", "category", "card_json", "flags_json", "first_seen_at"],
-                         list(tools.values()), "ON CONFLICT DO NOTHING")
-            _insert_rows(con, "pairs", ["run_id", "pair_index", "left_tool_id", "right_tool_id"],
-                         [[run_id, index, pair.left.card_hash, pair.right.card_hash]
-                          for index, pair in enumerate(spec.pairs)], "ON CONFLICT DO NOTHING")
-            versions = {p.content_hash: [p.content_hash, "persona", p.id, p.text, now] for p in personas}
-            versions[templates.content_hash] = [templates.content_hash, "templates", templates.folder,
-                                                json.dumps(templates.sources, ensure_ascii=False), now]
-            _insert_rows(con, "prompt_versions", ["content_hash", "kind", "name", "text", "first_seen_at"],
-                         list(versions.values()), "ON CONFLICT DO NOTHING")
-            _insert_run_items(con, run_id, jobs)
+            self._record_run(con, run_id, spec, settings, personas, templates, jobs, purpose)
+
+    @staticmethod
+    def _record_run(con: duckdb.DuckDBPyConnection, run_id: str, spec: RunSpec, settings: Settings,
+                    personas: list[Persona], templates: PromptTemplates, jobs: list[VerdictJob],
+                    purpose: str) -> None:
+        now = datetime.now(timezone.utc)
+        con.execute("""
+            INSERT INTO runs (run_id, title, run_file, model, base_url, mode, sampling_json, status,
+                              started_at, finished_at, purpose)
+            VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?)
+            ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL,
+                purpose = CASE WHEN runs.purpose = 'review' THEN 'review' ELSE excluded.purpose END""",
+            [run_id, spec.title, spec.path, settings.model_name, settings.base_url,
+             settings.structured_mode, json.dumps(settings.sampling()), now, purpose])
+        tools = {card.card_hash: [card.card_hash, card.name, card.category, card.model_dump_json(),
+                                  json.dumps(card.flags, ensure_ascii=False), now]
+                 for pair in spec.pairs for card in pair.tools}
+        _insert_rows(con, "tools", ["tool_id", "name", "category", "card_json", "flags_json", "first_seen_at"],
+                     list(tools.values()), "ON CONFLICT DO NOTHING")
+        _insert_rows(con, "pairs", ["run_id", "pair_index", "left_tool_id", "right_tool_id"],
+                     [[run_id, index, pair.left.card_hash, pair.right.card_hash]
+                      for index, pair in enumerate(spec.pairs)], "ON CONFLICT DO NOTHING")
+        versions = {p.content_hash: [p.content_hash, "persona", p.id, p.text, now] for p in personas}
+        versions[templates.content_hash] = [templates.content_hash, "templates", templates.folder,
+                                            json.dumps(templates.sources, ensure_ascii=False), now]
+        _insert_rows(con, "prompt_versions", ["content_hash", "kind", "name", "text", "first_seen_at"],
+                     list(versions.values()), "ON CONFLICT DO NOTHING")
+        _insert_run_items(con, run_id, jobs)
 
     def add_run_items(self, run_id: str, jobs: list[VerdictJob], prompt_kind: str) -> None:
         """Record extra items of a stored run (the chair's) with their prompt versions (idempotent)."""
