@@ -68,10 +68,17 @@ def make_label(tool: str, verdict: str, persona: str | None, source: str, known_
     return GoldLabel(tool.strip(), persona, verdict, source, review)
 
 
+def save_labels(store: Store, labels: list[GoldLabel]) -> int:
+    """Store labels as the database's one writer (StoreError at once while a review or `panel serve` writes it);
+    return how many were new."""
+    with store.writing():
+        return store.add_labels(labels)
+
+
 def import_labels(store: Store, path: str | Path, source: str, known_personas: Iterable[str]) -> tuple[int, int]:
     """Import a labels file; return (labels read, labels new to the database)."""
     labels = read_labels_file(path, source, known_personas)
-    return len(labels), store.add_labels(labels)
+    return len(labels), save_labels(store, labels)
 
 
 def labels_by_key(labels: Iterable[GoldLabel]) -> dict[LabelKey, str]:

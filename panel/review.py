@@ -95,10 +95,14 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
 
     Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C, or an
     endpoint that cannot answer: outcome.endpoint_fault).
-    Raises StoreError at once when another process is writing the same database.
+    Raises StoreError at once when another process is writing the same database, or it cannot take a write.
     """
     store.acquire_writer()
     try:
+        # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
+        # not in the writer thread with requests in flight.
+        store.begin_run(prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
+                        prepared.jobs, prepared.purpose, rehearse=True)
         done = set() if refresh else store.answered_keys([j.cache_key for j in prepared.jobs])
         # One request per key even when a run file names the same pair twice.
         todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())

@@ -271,6 +271,7 @@ class VoteServer:
     def _prepare(self) -> uvicorn.Server:
         self.store.acquire_writer()
         try:
+            self.store.check_writable()  # votes must be storable before a reader can cast one
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on each connection (else 40 ms per response).
             self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -9,12 +9,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from panel.cli import main
 from panel.labels import LabelError, base_rate, import_labels, labels_by_key, read_labels_file
 from panel.review import prepare_run, review
 from panel.store import Store
 from tests.conftest import EXAMPLE_RUN, reference_labels_path
 from tests.fake_openai import FakeOpenAI
 from tests.test_cli import run_panel
+from tests.test_overrides import writer_lock_held_elsewhere
 
 PERSONAS = ["builder", "skeptic", "futurist", "business"]
 
@@ -93,3 +95,17 @@ def test_a_chair_override_is_not_a_gold_label(fake: FakeOpenAI, settings) -> Non
     labels = store.gold_labels()
     assert len(labels) == 8 and all(label.persona_id != "chair" for label in labels)
     assert base_rate(labels) == 0.75
+
+
+@pytest.mark.parametrize("command", [["import", str(reference_labels_path())], ["add", "SmolVLM2-2B", "skip"]])
+def test_labels_while_another_process_writes_are_refused_in_one_line_and_store_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    db = tmp_path / "panel.duckdb"
+    Store(db)
+    with writer_lock_held_elsewhere(db):
+        with pytest.raises(SystemExit) as exited:
+            main(["labels", *command, "--db", str(db)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1, err
+    assert "another panel run is writing this database (pid" in err
+    assert Store(db).gold_labels() == []

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -154,3 +158,33 @@ def test_invalid_chair_override_needs_a_summary_and_renders_without_a_headline(
     tally = draft.tally()
     html = visible(render_html(tally, tally.pairs[0]))
     assert f"The panel would ship with {SMOL}" in html and "None" not in html
+
+
+@contextlib.contextmanager
+def writer_lock_held_elsewhere(db: Path) -> Iterator[None]:
+    """Another process holds the database's writer lock (as a running review or `panel serve` does) meanwhile."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from panel.store import Store; "
+                               "store = Store(sys.argv[1]); store.acquire_writer(); print('held', flush=True); "
+                               "sys.stdin.read()",
+                               str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # the holder exits, and the OS releases its lock
+        holder.wait(timeout=30)
+
+
+def test_override_while_another_process_writes_is_refused_in_one_line_and_stores_nothing(
+        reviewed_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(db_path=tmp_path / "panel.duckdb", out_dir=tmp_path / "pages")
+    shutil.copyfile(reviewed_db, settings.db_path)
+    with writer_lock_held_elsewhere(settings.db_path):
+        code, _, err = override(settings, "--tool", SMOL, "--persona", "business", "--verdict", "ship",
+                                capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "another panel run is writing this database (pid" in err, err
+    store = Store(settings.db_path)
+    assert store.overrides(store.resolve_run_id(None)) == [] and not settings.out_dir.exists()
+    code, out, err = override(settings, "--tool", SMOL, "--persona", "business", "--verdict", "ship", capsys=capsys)
+    assert code == 0 and "skip → ship" in out, err  # once the other writer is gone

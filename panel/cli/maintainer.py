@@ -18,7 +18,7 @@ from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOpti
 from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
 from panel.config import PROJECT_ROOT
 from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
-from panel.labels import import_labels, make_label
+from panel.labels import import_labels, make_label, save_labels
 from panel.lint import default_token_budget, lint
 from panel.personas import load_personas, load_templates
 from panel.store import Store
@@ -267,7 +267,7 @@ def labels_add_command(
     """
     settings = make_settings(db, personas_dir=personas_dir)
     known = [p.id for p in load_personas(settings.personas_dir)]
-    added = Store(settings.db_path).add_labels([make_label(tool, verdict, persona, source, known)])
+    added = save_labels(Store(settings.db_path), [make_label(tool, verdict, persona, source, known)])
     console.print("label added" if added else "label already present")
 
 

@@ -154,9 +154,10 @@ def override_command(
         raise OverrideError(f"--persona: run {run_ref} has no verdict by '{persona}' on {target.subject}")
     if not revert:
         _check_complete(current, verdict, quote)
-    saved = store.add_override(run_ref, target.tool_id, persona, editor or _default_editor(), verdict=verdict,
-                               review=quote, note=note, revert=revert, pair_index=target.pair_index,
-                               headline=headline)
+    with store.writing():  # refused at once while a review or `panel serve` writes this database
+        saved = store.add_override(run_ref, target.tool_id, persona, editor or _default_editor(), verdict=verdict,
+                                   review=quote, note=note, revert=revert, pair_index=target.pair_index,
+                                   headline=headline)
     console.print(f"override {saved.override_id}: {_describe(saved, target.subject)}", markup=False,
                   highlight=False, soft_wrap=True)
     for page in write_run_pages(store, run_ref, settings.out_dir)[1]:

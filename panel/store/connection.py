@@ -31,8 +31,27 @@ def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S,
             if not _is_lock_conflict(error) or time.monotonic() >= deadline:
                 if _is_lock_conflict(error):
                     raise DatabaseBusy(f"{path}: database is locked by another process; try again") from None
-                raise StoreError(f"{path}: cannot open database ({str(error).splitlines()[0]})") from None
+                raise unusable(path, error, "open") from error
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
         except duckdb.Error as error:
-            raise StoreError(f"{path}: not a usable panel database ({str(error).splitlines()[0]})") from None
+            raise unusable(path, error, "open") from error
+
+
+def unusable(path: Path, error: duckdb.Error, doing: str) -> StoreError:
+    """The one-line StoreError for DuckDB failing to `doing` (open, read, write) the file; --debug shows DuckDB's.
+
+    DuckDB's own text is kept out of the line: besides checksums and offsets it can quote stored values.
+    """
+    text = str(error)
+    if "not a valid DuckDB database file" in text:
+        reason = "it is not a valid DuckDB database file"
+    elif "Corrupt database file" in text:
+        reason = "it is damaged (a block's checksum does not match)"
+    elif "Could not read enough bytes" in text:
+        reason = "it is damaged (the file ends before its last block: truncated?)"
+    else:
+        return StoreError(f"{path}: cannot {doing} the database (DuckDB {type(error).__name__}; "
+                          "--debug shows its message)")
+    return StoreError(f"{path}: cannot {doing} the database: {reason}; restore it from a backup or give --db "
+                      "another file")

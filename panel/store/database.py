@@ -19,12 +19,13 @@ from panel.config import Settings
 from panel.errors import DatabaseBusy, StoreError
 from panel.migrations import migrate, pending
 from panel.personas import Persona, PromptTemplates
-from panel.store.connection import LOCK_RETRY_S, connect
+from panel.store.connection import LOCK_RETRY_S, connect, unusable
 from panel.store.journal import Journal, JournalRecord
 from panel.store.run_writes import (answers_record, copy_run, fold, items_record, journaled_answers, run_record,
                                     status_record)
 from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
                                   VoteEvent, VoteTarget)
+from panel.store.schema import check_schema, insert_probe_rows
 
 # Opening the database for writing tries this long before it settles for reading the schema version.
 OPEN_WAIT_S = 1.0
@@ -74,16 +75,30 @@ class Store:
         return Journal(self.path)
 
     @contextlib.contextmanager
+    def _connection(self, read_only: bool, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, closed afterwards; a DuckDB failure (a damaged file) leaves as a one-line StoreError."""
+        doing = "read" if read_only else "write"
+        con = connect(self.path, read_only=read_only, wait_s=wait_s)
+        try:
+            yield con
+        except duckdb.Error as error:
+            raise unusable(self.path, error, doing) from error
+        finally:
+            try:
+                con.close()  # a write's checkpoint may run here, and meet a damaged block
+            except duckdb.Error as error:
+                raise unusable(self.path, error, doing) from error
+
+    @contextlib.contextmanager
     def transaction(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short read-write transaction; the connection closes afterwards so readers can get in.
 
         It first folds whatever the run journal holds, so every write (of any panel command) stores
         journaled answers before its own rows. Raises DatabaseBusy if another process holds the file.
         """
-        con = connect(self.path, read_only=False, wait_s=wait_s)
-        try:
+        with self._connection(read_only=False, wait_s=wait_s) as con:
             if not self._migrated:  # once per Store, on open: a run opens the file for every batch
-                migrate(con)
+                self._bring_up_to_date(con)
                 self._migrated = True
             with self.journal.folding() as records:  # emptied only once the transaction has committed
                 con.execute("BEGIN TRANSACTION")
@@ -92,10 +107,16 @@ class Store:
                     yield con
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    with contextlib.suppress(duckdb.Error):  # a failed commit has already ended the transaction
+                        con.execute("ROLLBACK")
                     raise
-        finally:
-            con.close()
+
+    def _bring_up_to_date(self, con: duckdb.DuckDBPyConnection) -> None:
+        try:
+            migrate(con)
+            check_schema(con)
+        except StoreError as error:
+            raise StoreError(f"{self.path}: {error}") from None
 
     def fold_journal(self, wait_s: float = LOCK_RETRY_S) -> bool:
         """Fold the run journal into the database; False if another process held the file all of `wait_s`."""
@@ -119,11 +140,37 @@ class Store:
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection (retries while a writer's transaction is in progress)."""
-        con = connect(self.path, read_only=True)
-        try:
+        with self._connection(read_only=True) as con:
             yield con
+
+    @contextlib.contextmanager
+    def _rolled_back(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write transaction that is always rolled back: writes that prove the file takes them."""
+        with self._connection(read_only=False, wait_s=wait_s) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless every table takes a row (a probe, rolled back): before a writer's first write."""
+        with self._rolled_back() as con:
+            insert_probe_rows(con)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock for the block, the database checked writable first (an editor's one-off write).
+
+        Raises StoreError at once while another process (a review, `panel serve`) holds the lock.
+        """
+        self.acquire_writer()
+        try:
+            self.check_writable()
+            yield
         finally:
-            con.close()
+            self.release_writer()
 
     def acquire_writer(self) -> None:
         """Become the one writing process for this database, or raise StoreError at once."""
@@ -153,12 +200,29 @@ class Store:
     # --- writes --------------------------------------------------------------------------------
     def begin_run(self, run_id: str, spec: RunSpec, settings: Settings, personas: list[Persona],
                   templates: PromptTemplates, jobs: list[VerdictJob], purpose: str = "review",
-                  wait_s: float = LOCK_RETRY_S) -> None:
+                  wait_s: float = LOCK_RETRY_S, rehearse: bool = False) -> None:
         """Record a run, its tools, pairs, prompt versions and planned items (idempotent; through the journal).
 
         A run first recorded as a review stays one when a maintainer's compare or check reuses it.
+        `rehearse` stores nothing: these writes, a probe row in every table and the read that storing answers
+        makes run in a transaction that is rolled back, so a damaged file raises StoreError before a run's
+        first request rather than in its writer thread (a few tens of ms; no commit, no checkpoint).
         """
-        self._write_through_journal(run_record(run_id, spec, settings, personas, templates, jobs, purpose), wait_s)
+        record = run_record(run_id, spec, settings, personas, templates, jobs, purpose)
+        if rehearse:
+            try:
+                with self._rolled_back(wait_s=OPEN_WAIT_S) as con:
+                    insert_probe_rows(con)
+                    fold(con, [record])
+                    # Committing the run's status rewrites the runs table (one row per run: cheap to read whole).
+                    con.execute("SELECT max(hash(COLUMNS(*))) FROM runs").fetchall()
+                    con.execute("""SELECT cache_key, max(generation) FROM verdicts
+                                   WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
+                                [[job.cache_key for job in jobs]]).fetchall()
+            except DatabaseBusy:
+                pass  # a reader holds the file: the run's writes wait in the journal, checked when they fold
+            return
+        self._write_through_journal(record, wait_s)
 
     def add_run_items(self, run_id: str, jobs: list[VerdictJob], prompt_kind: str,
                       wait_s: float = LOCK_RETRY_S) -> None:
