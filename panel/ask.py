@@ -29,6 +29,7 @@ from panel.config import Settings
 from panel.endpoints import (ChatReply, Mode, count_requests, endpoint_identity, get_mode, reply_json,
                              reply_usage)
 from panel.personas import Persona, PromptTemplates, build_messages
+from panel.vendor_text import strip_hidden
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
 REASK_ECHO_LIMIT = 2000
@@ -111,8 +112,8 @@ class Answer:
         reason = (last.error_message or "").strip().splitlines()
         if not reason:
             return last.error_class or last.status
-        # The message may be a server's text: keep it to printable characters (no terminal escapes).
-        return f"{last.error_class or last.status}: " + "".join(c for c in reason[0][:120] if c.isprintable())
+        # The message may be a server's text: no terminal escapes or invisible characters.
+        return f"{last.error_class or last.status}: " + strip_hidden(reason[0])[:120]
 
 
 class MalformedResponse(Exception):

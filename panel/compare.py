@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
 from panel.ask import Answer
@@ -27,6 +28,7 @@ from panel.personas import PromptTemplates, load_personas, load_templates, parse
 from panel.render import CONTENT_SECURITY_POLICY
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
 from panel.store import AnsweredVerdict, PromptVersion, Store
+from panel.vendor_text import strip_hidden
 
 WORKING_TREE = "working tree"
 TEMPLATES = "templates"
@@ -295,11 +297,20 @@ def compare(run_files: list[Path], settings: Settings, store: Store, base_refs: 
                       {p: side_stats(by_persona[p], True, prices) for p in personas}, requests, prices)
 
 
+def _finalize(value: object) -> object:
+    # Every {{ value }} passes here: model text loses its control, bidi and zero-width characters as on the page,
+    # but keeps its spacing (the page also folds spaces, which would bend the diffs). Markup too: `join` returns
+    # escaped Markup, and removing such a character from escaped text cannot open a tag.
+    if isinstance(value, Markup):
+        return Markup(strip_hidden(value))
+    return strip_hidden(value) if isinstance(value, str) else value
+
+
 def _report_environment() -> Environment:
     # Same rules as the page: autoescape on, undefined is an error, and a CSP that allows no script.
     env = Environment(loader=PackageLoader("panel", "templates"), undefined=StrictUndefined,
                       autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
     env.filters["rate"] = lambda value: "—" if value is None else f"{value:.2f}"
     env.filters["percent"] = lambda rate: "—" if rate is None else f"{round(rate * 100)}%"
     return env

@@ -33,10 +33,18 @@ FIELD_LIMITS: dict[str, int] = {
 # tests/test_injection.py fails when a template gains a delimiter missing here.
 PROMPT_DELIMITER_NAMES = ("TOOL UNDER REVIEW", "RIVAL TOOL", "PANEL VERDICTS")
 
-# Zero-width, bidi overrides/isolates, BOM and Unicode tag characters: invisible, and the usual
-# carriers of text that reads one way to an editor and another way to a model.
-_INVISIBLE = re.compile(
-    "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
+# One character a reader cannot see or a terminal acts on: C0 and C1 controls and DEL (newline and tab
+# kept), zero-width, bidi marks/overrides/isolates, BOM and Unicode tag characters. These are the usual
+# carriers of text that reads one way to an editor and another way to a model (or that rewrites a terminal).
+HIDDEN_CHARACTER = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+    r"\U000e0000-\U000e007f]"
+)
+# A whole terminal escape sequence: CSI (colours, cursor moves) or an OSC/DCS/APC/PM string ended by BEL or ST
+# (OSC 8 is a hyperlink), in 7-bit or 8-bit form; removed whole so no fragment such as a hidden URL is left.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
 )
 _TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")
 
@@ -176,13 +184,10 @@ def clean_vendor_text(value: str, where: str, limit: int, single_line: bool = Fa
     flags: list[str] = []
     if _TAG_CHARS.search(value):
         flags.append(f"{where}: invisible Unicode tag characters removed (possible hidden instruction)")
-    invisible = _INVISIBLE.findall(value)
-    text = _INVISIBLE.sub("", value)
-    controls = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t"]
-    if controls:
-        text = "".join(c for c in text if not (unicodedata.category(c) == "Cc" and c not in "\n\t"))
-    if (len(invisible) - len(_TAG_CHARS.findall(value))) > 0 or controls:
-        flags.append(f"{where}: {len(invisible) + len(controls)} control or invisible characters removed")
+    text = strip_hidden(value)
+    removed = len(value) - len(text)
+    if removed > len(_TAG_CHARS.findall(value)):
+        flags.append(f"{where}: {removed} control or invisible characters removed")
     text = unicodedata.normalize("NFC", text)
     text = re.sub(r"\s+", " ", text) if single_line else re.sub(r"[ \t]+", " ", text)
     cut = _cut_delimiters(text.strip(), where)
@@ -235,6 +240,17 @@ def link_problem(url: str) -> str | None:
     if not _PLAIN_HOST.fullmatch(host):
         return "host is not a plain domain name"
     return None
+
+
+def strip_hidden(text: str) -> str:
+    """`text` without terminal escape sequences and hidden characters (HIDDEN_CHARACTER); newlines and tabs stay.
+
+    The one neutralisation for text from vendors, models and users, wherever it is shown: pages, the compare
+    report, the terminal, `panel sql` tables and CSV.
+    """
+    if text.isascii() and text.isprintable():  # the common case, and nothing to remove
+        return text
+    return HIDDEN_CHARACTER.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
 def is_safe_link(url: str) -> bool:

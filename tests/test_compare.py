@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,16 +210,23 @@ def test_html_report_escapes_model_text_and_lists_both_reviews(workspace: Settin
     assert "+STRICT-MARKER" in html  # the diff of the persona edit
 
 
-def test_cli_compare_prints_the_table_and_writes_the_report(workspace: Settings, tmp_path: Path) -> None:
+def cli_compare(responder: Callable[[dict[str, Any]], str], workspace: Settings, tmp_path: Path,
+                env_extra: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+    """`panel compare` of the skeptic edit over the six-tool run, answered by `responder`; and its report's path."""
     from tests.test_cli import run_panel
     run_file = write_run(tmp_path)
-    with FakeOpenAI(responder=strict_skeptic_responder) as server:
+    with FakeOpenAI(responder=responder) as server:
         settings = reviewed(server, workspace, run_file)
         edit_skeptic(settings)
         report = tmp_path / "report.html"
         result = run_panel("compare", str(run_file), "--personas-dir", str(settings.personas_dir),
                            "--base-url", server.base_url, "--model", "fake-model", "--db", str(settings.db_path),
-                           "--html", str(report))
+                           "--html", str(report), env_extra=env_extra)
+    return result, report
+
+
+def test_cli_compare_prints_the_table_and_writes_the_report(workspace: Settings, tmp_path: Path) -> None:
+    result, report = cli_compare(strict_skeptic_responder, workspace, tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "requests: before 0, after 6" in out
@@ -248,3 +257,27 @@ def test_personas_lists_every_version_with_its_use_and_keeps_old_text(workspace:
     assert len(rows) == 2 and old[:12] in rows[0] and new[:12] in rows[1] and "*" in rows[1] and "*" not in rows[0]
     shown = run_panel("personas", "--show", old[:10], "--db", str(settings.db_path))
     assert shown.stdout.rstrip("\n") == original.rstrip("\n")
+
+
+# A hidden hyperlink, a right-to-left override, a screen clear and an 8-bit CSI, as a model might write them.
+CONTROL_TEXT = " \x1b]8;;https://evil.example\x1b\\click here\x1b]8;;\x1b\\ \u202edesrever\u202c \x1b[2J\x9b31m end."
+
+
+def control_character_responder(body: dict[str, Any]) -> str:
+    """The strict skeptic, whose headlines and reviews carry CONTROL_TEXT."""
+    reply = json.loads(strict_skeptic_responder(body))
+    reply["headline"] += CONTROL_TEXT
+    reply["review"] += CONTROL_TEXT
+    return json.dumps(reply)
+
+
+def test_report_and_terminal_show_model_text_without_its_control_characters(workspace: Settings,
+                                                                           tmp_path: Path) -> None:
+    result, report = cli_compare(control_character_responder, workspace, tmp_path, env_extra={"FORCE_COLOR": "1"})
+    assert result.returncode == 0, result.stderr
+    html = report.read_text(encoding="utf-8")
+    assert not [c for c in ("\x1b", "\x9b", "\u202e", "\u202c") if c in html]
+    assert html.count("click here desrever  end.") == 12  # headline and review, before and after, 3 flips
+    # The terminal is told to show colour, so it has escapes of its own, but none from the model.
+    assert "\u202e" not in result.stdout and "\x1b]8;" not in result.stdout and "\x1b[2J" not in result.stdout
+    assert "click here desrever  end." in result.stdout

@@ -6,6 +6,7 @@ import csv
 import datetime
 import decimal
 import json
+import re
 import sys
 import uuid
 from enum import Enum
@@ -17,8 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from panel.cli.app import DbOption, app, console, make_settings
+from panel.cli.terminal import terminal_text
 from panel.config import PROJECT_ROOT
 from panel.store import LOCK_RETRY_S
+from panel.vendor_text import HIDDEN_CHARACTER, strip_hidden
 from panel.warehouse import QUERY_TIMEOUT_S, QueryResult, export, run_query
 
 TABLE_ROWS = 1000  # a terminal table beyond this is unreadable; csv and json print everything
@@ -63,8 +66,7 @@ def sql_command(
     if output is SqlFormat.csv:
         _print_csv(result)
     elif output is SqlFormat.json:
-        print(json.dumps([dict(zip(result.columns, row)) for row in result.rows], default=_json_value,
-                         ensure_ascii=False, indent=1))
+        _print_json(result)
     else:
         _print_table(result)
 
@@ -90,44 +92,63 @@ def export_command(
     table.add_column("rows", justify="right")
     table.add_column("file")
     for item in written:
-        table.add_row(Text(item.name), item.kind, f"{item.rows:,}", Text(str(item.path)))
+        table.add_row(terminal_text(item.name), item.kind, f"{item.rows:,}", terminal_text(item.path))
     console.print(table)
 
 
 def _print_table(result: QueryResult) -> None:
     table = Table(show_lines=False)
     for column in result.columns:
-        table.add_column(Text(column), overflow="fold")
+        table.add_column(terminal_text(column), overflow="fold")
     for row in result.rows[:TABLE_ROWS]:
         table.add_row(*(_cell(value) for value in row))
     console.print(table)
     total = len(result.rows)
     hidden = f" ({total - TABLE_ROWS:,} not shown: add LIMIT or use --format csv)" if total > TABLE_ROWS else ""
-    console.print(f"{total:,} row{'s' if total != 1 else ''}{hidden}", highlight=False)
+    console.print(f"{total:,} row{'s' if total != 1 else ''}{hidden}")
 
 
 def _cell(value: Any) -> Text:
-    # Text(), never markup: tool names and reviews are vendor and model text.
+    # Never markup, no escape sequences: tool names and reviews are vendor and model text.
     if value is None:
-        return Text("NULL", style="dim")
+        return terminal_text("NULL", style="dim")
     if isinstance(value, float):
-        return Text(f"{value:.6g}")  # csv and json keep full precision
-    return Text(str(value))
+        return terminal_text(f"{value:.6g}")  # csv and json keep full precision
+    return terminal_text(value)
 
 
 def _print_csv(result: QueryResult) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(result.columns)
+    writer.writerow([strip_hidden(column) for column in result.columns])
     for row in result.rows:
         writer.writerow(["" if value is None else _csv_value(value) for value in row])
 
 
 def _csv_value(value: Any) -> Any:
+    # CSV has no escape for a control character: like a page, it drops them (the JSON output keeps them).
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, (list, dict)):
-        return json.dumps(value, default=_json_value, ensure_ascii=False)
+        return strip_hidden(json.dumps(value, default=_json_value, ensure_ascii=False))
+    if isinstance(value, str):
+        return strip_hidden(value)
     return value
+
+
+def _print_json(result: QueryResult) -> None:
+    text = json.dumps([dict(zip(result.columns, row)) for row in result.rows], default=_json_value,
+                      ensure_ascii=False, indent=1)
+    # json escapes C0 controls itself but passes DEL, C1 and bidi/zero-width characters raw: write those as
+    # \u escapes too, so the terminal sees none of them and json.loads still gives back the exact value.
+    print(HIDDEN_CHARACTER.sub(_json_escape, text))
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    if code > 0xFFFF:  # JSON writes an astral character as its UTF-16 surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def _json_value(value: Any) -> Any:

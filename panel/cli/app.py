@@ -2,6 +2,7 @@
 
 Commands live beside it, grouped by who uses them: editor.py (review, render, override),
 maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve).
+They print through terminal.py's consoles.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from panel.cli.terminal import console, err_console  # noqa: F401  (the commands print through these)
 from panel.config import MODES, Settings, settings_from_env
 from panel.errors import PanelError
 
 app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-# soft_wrap: a long path or progress line stays one line, so it can be copied or grepped.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb, or $PANEL_DB).")]
 OutOption = Annotated[Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages).")]
@@ -59,5 +57,5 @@ def main(argv: list[str] | None = None) -> None:
     except PanelError as error:
         if _State.debug:
             raise
-        err_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {error}")
         sys.exit(2)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from panel.ask import Answer
@@ -15,6 +13,7 @@ from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
                            PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
                            make_settings)
+from panel.cli.terminal import markup_text
 from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
 from panel.config import PROJECT_ROOT
 from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
@@ -24,12 +23,6 @@ from panel.personas import load_personas, load_templates
 from panel.store import Store
 
 RunFilesArgument = Annotated[Optional[list[Path]], typer.Argument(help="Run files (default: every runs/*.yaml).")]
-
-
-def _safe(value: object) -> str:
-    """Model and vendor text for the terminal: control characters dropped, rich markup escaped."""
-    text = "".join(c for c in str(value) if c == "\n" or unicodedata.category(c) != "Cc")
-    return escape(text)
 
 
 def _run_files(given: list[Path] | None) -> list[Path]:
@@ -46,8 +39,8 @@ def _rate(value: float | None, percent: bool = False) -> str:
 
 
 def _progress(answer: Answer) -> None:
-    verdict = answer.verdict.verdict if answer.verdict else f"no valid answer ({_safe(answer.failure or '')})"
-    console.print(f"  asked {_safe(answer.job.persona.id)} on {_safe(answer.job.tool.name[:40])}: {verdict}")
+    verdict = answer.verdict.verdict if answer.verdict else f"no valid answer ({answer.failure or ''})"
+    console.print(f"  asked {answer.job.persona.id} on {answer.job.tool.name[:40]}: {verdict}")
 
 
 @app.command("personas")
@@ -64,7 +57,7 @@ def personas_command(
     settings = make_settings(db, personas_dir=personas_dir, prompts_dir=prompts_dir)
     versions = Store.existing(settings.db_path).prompt_versions()
     if show:
-        console.print(resolve_version(versions, show).text, markup=False, highlight=False, soft_wrap=True)
+        console.print(resolve_version(versions, show).text)
         return
     current = {p.id: p.content_hash for p in load_personas(settings.personas_dir)}
     current["templates"] = load_templates(settings.prompts_dir).content_hash
@@ -75,12 +68,12 @@ def personas_command(
     for v in versions:
         name = {"persona": v.name, "templates": "templates"}.get(v.kind, v.kind)
         stored.add((name, v.content_hash))
-        table.add_row(_safe(name), v.content_hash[:12], "*" if current.get(name) == v.content_hash else "",
+        table.add_row(name, v.content_hash[:12], "*" if current.get(name) == v.content_hash else "",
                       f"{v.first_used_at:%Y-%m-%d %H:%M}" if v.first_used_at else "never",
                       f"{v.last_used_at:%Y-%m-%d %H:%M}" if v.last_used_at else "—", str(v.verdict_count))
     for name, digest in current.items():
         if (name, digest) not in stored:
-            table.add_row(_safe(name), digest[:12], "*", "not yet used", "—", "0")
+            table.add_row(name, digest[:12], "*", "not yet used", "—", "0")
     console.print(table)
 
 
@@ -103,9 +96,10 @@ def lint_command(
     report = lint(_run_files(run_files), settings, token_budget)
     for finding in report.findings:
         colour = "red" if finding.severity == "error" else "yellow"
-        console.print(f"[{colour}]{finding.severity}[/{colour}] {_safe(finding.where)}: {_safe(finding.message)}")
+        console.print(f"[{colour}]{finding.severity}[/{colour}] {markup_text(finding.where)}: "
+                      f"{markup_text(finding.message)}", markup=True)
         if finding.example:
-            console.print(f"    first seen: {_safe(finding.example)}", style="dim")
+            console.print(f"    first seen: {finding.example}", style="dim")
     budget = token_budget or default_token_budget(settings)
     console.print(f"{report.renders} renders checked (mode {settings.structured_mode}); largest prompt "
                   f"~{report.largest_prompt} of {budget} tokens ({report.token_counter}); "
@@ -122,7 +116,7 @@ def _compare_table(result: Comparison) -> Table:
     for p in result.personas:
         b, a = result.before[p], result.after[p]
         flips = sum(1 for item in result.flips if item.persona_id == p)
-        table.add_row(_safe(p), f"{flips} of {a.verdicts}",
+        table.add_row(p, f"{flips} of {a.verdicts}",
                       f"{_rate(b.ship_rate, True)} → {_rate(a.ship_rate, True)}",
                       f"{_rate(b.accuracy)} → {_rate(a.accuracy)}",
                       f"{_rate(b.balanced_accuracy)} → {_rate(a.balanced_accuracy)}",
@@ -162,22 +156,22 @@ def compare_command(
     result = compare(_run_files(run_files), settings, store, base, candidate, persona,
                      Prices(price_prompt, price_completion), on_answer=_progress)
     for name, before, after in result.changes():
-        console.print(f"{_safe(name)}: {_safe(before)} → {_safe(after)}")
+        console.print(f"{name}: {before} → {after}")
     console.print(f"requests: before {result.requests['before']}, after {result.requests['after']} "
                   "(cached answers cost none)")
     console.print(_compare_table(result))
     console.print(f"{len(result.flips)} verdict(s) flipped")
     for item in result.flips:
         label = f" (label: {item.gold})" if item.gold else ""
-        console.print(f"\n[bold]{_safe(item.persona_id)} on {_safe(item.tool_name)}{_safe(label)}: "
-                      f"{item.before.verdict} → {item.after.verdict}[/bold]")  # type: ignore[union-attr]
+        console.print(f"\n{item.persona_id} on {item.tool_name}{label}: "
+                      f"{item.before.verdict} → {item.after.verdict}", style="bold")  # type: ignore[union-attr]
         for heading, v in (("before", item.before), ("after", item.after)):
-            console.print(f"  {heading}: {_safe(v.headline)} (confidence {_rate(v.confidence)})")  # type: ignore[union-attr]
-            console.print(f"    {_safe(v.review)}", style="dim")  # type: ignore[union-attr]
+            console.print(f"  {heading}: {v.headline} (confidence {_rate(v.confidence)})")  # type: ignore[union-attr]
+            console.print(f"    {v.review}", style="dim")  # type: ignore[union-attr]
     path = html or settings.out_dir / "compare" / report_name(result)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_compare_html(result), encoding="utf-8")
-    console.print(f"\nreport: {_safe(path)}")
+    console.print(f"\nreport: {path}")
 
 
 def _check_table(report: ConsistencyReport) -> Table:
@@ -187,9 +181,9 @@ def _check_table(report: ConsistencyReport) -> Table:
         table.add_column(column, justify="left" if column in ("Persona", "Problems") else "right")
     for p in report.personas:
         flips = {v: f"{p.flips[v][0]}/{p.flips[v][1]} ({_rate(p.flip_rate(v), True)})" for v in (SWAPPED, BLINDED)}
-        table.add_row(_safe(p.persona_id), str(p.verdicts), _rate(p.ship_rate, True), _rate(p.base_rate, True),
+        table.add_row(p.persona_id, str(p.verdicts), _rate(p.ship_rate, True), _rate(p.base_rate, True),
                       flips[SWAPPED], flips[BLINDED], str(len(p.contradictions)),
-                      _safe("; ".join(p.problems)) or "ok")
+                      "; ".join(p.problems) or "ok")
     return table
 
 
@@ -221,11 +215,11 @@ def check_command(
     console.print(_check_table(report))
     for p in report.personas:
         for tool, why in p.contradictions:
-            console.print(f"  contradiction: {_safe(p.persona_id)} on {_safe(tool)}: {_safe(why)}")
+            console.print(f"  contradiction: {p.persona_id} on {tool}: {why}")
     console.print(f"panel ship rate {_rate(report.panel_ship_rate, True)} vs labelled base rate "
                   f"{_rate(report.panel_base_rate, True)}; {report.requests} requests made")
     for problem in report.problems:
-        console.print(f"[red]panel:[/red] {_safe(problem)}")
+        console.print(f"[red]panel:[/red] {markup_text(problem)}", markup=True)
     if report.failed:
         raise typer.Exit(code=1)
 
@@ -282,6 +276,6 @@ def labels_list_command(db: DbOption = None) -> None:
     for column in ("Tool", "Persona", "Verdict", "Source", "Added"):
         table.add_column(column)
     for label in labels:
-        table.add_row(_safe(label.tool_name), _safe(label.persona_id or "(overall)"), label.verdict,
-                      _safe(label.source), f"{label.created_at:%Y-%m-%d}" if label.created_at else "")
+        table.add_row(label.tool_name, label.persona_id or "(overall)", label.verdict,
+                      label.source, f"{label.created_at:%Y-%m-%d}" if label.created_at else "")
     console.print(table)

@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 from pydantic.fields import FieldInfo
 from rich.table import Table
-from rich.text import Text
 
 from panel.chair import PICKS, ChairSummary
 from panel.cli.app import DbOption, OutOption, app, console, make_settings
+from panel.cli.terminal import terminal_text
 from panel.errors import OverrideError
 from panel.render import write_run_pages
 from panel.store import Override, Store, StoredRun, StoredVerdict
@@ -184,5 +184,5 @@ def overrides_command(
         cells = (str(o.override_id), o.created_at.strftime("%Y-%m-%d %H:%M"), o.editor, pair, o.tool_name,
                  o.persona_id, o.model_verdict or "—", o.verdict or o.model_verdict or "—",
                  "edited" if o.review is not None else "model's", o.note or "")
-        table.add_row(*(Text(cell) for cell in cells))  # Text: names and notes are never read as markup
+        table.add_row(*(terminal_text(cell) for cell in cells))  # names and notes: never markup, no escapes
     console.print(table)
