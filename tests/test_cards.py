@@ -213,7 +213,7 @@ def test_the_title_is_cleaned_and_capped_like_vendor_text(tmp_path: Path) -> Non
     path.write_text(yaml.safe_dump({"title": title, "pairs": [[GOOD_CARD, dict(GOOD_CARD, name="Other")]]}),
                     encoding="utf-8")
     spec = load_run(path)
-    assert spec.title.startswith("Acme vs Other[2J long")
+    assert spec.title.startswith("Acme vs Other long")  # the escape sequence goes whole, not just its ESC
     assert spec.title.endswith(TRUNCATION_MARKER) and len(spec.title) <= FIELD_LIMITS["title"] + len(TRUNCATION_MARKER)
 
 
