@@ -207,7 +207,7 @@ class CommunityApp:
         return VoteForms(action=page_path(target) + "/votes", csrf=self.keys.csrf_token(token), mine=mine)
 
     def _voter(self, request: Request) -> tuple[str, bool]:
-        """The reader's issued token and False, or a new one and True (to set); Rejected 429 past the address's limit."""
+        """The reader's issued token and False, or a new one and True (to set); Rejected 429 past its limit."""
         token = request.cookies.get(VOTER_COOKIE)
         if token is not None and self.keys.is_issued(token):
             return token, False
