@@ -1,7 +1,7 @@
 """Benchmark community votes: votes per second `panel serve` sustains with none lost.
 
 Reviews the example run into a fresh database (fake endpoint), starts `panel serve` as its own process
-(so the load generator does not share its GIL) with the per-reader rate limit lifted (this measures the
+(so the load generator does not share its GIL) with the rate limits lifted (this measures the
 write path, not the policy), then lets R readers vote as fast as answers come back, each reader one vote
 at a time (so its last acknowledged vote per tool is known), R in flight at once. After Ctrl-C to the
 server it checks the database: stored events == acknowledged votes (0 lost) and every reader's current
@@ -111,7 +111,8 @@ def main() -> None:
         store = reviewed_database(Path(folder))
         [target] = store.vote_targets()
         server = subprocess.Popen([*PANEL, "serve", "--port", "0", "--db", str(store.path), "--burst", "1000000",
-                                   "--votes-per-second", "1000000"], stdout=subprocess.PIPE, text=True,
+                                   "--votes-per-second", "1000000", "--new-readers-per-minute", "1000000",
+                                   "--votes-per-minute-per-address", "1000000"], stdout=subprocess.PIPE, text=True,
                                   env=dict(os.environ, COLUMNS="200"))
         assert server.stdout is not None
         match = re.search(r"serving (\S+)/", server.stdout.readline())

@@ -1,9 +1,12 @@
 """`panel serve`: the comparison pages over HTTP on 127.0.0.1, where readers vote ship or skip on each tool.
 
-Every request is untrusted: only a stored pair's two tool ids and the two verdicts are accepted, a vote
-needs the reader's cookie and the CSRF token issued for it, bodies are capped, each voter is rate
-limited, and every response carries the page's Content-Security-Policy (no scripts; forms post only
-to this server). Votes go through community.VoteWriter, the database's single writer while serving.
+Every request is untrusted: a Host outside the allow-list is answered 400 before routing (no DNS
+rebinding, no redirect to a foreign host); only a stored pair's two tool ids and the two verdicts are
+accepted; a vote needs a voter cookie this server issued and signed, and the CSRF token bound to it;
+bodies are capped; new cookies are rate limited per client address, and votes per reader and per client
+address; every response, the framework's own 400/404/405/413/500 included, carries the page's
+Content-Security-Policy (no scripts; forms post only to this server). Votes go through
+community.VoteWriter, the database's single writer while serving.
 """
 
 from __future__ import annotations
@@ -11,26 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 import uvicorn
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull,
-                             VoteWriter)
+                             VoteWriter, load_voter_secret)
 from panel.errors import PanelError
+from panel.guards import LOOPBACK_HOSTS, Rejected, allowed_hosts, check_origin, client_address, parse_vote_form
 from panel.render import content_security_policy, render_html
 from panel.store import Store, VoteTarget
 from panel.tally import RunTally, tally_run
@@ -45,25 +50,23 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",  # pages carry a per-reader CSRF token
 }
-_VOTE_FIELDS = {"tool", "verdict", "csrf"}
+_PAIR_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # 1-based; longer is no stored pair (and int() of it is costly)
 
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """What one reader may send: votes per voter (a token bucket) and the largest request body."""
+    """What readers may send: votes per reader and per client address, new cookies per address, body size.
+
+    Each rate is a token bucket that starts full, so in any minute one client address gets at most
+    2 x new_readers_per_minute cookies and casts at most 2 x votes_per_minute_per_address votes.
+    """
 
     burst: int = 10
     votes_per_second: float = 1.0
+    new_readers_per_minute: int = 10
+    votes_per_minute_per_address: int = 60
     max_body_bytes: int = 1024
     max_connections: int = 1000
-
-
-class Rejected(Exception):
-    """A request refused with an HTTP status and a one-line reason for the reader."""
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.reason, self.headers = status, reason, headers or {}
 
 
 class _SecurityHeaders:
@@ -83,42 +86,36 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
-def parse_vote_form(content_type: str | None, body: bytes) -> dict[str, str]:
-    """The tool, verdict and csrf fields of a urlencoded vote form; Rejected (400/415) for anything else."""
-    if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        raise Rejected(415, "a vote must be a form post (application/x-www-form-urlencoded)")
-    try:
-        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True,
-                          max_num_fields=len(_VOTE_FIELDS))
-    except (UnicodeDecodeError, ValueError):
-        raise Rejected(400, "malformed vote form") from None
-    if set(fields) != _VOTE_FIELDS or any(len(values) != 1 for values in fields.values()):
-        raise Rejected(400, "a vote form has exactly the fields tool, verdict and csrf")
-    return {name: values[0] for name, values in fields.items()}
-
-
 class CommunityApp:
     """The ASGI app of `panel serve`: pages, vote forms, tallies; built over an open Store."""
 
-    def __init__(self, store: Store, limits: ServeLimits = ServeLimits()) -> None:
-        self.store, self.limits = store, limits
+    def __init__(self, store: Store, limits: ServeLimits = ServeLimits(),
+                 hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> None:
+        self.store, self.limits, self.hosts = store, limits, hosts
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="panel-db")  # every DB call, one at a time
         self.targets = {(t.run_id, t.pair_index): t for t in store.vote_targets()}
         self.votes = CommunityVotes(store.current_votes())
-        self.keys = VoterKeys()
-        self.limiter = RateLimiter(limits.burst, limits.votes_per_second)
+        self.keys = VoterKeys(load_voter_secret(store.path))
+        self.reader_votes = RateLimiter(limits.burst, limits.votes_per_second)
+        per_minute = limits.votes_per_minute_per_address
+        self.address_votes = RateLimiter(per_minute, per_minute / 60)
+        self.new_readers = RateLimiter(limits.new_readers_per_minute, limits.new_readers_per_minute / 60)
         self.writer = VoteWriter(store, self.votes, self.executor)
         self._index = Environment(loader=PackageLoader("panel", "templates"),
                                   autoescape=select_autoescape(default=True)).get_template("index.html.j2")
         routes = [
             Route("/", self.index, methods=["GET"]),
-            Route("/runs/{run_id}/pairs/{number:int}", self.page, methods=["GET"]),
-            Route("/runs/{run_id}/pairs/{number:int}/votes", self.tallies, methods=["GET"]),
-            Route("/runs/{run_id}/pairs/{number:int}/votes", self.vote, methods=["POST"]),
+            # {number} is parsed by _target: Starlette's int convertor turns 5,000 digits into a 500.
+            Route("/runs/{run_id}/pairs/{number}", self.page, methods=["GET"]),
+            Route("/runs/{run_id}/pairs/{number}/votes", self.tallies, methods=["GET"]),
+            Route("/runs/{run_id}/pairs/{number}/votes", self.vote, methods=["POST"]),
         ]
         starlette = Starlette(routes=routes, lifespan=self._lifespan, max_body_size=limits.max_body_bytes,
                               exception_handlers={Rejected: self._rejected, HTTPException: self._http_error})
-        self.asgi: ASGIApp = _SecurityHeaders(starlette)
+        # The host check runs before routing (so a trailing-slash redirect only ever names an allowed host),
+        # and inside the security headers, so its 400 carries them too.
+        self.asgi: ASGIApp = _SecurityHeaders(TrustedHostMiddleware(starlette, allowed_hosts=list(hosts),
+                                                                    www_redirect=False))
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -139,17 +136,18 @@ class CommunityApp:
     async def page(self, request: Request) -> Response:
         """GET a pair's page with its community figures and, for this reader, the vote forms."""
         target = self._target(request)
-        token, new = self._voter(request)
+        token: str | None
+        try:
+            token, new = self._voter(request)
+        except Rejected:  # past its address's new-cookie limit a reader still reads, without the vote forms
+            token, new = None, False
         tally = await self._run_tally(target.run_id)
         pair = next(p for p in tally.pairs if p.index == target.pair_index)
-        voter = VoterKeys.voter_id(token)
         tool_ids = (target.left_tool_id, target.right_tool_id)
         community = {tool_id: self.votes.tally(target.run_id, tool_id) for tool_id in tool_ids}
-        mine = {tool_id: verdict for tool_id in tool_ids
-                if (verdict := self.votes.vote_of(target.run_id, tool_id, voter)) is not None}
-        voting = VoteForms(action=page_path(target) + "/votes", csrf=self.keys.csrf_token(token), mine=mine)
+        voting = None if token is None else self._vote_forms(target, token)
         response = HTMLResponse(render_html(tally, pair, community, voting, form_action=SERVED_FORM_ACTION))
-        if new:
+        if token is not None and new:
             self._set_cookie(response, token)
         return response
 
@@ -165,11 +163,12 @@ class CommunityApp:
     async def vote(self, request: Request) -> Response:
         """POST a vote: 303 back to the page (a form), or the new tallies (Accept: application/json)."""
         target = self._target(request)
-        self._check_origin(request)
+        check_origin(request, self.hosts)
         token = request.cookies.get(VOTER_COOKIE)
-        if not VoterKeys.is_token(token):
+        if token is None:
             raise Rejected(403, "no voter cookie: open the page and vote from it")
-        assert token is not None
+        if not self.keys.is_issued(token):
+            raise Rejected(403, "this voter cookie was not issued by this server: reload the page and vote again")
         form = parse_vote_form(request.headers.get("content-type"), await request.body())
         if not self.keys.csrf_ok(token, form["csrf"]):
             raise Rejected(403, "this vote form has expired: reload the page and vote again")
@@ -177,7 +176,8 @@ class CommunityApp:
             raise Rejected(400, "unknown tool for this pair")
         if form["verdict"] not in VERDICTS:
             raise Rejected(400, "a verdict is ship or skip")
-        wait = self.limiter.wait_s(token)
+        # Per reader, then per client address: a client that discards its cookie still shares its address's bucket.
+        wait = self.reader_votes.wait_s(token) or self.address_votes.wait_s(client_address(request))
         if wait:
             raise Rejected(429, "too many votes: wait a moment", {"retry-after": str(math.ceil(wait))})
         try:
@@ -193,30 +193,33 @@ class CommunityApp:
     # --- pieces ----------------------------------------------------------------------------------
     def _target(self, request: Request) -> VoteTarget:
         number = request.path_params["number"]
-        target = self.targets.get((request.path_params["run_id"], number - 1))
+        target = None
+        if _PAIR_NUMBER.fullmatch(number):
+            target = self.targets.get((request.path_params["run_id"], int(number) - 1))
         if target is None:
             raise Rejected(404, "no such pair")
         return target
 
+    def _vote_forms(self, target: VoteTarget, token: str) -> VoteForms:
+        voter = VoterKeys.voter_id(token)
+        mine = {tool_id: verdict for tool_id in (target.left_tool_id, target.right_tool_id)
+                if (verdict := self.votes.vote_of(target.run_id, tool_id, voter)) is not None}
+        return VoteForms(action=page_path(target) + "/votes", csrf=self.keys.csrf_token(token), mine=mine)
+
     def _voter(self, request: Request) -> tuple[str, bool]:
+        """The reader's issued token and False, or a new one and True (to set); Rejected 429 past its limit."""
         token = request.cookies.get(VOTER_COOKIE)
-        if token is not None and VoterKeys.is_token(token):
+        if token is not None and self.keys.is_issued(token):
             return token, False
-        return VoterKeys.new_token(), True
+        wait = self.new_readers.wait_s(client_address(request))
+        if wait:
+            raise Rejected(429, "too many new readers from your address: try again in a minute",
+                           {"retry-after": str(math.ceil(wait))})
+        return self.keys.issue(), True
 
     @staticmethod
     def _set_cookie(response: Response, token: str) -> None:
         response.set_cookie(VOTER_COOKIE, token, max_age=VOTER_COOKIE_MAX_AGE_S, httponly=True, samesite="strict")
-
-    @staticmethod
-    def _check_origin(request: Request) -> None:
-        # The CSRF token is the guard; a foreign Origin is refused as well, before the body is read. The page's
-        # no-referrer policy makes browsers send "Origin: null" for its own forms, which therefore says nothing.
-        origin = request.headers.get("origin", "null")
-        if origin != "null" and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
-            raise Rejected(403, "votes are accepted only from this server's pages")
-        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            raise Rejected(403, "votes are accepted only from this server's pages")
 
     async def _run_tally(self, run_id: str) -> RunTally:
         loop = asyncio.get_running_loop()
@@ -255,8 +258,9 @@ class VoteServer:
     """
 
     def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0,
-                 limits: ServeLimits = ServeLimits()) -> None:
+                 limits: ServeLimits = ServeLimits(), allow_hosts: Iterable[str] = ()) -> None:
         self.store, self.host, self.port, self.limits = store, host, port, limits
+        self.hosts = allowed_hosts(allow_hosts, bound_address=host)
         self.app: CommunityApp | None = None
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
@@ -283,11 +287,14 @@ class VoteServer:
                                  "pick another --port") from None
             self._socket.listen(2048)  # connections queue from here on, before uvicorn's loop starts
             self.port = self._socket.getsockname()[1]
-            self.app = CommunityApp(self.store, self.limits)
+            self.app = CommunityApp(self.store, self.limits, self.hosts)
         except BaseException:
             self._close()
             raise
+        # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local client as its
+        # address, and the per-address limits would count whatever address a client made up.
         config = uvicorn.Config(self.app.asgi, lifespan="on", log_level="warning", access_log=False,
+                                proxy_headers=False,
                                 limit_concurrency=self.limits.max_connections, timeout_graceful_shutdown=10)
         self._server = uvicorn.Server(config)
         return self._server

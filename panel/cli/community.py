@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -10,13 +10,18 @@ from panel.cli.app import DbOption, app, console, make_settings
 from panel.serve import ServeLimits, VoteServer
 from panel.store import Store
 
+DEFAULT_LIMITS = ServeLimits()
+
 
 @app.command("serve")
 def serve_command(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind; the default keeps the server on this machine.")] = "127.0.0.1",
-    burst: Annotated[int, typer.Option(min=1, help="Votes a reader may cast at once before the rate limit applies.")] = 10,
-    votes_per_second: Annotated[float, typer.Option(min=0.001, help="Sustained votes per second per reader.")] = 1.0,
+    burst: Annotated[int, typer.Option(min=1, help="Votes a reader may cast at once before the rate limit applies.")] = DEFAULT_LIMITS.burst,
+    votes_per_second: Annotated[float, typer.Option(min=0.001, help="Sustained votes per second per reader.")] = DEFAULT_LIMITS.votes_per_second,
+    new_readers_per_minute: Annotated[int, typer.Option(min=1, help="New voter cookies per client address per minute.")] = DEFAULT_LIMITS.new_readers_per_minute,
+    votes_per_minute_per_address: Annotated[int, typer.Option(min=1, help="Votes per client address per minute, whatever its cookies.")] = DEFAULT_LIMITS.votes_per_minute_per_address,
+    allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", help="Also answer for this Host name, e.g. votes.example.org (repeatable; loopback names always).")] = None,
     db: DbOption = None,
 ) -> None:
     """Serve the stored pairs' pages on a local web server where readers vote ship or skip.
@@ -25,7 +30,9 @@ def serve_command(
     Example: panel serve --port 8000
     """
     settings = make_settings(db)
-    server = VoteServer(Store(settings.db_path), host, port, ServeLimits(burst=burst, votes_per_second=votes_per_second))
+    limits = ServeLimits(burst=burst, votes_per_second=votes_per_second, new_readers_per_minute=new_readers_per_minute,
+                         votes_per_minute_per_address=votes_per_minute_per_address)
+    server = VoteServer(Store(settings.db_path), host, port, limits, allow_host or ())
     try:
         server.run(lambda: console.print(f"serving {server.url}/ (Ctrl-C to stop)"))
     except KeyboardInterrupt:
