@@ -8,7 +8,6 @@ to this server). Votes go through community.VoteWriter, the database's single wr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import socket
@@ -31,9 +30,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull,
                              VoteWriter)
 from panel.errors import PanelError
-from panel.render import content_security_policy, render_html
+from panel.page_cache import PageCache
+from panel.render import content_security_policy
 from panel.store import Store, VoteTarget
-from panel.tally import RunTally, tally_run
 
 VOTER_COOKIE = "panel_voter"
 VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -108,6 +107,7 @@ class CommunityApp:
         self.keys = VoterKeys()
         self.limiter = RateLimiter(limits.burst, limits.votes_per_second)
         self.writer = VoteWriter(store, self.votes, self.executor)
+        self.pages = PageCache(store, self.executor, SERVED_FORM_ACTION)
         self._index = Environment(loader=PackageLoader("panel", "templates"),
                                   autoescape=select_autoescape(default=True)).get_template("index.html.j2")
         routes = [
@@ -123,9 +123,11 @@ class CommunityApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.writer.start()
+        self.pages.start()
         try:
             yield
         finally:
+            await self.pages.stop()
             await self.writer.stop()  # every vote already queued commits before the server exits
 
     # --- handlers --------------------------------------------------------------------------------
@@ -140,15 +142,14 @@ class CommunityApp:
         """GET a pair's page with its community figures and, for this reader, the vote forms."""
         target = self._target(request)
         token, new = self._voter(request)
-        tally = await self._run_tally(target.run_id)
-        pair = next(p for p in tally.pairs if p.index == target.pair_index)
+        page = await self.pages.page(target.run_id, target.pair_index)
         voter = VoterKeys.voter_id(token)
         tool_ids = (target.left_tool_id, target.right_tool_id)
         community = {tool_id: self.votes.tally(target.run_id, tool_id) for tool_id in tool_ids}
         mine = {tool_id: verdict for tool_id in tool_ids
                 if (verdict := self.votes.vote_of(target.run_id, tool_id, voter)) is not None}
         voting = VoteForms(action=page_path(target) + "/votes", csrf=self.keys.csrf_token(token), mine=mine)
-        response = HTMLResponse(render_html(tally, pair, community, voting, form_action=SERVED_FORM_ACTION))
+        response = HTMLResponse(page.html(community, voting))
         if new:
             self._set_cookie(response, token)
         return response
@@ -217,10 +218,6 @@ class CommunityApp:
             raise Rejected(403, "votes are accepted only from this server's pages")
         if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise Rejected(403, "votes are accepted only from this server's pages")
-
-    async def _run_tally(self, run_id: str) -> RunTally:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: tally_run(self.store.load_run(run_id)))
 
     def _tallies_json(self, target: VoteTarget, token: str) -> dict[str, Any]:
         voter = VoterKeys.voter_id(token)

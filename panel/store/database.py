@@ -328,6 +328,11 @@ class Store:
                 WHERE o.run_id = ? ORDER BY o.created_at, o.override_id""", [run_id, run_id]).fetchall()
         return [Override(*row) for row in rows]
 
+    def latest_edits(self) -> dict[str, int]:
+        """Per run with editor overrides, the id of its latest one: it grows with every edit of that run's pages."""
+        with self.reader() as con:
+            return dict(con.execute("SELECT run_id, max(override_id) FROM overrides GROUP BY run_id").fetchall())
+
     def load_run(self, run_id: str) -> StoredRun:
         """A stored run with its cards and current verdicts (overrides applied), for tally and render."""
         with self.reader() as con:

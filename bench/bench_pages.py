@@ -1,0 +1,156 @@
+"""Benchmark served pages: pages/s `panel serve` gives 32 readers, and what their reading does to vote latency.
+
+Reviews the example run into a fresh database (fake endpoint, as bench_votes.py), starts `panel serve` as its
+own process with the per-reader rate limit lifted, gives each of R readers (default 32) a voter cookie, then
+for D seconds (default 10) has them GET the pair's page back to back, R in flight at once, while one voter
+casts a vote every 20 ms and times each until it is acknowledged (committed); before that the voter votes
+alone for 2 s, for the vote latency of an idle server on this machine now. Prints pages/s, page and vote
+latency p50/p95, the server's CPU time per page, and the ratio of each to its target (>= 200 pages/s; vote
+p95 < 100 ms): a ratio >= 1 meets it. Every page must carry the reader's own CSRF token, and the last page
+read must show the voter's votes.
+
+    .venv/bin/python bench/bench_pages.py
+    .venv/bin/python bench/bench_pages.py --readers 64 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpcore2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_votes, beside this file
+
+from bench_votes import PANEL, reviewed_database  # noqa: E402
+from panel.store import VoteTarget  # noqa: E402
+
+PAGES_PER_S_TARGET = 200.0
+VOTE_P95_TARGET_S = 0.100
+VOTE_EVERY_S = 0.020
+
+
+async def reader_keys(pool: httpcore2.AsyncConnectionPool, votes_url: str, count: int) -> list[tuple[str, str]]:
+    """`count` new readers: each one's cookie header and the CSRF token issued for it."""
+    keys = []
+    for _ in range(count):
+        issued = await pool.request("GET", votes_url)
+        cookie = dict(issued.headers)[b"set-cookie"].decode().split(";")[0]
+        keys.append((cookie, json.loads(issued.content)["csrf"]))
+    return keys
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(base_url: str, target: VoteTarget, readers: int, seconds: float, server_pid: int) -> dict[str, object]:
+    """One voter alone for 2 s, then R readers reading the page beside it for `seconds`; latencies and counts."""
+    page_url = f"{base_url}/runs/{target.run_id}/pairs/{target.pair_index + 1}"
+    votes_url = page_url + "/votes"
+    page_latencies: list[float] = []
+    vote_latencies: list[float] = []
+    alone_latencies: list[float] = []
+    async with httpcore2.AsyncConnectionPool(max_connections=readers + 1) as pool:
+        keys = await reader_keys(pool, votes_url, readers + 1)
+        voter_cookie, voter_csrf = keys.pop()
+        await pool.request("GET", page_url, headers={"cookie": voter_cookie})  # the first GET renders the page
+
+        async def reader(cookie: str, csrf: str, deadline: float) -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                page = await pool.request("GET", page_url, headers={"cookie": cookie})
+                if page.status != 200 or csrf.encode() not in page.content:
+                    raise SystemExit(f"page refused or without the reader's CSRF token: {page.status}")
+                page_latencies.append(time.perf_counter() - started)
+
+        async def voter(latencies: list[float], deadline: float) -> None:
+            headers = {"cookie": voter_cookie, "accept": "application/json",
+                       "content-type": "application/x-www-form-urlencoded"}
+            n = 0
+            while time.perf_counter() < deadline:
+                form = {"tool": (target.left_tool_id, target.right_tool_id)[n % 2],
+                        "verdict": ("ship", "skip")[(n // 2) % 2], "csrf": voter_csrf}
+                started = time.perf_counter()
+                answer = await pool.request("POST", votes_url, headers=headers, content=urlencode(form).encode())
+                if answer.status != 200:
+                    raise SystemExit(f"vote refused: {answer.status} {answer.content.decode().strip()}")
+                latencies.append(time.perf_counter() - started)
+                n += 1
+                await asyncio.sleep(VOTE_EVERY_S)
+
+        await voter(alone_latencies, time.perf_counter() + 2)
+        cpu_before, started = cpu_seconds(server_pid), time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(voter(vote_latencies, deadline), *(reader(cookie, csrf, deadline) for cookie, csrf in keys))
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(server_pid) - cpu_before
+        last_page = (await pool.request("GET", page_url, headers={"cookie": voter_cookie})).content.decode()
+    return {"pages": page_latencies, "votes": vote_latencies, "alone": alone_latencies, "seconds": elapsed,
+            "cpu": cpu, "last_page": last_page}
+
+
+def quantile_ms(samples: list[float], q: int) -> float:
+    """The q-th percentile of `samples`, in milliseconds."""
+    return statistics.quantiles(samples, n=100)[q - 1] * 1000 if len(samples) > 1 else samples[0] * 1000
+
+
+def main() -> None:
+    """Run the benchmark and print pages/s, vote latency and their ratios to the targets."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readers", type=int, default=32, help="readers reading at once (default 32)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long they read (default 10)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        store = reviewed_database(Path(folder))
+        [target] = store.vote_targets()
+        server = subprocess.Popen([*PANEL, "serve", "--port", "0", "--db", str(store.path), "--burst", "1000000",
+                                   "--votes-per-second", "1000000"], stdout=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, COLUMNS="200"))
+        assert server.stdout is not None
+        match = re.search(r"serving (\S+)/", server.stdout.readline())
+        if not match:
+            server.kill()
+            raise SystemExit("panel serve did not start")
+        try:
+            result = asyncio.run(load(match.group(1), target, args.readers, args.seconds, server.pid))
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.communicate(timeout=60)
+    pages, votes, alone, cpu = result["pages"], result["votes"], result["alone"], result["cpu"]
+    assert isinstance(pages, list) and isinstance(votes, list) and isinstance(alone, list)
+    assert isinstance(result["seconds"], float) and isinstance(cpu, float)
+    pages_per_s = len(pages) / result["seconds"]
+    vote_p95_ms = quantile_ms(votes, 95)
+    # The voter's last two votes were skip or ship on each tool; one reader each: 1 vote per tool on the page.
+    tallied = str(result["last_page"]).count("Community · 1 vote</span>") == 2
+    print(f"{args.readers} readers for {result['seconds']:.1f} s, one voter voting every {VOTE_EVERY_S * 1000:.0f} ms")
+    print(f"pages: {len(pages)} ({pages_per_s:,.0f}/s); latency p50 {quantile_ms(pages, 50):.0f} ms, "
+          f"p95 {quantile_ms(pages, 95):.0f} ms; server CPU {cpu * 1000 / len(pages):.2f} ms per page")
+    print(f"votes alone before the readers: {len(alone)}; latency p50 {quantile_ms(alone, 50):.0f} ms, "
+          f"p95 {quantile_ms(alone, 95):.0f} ms")
+    print(f"votes beside the readers: {len(votes)}; latency p50 {quantile_ms(votes, 50):.0f} ms, p95 {vote_p95_ms:.0f} ms; "
+          f"last page shows them: {'OK' if tallied else 'FAIL'}")
+    print(f"pages/s / {PAGES_PER_S_TARGET:.0f} = {pages_per_s / PAGES_PER_S_TARGET:.2f}; "
+          f"{VOTE_P95_TARGET_S * 1000:.0f} ms / vote p95 = {VOTE_P95_TARGET_S * 1000 / vote_p95_ms:.2f}  (>= 1 meets the target)")
+    if not tallied:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
