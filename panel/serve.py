@@ -22,7 +22,7 @@ import uvicorn
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +32,7 @@ from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, V
 from panel.errors import PanelError
 from panel.page_cache import PageCache
 from panel.render import content_security_policy
+from panel.serve_connections import connections_that_fit, request_deadline_protocol
 from panel.store import Store, VoteTarget
 
 VOTER_COOKIE = "panel_voter"
@@ -49,12 +50,17 @@ _VOTE_FIELDS = {"tool", "verdict", "csrf"}
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """What one reader may send: votes per voter (a token bucket) and the largest request body."""
+    """What one reader may send: votes per voter (a token bucket), the largest body, how long a request may take.
+
+    A connection must deliver each whole request (headers and body) within `request_deadline_s` of the server
+    starting to wait for it, and is closed after 5 s idle; past `max_connections` open at once, requests get 503.
+    """
 
     burst: int = 10
     votes_per_second: float = 1.0
     max_body_bytes: int = 1024
-    max_connections: int = 1000
+    max_connections: int = 10_000
+    request_deadline_s: float = 10.0
 
 
 class Rejected(Exception):
@@ -118,6 +124,7 @@ class CommunityApp:
         ]
         starlette = Starlette(routes=routes, lifespan=self._lifespan, max_body_size=limits.max_body_bytes,
                               exception_handlers={Rejected: self._rejected, HTTPException: self._http_error})
+        starlette.add_exception_handler(ClientDisconnect, self._hung_up)
         self.asgi: ASGIApp = _SecurityHeaders(starlette)
 
     @contextlib.asynccontextmanager
@@ -238,6 +245,11 @@ class CommunityApp:
         assert isinstance(error, HTTPException)
         return PlainTextResponse(f"{error.detail}\n", status_code=error.status_code, headers=error.headers)
 
+    @staticmethod
+    async def _hung_up(request: Request, error: Exception) -> Response:
+        # The client left, or was cut off at its request deadline, mid-body: no error, and nobody to answer.
+        return Response(status_code=408)
+
 
 def page_path(target: VoteTarget) -> str:
     """The served URL path of a pair's page, e.g. /runs/3f2a9c1b0d4e/pairs/1."""
@@ -283,8 +295,10 @@ class VoteServer:
         except BaseException:
             self._close()
             raise
-        config = uvicorn.Config(self.app.asgi, lifespan="on", log_level="warning", access_log=False,
-                                limit_concurrency=self.limits.max_connections, timeout_graceful_shutdown=10)
+        config = uvicorn.Config(self.app.asgi, lifespan="on", log_level="warning", access_log=False, ws="none",
+                                http=request_deadline_protocol(self.limits.request_deadline_s),
+                                limit_concurrency=connections_that_fit(self.limits.max_connections),
+                                timeout_graceful_shutdown=10)
         self._server = uvicorn.Server(config)
         return self._server
 
