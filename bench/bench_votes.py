@@ -91,6 +91,27 @@ async def crowd(base_url: str, target: VoteTarget, readers: int, votes_each: int
     return latencies, last, seconds
 
 
+def start_serving(store: Store) -> tuple[subprocess.Popen[str], str]:
+    """`panel serve` over `store` as a process of its own, rate limits lifted (one address plays every reader)."""
+    server = subprocess.Popen([*PANEL, "serve", "--port", "0", "--db", str(store.path), "--burst", "1000000",
+                               "--votes-per-second", "1000000", "--new-readers-per-minute", "1000000",
+                               "--votes-per-minute-per-address", "1000000"], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, COLUMNS="200"))
+    assert server.stdout is not None
+    match = re.search(r"serving (\S+)/", server.stdout.readline())
+    if not match:
+        server.kill()
+        raise SystemExit("panel serve did not start")
+    return server, match.group(1)
+
+
+def stop_serving(server: subprocess.Popen[str]) -> str:
+    """Ctrl-C to `panel serve` (it commits every queued vote); what it printed."""
+    server.send_signal(signal.SIGINT)
+    out, _ = server.communicate(timeout=60)
+    return out
+
+
 def unbatched_votes_per_second(store: Store, target: VoteTarget, count: int) -> float:
     """Votes/s when every vote is its own transaction (what the writer would do without batching)."""
     started = time.perf_counter()
@@ -110,20 +131,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = reviewed_database(Path(folder))
         [target] = store.vote_targets()
-        server = subprocess.Popen([*PANEL, "serve", "--port", "0", "--db", str(store.path), "--burst", "1000000",
-                                   "--votes-per-second", "1000000", "--new-readers-per-minute", "1000000",
-                                   "--votes-per-minute-per-address", "1000000"], stdout=subprocess.PIPE, text=True,
-                                  env=dict(os.environ, COLUMNS="200"))
-        assert server.stdout is not None
-        match = re.search(r"serving (\S+)/", server.stdout.readline())
-        if not match:
-            server.kill()
-            raise SystemExit("panel serve did not start")
+        server, base_url = start_serving(store)
         try:
-            latencies, last, seconds = asyncio.run(crowd(match.group(1), target, args.readers, args.votes))
+            latencies, last, seconds = asyncio.run(crowd(base_url, target, args.readers, args.votes))
         finally:
-            server.send_signal(signal.SIGINT)
-            out, _ = server.communicate(timeout=60)
+            out = stop_serving(server)
         acknowledged = len(latencies)
         with duckdb.connect(str(store.path), read_only=True) as con:
             stored = con.execute("SELECT count(*) FROM votes").fetchall()[0][0]

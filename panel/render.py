@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from panel.community import CommunityTally, CommunityVotes, VoteForms
 from panel.errors import PersonaError
 from panel.personas import parse_persona
 from panel.store import Store
-from panel.tally import CHAIR_ID, PairTally, RunTally, tally_run
+from panel.tally import CHAIR_ID, PairTally, RunTally, ToolTally, tally_run
 from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
 
@@ -108,6 +110,7 @@ def prompt_versions(tally: RunTally) -> list[tuple[str, str]]:
             for persona_id in order if persona_id in tally.run.persona_hashes]
 
 
+@functools.cache  # one environment: it compiles each template once (a fresh one per page took ~0.15 s)
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("panel", "templates"), undefined=StrictUndefined,
                       autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
@@ -125,7 +128,8 @@ def page_context(tally: RunTally, pair: PairTally, community: Mapping[str, Commu
     """Everything the page templates read for one pair (community tallies by tool id; vote forms when served)."""
     return {"tally": tally, "run": tally.run, "pair": pair, "personas": persona_labels(tally),
             "prompt_versions": prompt_versions(tally), "csp": content_security_policy(form_action),
-            "community": community or {}, "voting": voting, "generated_at": datetime.now(timezone.utc)}
+            "community": community or {}, "voting": voting, "vote_slot": None,
+            "generated_at": datetime.now(timezone.utc)}
 
 
 def render_html(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None,
@@ -133,6 +137,36 @@ def render_html(tally: RunTally, pair: PairTally, community: Mapping[str, Commun
     """One pair's comparison page as a self-contained HTML document; `panel serve` adds votes and forms."""
     context = page_context(tally, pair, community, voting, form_action)
     return _environment().get_template("page.html.j2").render(**context)
+
+
+@dataclass(frozen=True)
+class ServedPage:
+    """A pair's page as `panel serve` renders it once: fixed HTML around one slot per tool for what votes change."""
+
+    fixed: tuple[str, ...]  # the HTML before, between and after the tools' slots
+    sides: tuple[ToolTally, ...]  # the tool of each slot
+
+    def html(self, community: Mapping[str, CommunityTally], voting: VoteForms | None) -> str:
+        """The page for one reader: each slot filled with the current community figures and this reader's forms."""
+        template = _environment().get_template("page_votes.html.j2")
+        slots = [template.render(side=side, community=community, voting=voting) for side in self.sides]
+        return "".join(part for pair in zip(self.fixed, [*slots, ""]) for part in pair)
+
+
+def render_served_page(tally: RunTally, pair: PairTally, form_action: str) -> ServedPage:
+    """One pair's page rendered for `panel serve` with its vote slots left open; ServedPage.html fills them."""
+    # A fresh random marker per page: no card, model or editor text can contain it (and all of that is escaped).
+    marker = f"<!--vote-slot-{secrets.token_hex(16)}-->"
+    sides: list[ToolTally] = []
+
+    def vote_slot(side: ToolTally) -> Markup:
+        sides.append(side)
+        return Markup(marker)
+
+    context = {**page_context(tally, pair, form_action=form_action), "vote_slot": vote_slot}
+    fixed = _environment().get_template("page.html.j2").render(**context).split(marker)
+    assert len(fixed) == len(sides) + 1
+    return ServedPage(tuple(fixed), tuple(sides))
 
 
 def render_markdown(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None) -> str:

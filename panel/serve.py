@@ -11,7 +11,6 @@ community.VoteWriter, the database's single writer while serving.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import re
@@ -27,7 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,9 +35,10 @@ from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, V
                              VoteWriter, load_voter_secret)
 from panel.errors import PanelError
 from panel.guards import LOOPBACK_HOSTS, Rejected, allowed_hosts, check_origin, client_address, parse_vote_form
-from panel.render import content_security_policy, render_html
+from panel.page_cache import PageCache
+from panel.render import content_security_policy
+from panel.serve_connections import connections_that_fit, request_deadline_protocol
 from panel.store import Store, VoteTarget
-from panel.tally import RunTally, tally_run
 
 VOTER_COOKIE = "panel_voter"
 VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -55,10 +55,12 @@ _PAIR_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # 1-based; longer is no stored pa
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """What readers may send: votes per reader and per client address, new cookies per address, body size.
+    """What readers may send: votes per reader and per client address, new cookies per address, body size, time.
 
     Each rate is a token bucket that starts full, so in any minute one client address gets at most
     2 x new_readers_per_minute cookies and casts at most 2 x votes_per_minute_per_address votes.
+    A connection must deliver each whole request (headers and body) within `request_deadline_s` of the server
+    starting to wait for it, and is closed after 5 s idle; past `max_connections` open at once, requests get 503.
     """
 
     burst: int = 10
@@ -66,7 +68,8 @@ class ServeLimits:
     new_readers_per_minute: int = 10
     votes_per_minute_per_address: int = 60
     max_body_bytes: int = 1024
-    max_connections: int = 1000
+    max_connections: int = 10_000
+    request_deadline_s: float = 10.0
 
 
 class _SecurityHeaders:
@@ -101,6 +104,7 @@ class CommunityApp:
         self.address_votes = RateLimiter(per_minute, per_minute / 60)
         self.new_readers = RateLimiter(limits.new_readers_per_minute, limits.new_readers_per_minute / 60)
         self.writer = VoteWriter(store, self.votes, self.executor)
+        self.pages = PageCache(store, self.executor, SERVED_FORM_ACTION)
         self._index = Environment(loader=PackageLoader("panel", "templates"),
                                   autoescape=select_autoescape(default=True)).get_template("index.html.j2")
         routes = [
@@ -114,6 +118,7 @@ class CommunityApp:
                               exception_handlers={Rejected: self._rejected, HTTPException: self._http_error})
         # The host check runs before routing (so a trailing-slash redirect only ever names an allowed host),
         # and inside the security headers, so its 400 carries them too.
+        starlette.add_exception_handler(ClientDisconnect, self._hung_up)
         self.asgi: ASGIApp = _SecurityHeaders(TrustedHostMiddleware(starlette, allowed_hosts=list(hosts),
                                                                     www_redirect=False))
 
@@ -123,6 +128,7 @@ class CommunityApp:
         try:
             yield
         finally:
+            await self.pages.stop()
             await self.writer.stop()  # every vote already queued commits before the server exits
 
     # --- handlers --------------------------------------------------------------------------------
@@ -141,12 +147,11 @@ class CommunityApp:
             token, new = self._voter(request)
         except Rejected:  # past its address's new-cookie limit a reader still reads, without the vote forms
             token, new = None, False
-        tally = await self._run_tally(target.run_id)
-        pair = next(p for p in tally.pairs if p.index == target.pair_index)
+        page = await self.pages.page(target.run_id, target.pair_index)
         tool_ids = (target.left_tool_id, target.right_tool_id)
         community = {tool_id: self.votes.tally(target.run_id, tool_id) for tool_id in tool_ids}
         voting = None if token is None else self._vote_forms(target, token)
-        response = HTMLResponse(render_html(tally, pair, community, voting, form_action=SERVED_FORM_ACTION))
+        response = HTMLResponse(page.html(community, voting))
         if token is not None and new:
             self._set_cookie(response, token)
         return response
@@ -221,9 +226,6 @@ class CommunityApp:
     def _set_cookie(response: Response, token: str) -> None:
         response.set_cookie(VOTER_COOKIE, token, max_age=VOTER_COOKIE_MAX_AGE_S, httponly=True, samesite="strict")
 
-    async def _run_tally(self, run_id: str) -> RunTally:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: tally_run(self.store.load_run(run_id)))
 
     def _tallies_json(self, target: VoteTarget, token: str) -> dict[str, Any]:
         voter = VoterKeys.voter_id(token)
@@ -243,6 +245,11 @@ class CommunityApp:
     async def _http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         return PlainTextResponse(f"{error.detail}\n", status_code=error.status_code, headers=error.headers)
+
+    @staticmethod
+    async def _hung_up(request: Request, error: Exception) -> Response:
+        # The client left, or was cut off at its request deadline, mid-body: no error, and nobody to answer.
+        return Response(status_code=408)
 
 
 def page_path(target: VoteTarget) -> str:
@@ -293,9 +300,10 @@ class VoteServer:
             raise
         # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local client as its
         # address, and the per-address limits would count whatever address a client made up.
-        config = uvicorn.Config(self.app.asgi, lifespan="on", log_level="warning", access_log=False,
-                                proxy_headers=False,
-                                limit_concurrency=self.limits.max_connections, timeout_graceful_shutdown=10)
+        config = uvicorn.Config(self.app.asgi, lifespan="on", log_level="warning", access_log=False, ws="none",
+                                proxy_headers=False, http=request_deadline_protocol(self.limits.request_deadline_s),
+                                limit_concurrency=connections_that_fit(self.limits.max_connections),
+                                timeout_graceful_shutdown=10)
         self._server = uvicorn.Server(config)
         return self._server
 
