@@ -132,7 +132,8 @@ class VoterKeys:
 
     def csrf_ok(self, token: str, csrf: str) -> bool:
         """True when `csrf` was issued by this server for this reader's cookie."""
-        return hmac.compare_digest(self.csrf_token(token), csrf)
+        # compare_digest refuses non-ASCII text with a TypeError; a form can carry any percent-encoded character.
+        return csrf.isascii() and hmac.compare_digest(self.csrf_token(token), csrf)
 
     def _signature(self, reader_id: str) -> str:
         digest = hmac.new(self._secret, b"reader:" + reader_id.encode("ascii"), hashlib.sha256).digest()

@@ -283,6 +283,7 @@ class VoteServer:
         self.store.acquire_writer()
         try:
             self.store.check_writable()  # votes must be storable before a reader can cast one
+            self.store.fold_journal()  # a review's answers still in the journal belong on the pages served
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on each connection (else 40 ms per response).
             self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

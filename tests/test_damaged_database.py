@@ -157,3 +157,26 @@ def test_an_empty_duckdb_file_gets_the_schema(tmp_path: Path) -> None:
     duckdb.connect(str(db)).close()
     Store(db).check_writable()
     assert run_query(db, "SELECT count(*) FROM runs").rows == [(0,)]
+
+
+@pytest.mark.parametrize("damage", ["table dropped", "not a panel database"])
+def test_a_damaged_database_held_by_a_reader_is_refused_before_any_request(
+        reviewed_db: Path, tmp_path: Path, fake: FakeOpenAI, damage: str) -> None:
+    # While an analyst's query holds the file a review cannot take a write to rehearse: it must still refuse.
+    db = damaged_copy(reviewed_db, tmp_path, damage)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], "
+                               "read_only=True); print('held', flush=True); time.sleep(60)", str(db)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "review",
+                                 str(EXAMPLE_RUN), "--refresh", "--base-url", fake.base_url, "--db", str(db),
+                                 "--out", str(tmp_path / "pages")], capture_output=True, text=True, timeout=120,
+                                env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{db}: " in result.stderr and DAMAGE[damage][1] in result.stderr
+    assert chat_requests(fake) == []

@@ -185,3 +185,13 @@ def test_voter_cookies_outlive_a_restart_and_the_secret_beside_the_database_is_p
     after = Store(store.path)
     after.acquire_writer()  # the refused start released the writer lock
     after.release_writer()
+
+
+def test_a_vote_whose_csrf_token_is_not_ascii_is_refused_not_a_server_error(store: Store, server: VoteServer) -> None:
+    target = the_pair(store)
+    client, _ = new_reader(server, target)
+    for csrf in ("é", "%C3%A9", "\u0660" * 64):
+        refused = client.post(votes_url(target), data={"tool": target.left_tool_id, "verdict": "ship", "csrf": csrf},
+                              headers={"origin": server.url})
+        assert refused.status_code == 403, refused.text
+        assert_security_headers(refused)

@@ -89,19 +89,20 @@ def review_command(
     console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
                   f"({settings.model_name}, mode {settings.structured_mode})")
     started = time.monotonic()
-    try:
+    try:  # Ctrl-C at any step (the chair, the render, the wait for a reader) keeps what was received
         with _ReviewProgress(len(prepared.jobs)) as progress:
             outcome = review(prepared, settings, store, refresh=refresh, on_answer=progress.advance,
                              on_start=progress.start)
+        console.print(_outcome_line(outcome, time.monotonic() - started))
+        chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
+                              on_answer=lambda answer: console.print(_answer_line(answer), markup=False,
+                                                                     highlight=False))
+        _render(store, outcome.run_id, settings)
+        _settle(store, SETTLE_WAIT_S)
     except KeyboardInterrupt:
         _settle(store, wait_s=0)  # whoever pressed Ctrl-C wants out, not a wait for readers
         err_console.print("interrupted: the answers received so far are stored; rerun the same command to resume")
         raise typer.Exit(code=130) from None
-    console.print(_outcome_line(outcome, time.monotonic() - started))
-    chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
-                          on_answer=lambda answer: console.print(_answer_line(answer), markup=False, highlight=False))
-    _render(store, outcome.run_id, settings)
-    _settle(store, SETTLE_WAIT_S)
     if error := outcome.endpoint_error():
         raise error
     if chair.endpoint_fault:

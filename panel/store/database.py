@@ -25,7 +25,7 @@ from panel.store.run_writes import (answers_record, copy_run, fold, items_record
                                     status_record)
 from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
                                   VoteEvent, VoteTarget)
-from panel.store.schema import check_schema, insert_probe_rows
+from panel.store.schema import check_schema, insert_probe_rows, read_schema, refuse_missing_data
 
 # Opening the database for writing tries this long before it settles for reading the schema version.
 OPEN_WAIT_S = 1.0
@@ -52,22 +52,29 @@ class Store:
     def _open_for_writing(self) -> None:
         """Create the file, apply pending migrations and fold the run journal, once, on open.
 
-        While a reader holds the file, a database at the current schema opens anyway (the run's writes wait in
-        the journal); one that needs a migration waits for the reader like any write (LOCK_RETRY_S).
+        While a reader holds the file, a database at the current schema with every table opens anyway (the
+        run's writes wait in the journal); one that needs a migration waits for the reader like any write
+        (LOCK_RETRY_S). Raises StoreError for a foreign, newer or damaged database either way.
         """
         try:
             with self.transaction(wait_s=OPEN_WAIT_S):
                 return
         except DatabaseBusy:
             pass
-        try:
-            with self.reader() as con:
-                current = not pending(con)
-        except duckdb.Error:
-            current = False
-        if not current:
+        if not self._current_schema():
             with self.transaction():
                 pass
+
+    def _current_schema(self) -> bool:
+        """What a read-only connection can check: True at the current schema; StoreError when tables are missing."""
+        with self.reader() as con:
+            try:
+                if pending(con):
+                    return False
+                refuse_missing_data(read_schema(con))
+            except StoreError as error:
+                raise StoreError(f"{self.path}: {error}") from None
+        return True
 
     @property
     def journal(self) -> Journal:
@@ -147,6 +154,9 @@ class Store:
     def _rolled_back(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write transaction that is always rolled back: writes that prove the file takes them."""
         with self._connection(read_only=False, wait_s=wait_s) as con:
+            if not self._migrated:  # an open that found the file busy checked only what a reader can
+                self._bring_up_to_date(con)
+                self._migrated = True
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
@@ -219,8 +229,8 @@ class Store:
                     con.execute("""SELECT cache_key, max(generation) FROM verdicts
                                    WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
                                 [[job.cache_key for job in jobs]]).fetchall()
-            except DatabaseBusy:
-                pass  # a reader holds the file: the run's writes wait in the journal, checked when they fold
+            except DatabaseBusy:  # a reader holds the file: the run's writes wait in the journal for it
+                self._current_schema()  # but a damaged one is refused before the first request all the same
             return
         self._write_through_journal(record, wait_s)
 
@@ -439,11 +449,15 @@ class Store:
             with self.reader() as con:
                 yield con
             return
+        self._current_schema()  # a damaged file is one line here too, not a traceback from the copy
         con = duckdb.connect(":memory:")
         try:
-            migrate(con)
-            copy_run(con, self.path, run_id, records)
-            fold(con, records)
+            try:
+                migrate(con)
+                copy_run(con, self.path, run_id, records)
+                fold(con, records)
+            except duckdb.Error as error:
+                raise unusable(self.path, error, "read") from error
             yield con
         finally:
             con.close()
@@ -472,13 +486,15 @@ class Store:
         """The current (latest generation) stored or journaled answer for each of `cache_keys` that has one."""
         if not cache_keys:
             return {}
+        # The journal before the database: a fold between the two reads then shows an answer twice, never not at all.
+        journaled = journaled_answers(self.journal.pending(), cache_keys)
         with self.reader() as con:
             rows = con.execute("""
                 SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens
                 FROM verdicts WHERE cache_key IN (SELECT unnest(?))
                 QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""", [cache_keys]).fetchall()
         # An answer still in the run journal is newer than any stored one: a rerun must not pay for it again.
-        return {row[0]: AnsweredVerdict(*row) for row in rows} | journaled_answers(self.journal.pending(), cache_keys)
+        return {row[0]: AnsweredVerdict(*row) for row in rows} | journaled
 
     def add_labels(self, labels: list[GoldLabel]) -> int:
         """Store gold labels, skipping exact repeats (a re-import adds nothing); return how many were new."""

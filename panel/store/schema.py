@@ -75,13 +75,18 @@ def missing_views(found: Schema) -> list[str]:
     return [name for name in expected_schema().views if name not in found.views]
 
 
-def check_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Recreate missing views; raise StoreError naming a missing table, column or sequence (they hold data)."""
-    found = read_schema(con)
+def refuse_missing_data(found: Schema) -> None:
+    """Raise StoreError naming a missing table, column or sequence (they held data); works read-only."""
     gone = missing_data(found)
     if gone:
         raise StoreError(f"{', '.join(gone)} missing: the database lost data panel cannot recreate; "
                          "restore it from a backup, or give --db a new file")
+
+
+def check_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Recreate missing views; raise StoreError naming a missing table, column or sequence (they hold data)."""
+    found = read_schema(con)
+    refuse_missing_data(found)
     views = missing_views(found)
     if views:
         _recreate_views(con, views)
