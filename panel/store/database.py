@@ -243,10 +243,6 @@ class Store:
         """The cache keys whose current verdict is valid (a rerun skips them; a failed --refresh is asked again)."""
         return {key for key, answer in self.answered_verdicts(cache_keys).items() if answer.valid}
 
-    def save_answer(self, run_id: str, answer: Answer, settings: Settings) -> None:
-        """Store one verdict (valid or not) with all its attempts (through the journal)."""
-        self.save_answers(run_id, [answer], settings)
-
     def save_answers(self, run_id: str, answers: list[Answer], settings: Settings,
                      wait_s: float = LOCK_RETRY_S, finish_status: str | None = None) -> None:
         """Store verdicts (valid or not) with all their attempts as one journal record, folded when the file is free.
