@@ -83,10 +83,17 @@ class Store:
 
     @contextlib.contextmanager
     def _connection(self, read_only: bool, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection, closed afterwards; a DuckDB failure (a damaged file) leaves as a one-line StoreError."""
+        """A connection, closed afterwards; a DuckDB failure (a damaged file) leaves as a one-line StoreError.
+
+        The first read-write one of a Store applies pending migrations and checks the schema (an open that
+        found the file busy could check only what a reader can).
+        """
         doing = "read" if read_only else "write"
         con = connect(self.path, read_only=read_only, wait_s=wait_s)
         try:
+            if not read_only and not self._migrated:  # once per Store: a run opens the file for every batch
+                self._bring_up_to_date(con)
+                self._migrated = True
             yield con
         except duckdb.Error as error:
             raise unusable(self.path, error, doing) from error
@@ -104,9 +111,6 @@ class Store:
         journaled answers before its own rows. Raises DatabaseBusy if another process holds the file.
         """
         with self._connection(read_only=False, wait_s=wait_s) as con:
-            if not self._migrated:  # once per Store, on open: a run opens the file for every batch
-                self._bring_up_to_date(con)
-                self._migrated = True
             with self.journal.folding() as records:  # emptied only once the transaction has committed
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -154,9 +158,6 @@ class Store:
     def _rolled_back(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write transaction that is always rolled back: writes that prove the file takes them."""
         with self._connection(read_only=False, wait_s=wait_s) as con:
-            if not self._migrated:  # an open that found the file busy checked only what a reader can
-                self._bring_up_to_date(con)
-                self._migrated = True
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
