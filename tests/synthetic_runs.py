@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
+from tests.conftest import PROJECT_ROOT
 from panel.endpoints import Endpoint
 from panel.review import ReviewOutcome, prepare_run, review
 from panel.store import Store

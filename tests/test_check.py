@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from panel.cards import load_run
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
+from tests.conftest import PROJECT_ROOT
 from panel.consistency import BLINDED, SWAPPED, blind_pair, check, contradiction, stated_verdict, swap_blocks
 from panel.labels import import_labels
 from panel.personas import build_messages, load_personas, load_templates

@@ -14,7 +14,8 @@ import pytest
 
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
 from panel.compare import CompareError, Prices, compare, render_compare_html
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
+from tests.conftest import PROJECT_ROOT
 from panel.errors import EndpointError
 from panel.labels import import_labels
 from panel.review import prepare_run, review

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from panel.cards import ToolCard, load_card
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
+from tests.conftest import PROJECT_ROOT
 from panel.personas import build_messages, load_personas, load_templates
 from panel.render import safe_link
 from panel.vendor_text import DELIMITER_PLACEHOLDER, PROMPT_DELIMITER_NAMES

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
+from tests.conftest import PROJECT_ROOT
 from panel.lint import GRAMMAR_BOUND_LIMIT, lint, schema_findings
 from panel.verdict import verdict_schema
 from tests.conftest import EXAMPLE_RUN

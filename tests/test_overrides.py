@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from panel.cli import main
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
+from tests.conftest import PROJECT_ROOT
 from panel.render import render_html
 from panel.store import Store
 from tests.conftest import EXAMPLE_RUN

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from panel.cards import load_run
-from panel.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from panel.errors import PersonaError
 from panel.personas import build_messages, load_personas, load_templates
 from panel.verdict import verdict_schema

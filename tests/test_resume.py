@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from panel.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from panel.store import BATCH_INTERVAL_S, connect
 from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FakeOpenAI

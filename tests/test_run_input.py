@@ -14,7 +14,8 @@ import typer.main
 import yaml
 
 from panel.cli import app, main
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
+from tests.conftest import PROJECT_ROOT
 from panel.errors import PersonaError
 from panel.render import write_pages
 from panel.tally import tally_run

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from panel.agreement import fleiss_kappa
 from panel.cli import app
-from panel.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from panel.errors import StoreError
 from panel.migrations import MIGRATIONS
 from panel.store import Store
