@@ -191,18 +191,14 @@ def load_settings(project: Project, flags: Mapping[str, object] | None = None,
     if picked_by in ("default", "file"):
         _apply_profile(layers, config, name, profile, whole=False, prefix="")
     _apply_file(layers, config, project)
-    if picked_by == "env":
-        _apply_profile(layers, config, name, profile, whole=True, prefix="env PANEL_ENDPOINT")
-    for field_name, value in env.items():
-        if field_name != "endpoint_name":
-            origin = f"env {_BY_FIELD[field_name].env}"
-            layers.set(field_name, _checked(field_name, value, origin), origin)
-    if picked_by == "flag":
-        _apply_profile(layers, config, name, profile, whole=True, prefix="flag --endpoint")
-    for field_name, value in flags.items():
-        if field_name != "endpoint_name":
-            origin = f"flag {_BY_FIELD[field_name].flag}"
-            layers.set(field_name, _checked(field_name, value, origin), origin)
+    for layer, given in (("env", env), ("flag", flags)):
+        if picked_by == layer:  # below this layer's single values, above everything under it
+            _apply_profile(layers, config, name, profile, whole=True, prefix=_profile_origin(config, layer))
+        for field_name, value in given.items():
+            if field_name != "endpoint_name":
+                key = _BY_FIELD[field_name]
+                origin = f"env {key.env}" if layer == "env" else f"flag {key.flag}"
+                layers.set(field_name, _checked(field_name, value, origin), origin)
     for batch, single in (("price_batch_input", "price_input"), ("price_batch_output", "price_output")):
         if layers.values[batch] is None and layers.values[single] is not None:  # the Batch API costs half
             layers.set(batch, layers.values[single] / 2, f"default (half of {single})")  # type: ignore[operator]

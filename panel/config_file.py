@@ -155,7 +155,7 @@ def describe_error(error: ValidationError) -> str:
     if problem["type"] == "extra_forbidden":
         return f"{where}: unknown key (allowed: {_keys(model)})"
     info = model.model_fields[key]
-    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel) or key == "endpoints":
+    if key == "endpoints" or (isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)):
         allowed = f"a table [{key}]" if key != "endpoints" else "tables [endpoints.NAME]"
         return f"{where}: must be {allowed} (got {got(problem['input'])})"
     return f"{where}: must be {info.description} (got {got(problem['input'])})"

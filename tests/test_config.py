@@ -3,15 +3,18 @@ endpoint profiles; the model an endpoint serves; `panel config`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from panel.config import Settings, load_settings
+from panel.endpoints import Endpoint, make_client
 from panel.errors import ConfigError, EndpointError
 from panel.project import Project, find_project
 from panel.served_model import with_served_model
@@ -72,7 +75,7 @@ def test_defaults_without_any_setting(tmp_path: Path) -> None:
 
 
 def test_panel_toml_beats_defaults_with_file_and_line(tmp_path: Path) -> None:
-    settings = settings_of(tmp_path, "[sampling]\ntemperature = 0.7\nseed = 11\n\n[paths]\ndatabase = \"data/p.duckdb\"\n")
+    settings = settings_of(tmp_path, '[sampling]\ntemperature = 0.7\nseed = 11\n\n[paths]\ndatabase = "data/p.duckdb"\n')
     config = tmp_path.resolve() / "panel.toml"
     assert (settings.temperature, settings.seed) == (0.7, 11)
     assert settings.origin("temperature") == f"{config}:2"
@@ -248,6 +251,27 @@ def test_no_silent_default_model(tmp_path: Path) -> None:
     settings = settings_of(tmp_path, "", flags={"base_url": "http://127.0.0.1:9/v1"})
     with pytest.raises(ConfigError, match="no model for the endpoint"):
         settings.model_name
+
+
+def test_the_key_is_read_from_the_profiles_variable_when_the_client_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_of(tmp_path, PROFILES)
+    assert settings.api_key_env == "LOCAL_KEY" and "sk-" not in repr(settings)
+    monkeypatch.setenv("LOCAL_KEY", "sk-from-local-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-this-one")
+    seen: list[str] = []
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx2.Response(200, json={"object": "list", "data": []})
+
+    async def list_models() -> None:
+        http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(respond))
+        async with make_client(Endpoint(settings.base_url or "", "m", embedded=False), settings, http_client) as client:
+            await client.models.list()
+
+    asyncio.run(list_models())
+    assert seen == ["Bearer sk-from-local-key"]
 
 
 # --- the CLI -------------------------------------------------------------------------------------

@@ -15,12 +15,11 @@ import yaml
 
 from panel.cli import app, main
 from panel.config import Settings
-from tests.conftest import PROJECT_ROOT
 from panel.errors import PersonaError
 from panel.render import write_pages
 from panel.tally import tally_run
 from panel.vendor_text import FIELD_LIMITS, TRUNCATION_MARKER
-from tests.conftest import chat_requests
+from tests.conftest import PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
 from tests.synthetic_runs import review_against, synthetic_card, write_synthetic_run
 

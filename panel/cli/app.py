@@ -1,8 +1,9 @@
 """The `panel` command: the Typer app, shared options, and one-line errors.
 
 Commands live beside it, grouped by who uses them: editor.py (review, render, override),
-maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve).
-They print through terminal.py's consoles.
+maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve),
+configuration.py (config). Every command finds its project (make_settings); they print through terminal.py's
+consoles.
 """
 
 from __future__ import annotations

@@ -85,23 +85,23 @@ def lint_command(
     endpoint: EndpointOption = None,
     mode: ModeOption = None,
     base_url: BaseUrlOption = None,
-    token_budget: Annotated[Optional[int], typer.Option(min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens).")] = None,
+    max_prompt_tokens: Annotated[Optional[int], typer.Option("--max-prompt-tokens", min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens).")] = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
 ) -> None:
     """Render every persona x template x card without a model and check it; exit 1 on any error (for CI).
 
     Example: panel lint runs/example.yaml --prompts-dir prompts
     """
-    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, endpoint_name=endpoint, mode=mode,
-                             base_url=base_url, allow_outside_cards=allow_outside_cards)
-    report = lint(_run_files(run_files, settings), settings, token_budget)
+    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, endpoint_name=endpoint,
+                             mode=mode, base_url=base_url, allow_outside_cards=allow_outside_cards)
+    report = lint(_run_files(run_files, settings), settings, max_prompt_tokens)
     for finding in report.findings:
         colour = "red" if finding.severity == "error" else "yellow"
         console.print(f"[{colour}]{finding.severity}[/{colour}] {markup_text(finding.where)}: "
                       f"{markup_text(finding.message)}", markup=True)
         if finding.example:
             console.print(f"    first seen: {finding.example}", style="dim")
-    budget = token_budget or default_token_budget(settings)
+    budget = max_prompt_tokens or default_token_budget(settings)
     console.print(f"{report.renders} renders checked (mode {settings.structured_mode}); largest prompt "
                   f"~{report.largest_prompt} of {budget} tokens ({report.token_counter}); "
                   f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings")
@@ -154,9 +154,9 @@ def compare_command(
 
     Example: panel compare runs/example.yaml --persona skeptic
     """
-    settings = model_settings(db, out, run_files or [], endpoint_name=endpoint, base_url=base_url, model=model, mode=mode,
-                              concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                              personas_dir=personas_dir, prompts_dir=prompts_dir,
+    settings = model_settings(db, out, run_files or [], endpoint_name=endpoint, base_url=base_url, model=model,
+                              mode=mode, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
+                              seed=seed, personas_dir=personas_dir, prompts_dir=prompts_dir,
                               allow_outside_cards=allow_outside_cards)
     store = Store(settings.db_path)
     result = compare(_run_files(run_files, settings), settings, store, base, candidate, persona,
@@ -218,10 +218,10 @@ def check_command(
 
     Example: panel check runs/example.yaml --sample 4
     """
-    settings = model_settings(db, None, [run_file] if run_file else [], endpoint_name=endpoint, base_url=base_url, model=model, mode=mode,
-                              concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                              personas_dir=personas_dir, prompts_dir=prompts_dir,
-                              allow_outside_cards=allow_outside_cards)
+    settings = model_settings(db, None, [run_file] if run_file else [], endpoint_name=endpoint,
+                              base_url=base_url, model=model, mode=mode, concurrency=concurrency,
+                              temperature=temperature, max_tokens=max_tokens, seed=seed, personas_dir=personas_dir,
+                              prompts_dir=prompts_dir, allow_outside_cards=allow_outside_cards)
     report = check(run_file or settings.runs_dir / "example.yaml", settings, Store(settings.db_path), sample,
                    sample_seed, persona, max_flip_rate, tolerance)
     console.print(_check_table(report))
