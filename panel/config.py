@@ -240,7 +240,8 @@ def _apply_profile(layers: _Layers, config: ConfigFile, name: str, profile: Endp
         if value is not None:
             layers.set(key.field, value, f"{prefix} {where}".strip() if prefix else where)
         elif whole:
-            layers.set(key.field, _DEFAULTS[key.field], f"{prefix} (not set in [{table}])")
+            unset = f"not set in [{table}]" if name in config.content.endpoints else f"the built-in {name} profile"
+            layers.set(key.field, _DEFAULTS[key.field], f"{prefix} ({unset})")
 
 
 def _apply_file(layers: _Layers, config: ConfigFile, project: Project) -> None:
