@@ -49,7 +49,7 @@ def reviewed_database(folder: Path) -> Store:
     db = folder / "panel.duckdb"
     with FakeOpenAI(responder=chair_responder(reference_responder(load_reference_labels(labels)))) as fake:
         subprocess.run([*PANEL, "review", str(ROOT / "runs" / "example.yaml"), "--base-url", fake.base_url,
-                        "--db", str(db), "--out", str(folder / "pages")], check=True, capture_output=True,
+                        "--db", str(db), "--out", str(folder / "pages")], check=True, capture_output=True, cwd=ROOT,
                        env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))})
     return Store(db)
 
@@ -96,7 +96,7 @@ def start_serving(store: Store) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen([*PANEL, "serve", "--port", "0", "--db", str(store.path), "--burst", "1000000",
                                "--votes-per-second", "1000000", "--new-readers-per-minute", "1000000",
                                "--votes-per-minute-per-address", "1000000"], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, COLUMNS="200"))
+                              cwd=ROOT, env=dict(os.environ, COLUMNS="200"))
     assert server.stdout is not None
     match = re.search(r"serving (\S+)/", server.stdout.readline())
     if not match:

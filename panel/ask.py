@@ -285,10 +285,11 @@ def refusal(error: openai.APIStatusError, settings: Settings) -> str | None:
     """The one line naming what to fix when `error` means no request of the run can succeed, else None."""
     model = "".join(c for c in settings.model_name[:80] if c.isprintable())
     if error.status_code == 401:
-        unset = "" if os.environ.get("OPENAI_API_KEY") else " (it is not set)"
-        return f"the endpoint refused the API key (HTTP 401): set OPENAI_API_KEY{unset} to a key it accepts"
+        unset = "" if os.environ.get(settings.api_key_env) else " (it is not set)"
+        return (f"the endpoint refused the API key (HTTP 401): set {settings.api_key_env}{unset} "
+                "to a key it accepts")
     if error.status_code == 403:
-        return (f"the endpoint denied access (HTTP 403): check that the key in OPENAI_API_KEY may use model "
+        return (f"the endpoint denied access (HTTP 403): check that the key in {settings.api_key_env} may use model "
                 f"'{model}', or pick another with --model")
     if error.status_code == 404:
         # An unknown model (OpenAI: code model_not_found; vLLM, Ollama: a message naming the model) or a wrong URL.

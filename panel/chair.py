@@ -150,7 +150,7 @@ def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool =
     jobs = chair_jobs(tally_run(run), load_templates(settings.prompts_dir), settings)
     if not jobs:
         return ChairOutcome(0, 0)
-    budget = RunBudget(settings.max_requests, settings.max_tokens_total,
+    budget = RunBudget(settings.max_requests, settings.token_budget,
                        after.requests if after else 0, after.tokens if after else 0)
     store.acquire_writer()
     try:

@@ -93,11 +93,18 @@ def is_loopback(base_url: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+def api_key(settings: Settings) -> str:
+    """The key in the variable the endpoint profile names (api_key_env), read now; a placeholder when unset,
+    since local servers take any key and the SDK refuses to start without one."""
+    return os.environ.get(settings.api_key_env) or "not-needed"
+
+
 def missing_key_warning(settings: Settings) -> str | None:
-    """One line to warn with when a remote endpoint is configured and OPENAI_API_KEY is unset or empty."""
-    if settings.embedded or os.environ.get("OPENAI_API_KEY") or is_loopback(settings.base_url or ""):
+    """One line to warn with when a remote endpoint is configured and its key variable is unset or empty."""
+    if settings.embedded or os.environ.get(settings.api_key_env) or is_loopback(settings.base_url or ""):
         return None
-    return "warning: OPENAI_API_KEY is not set and the endpoint is not on this machine: it will likely refuse requests"
+    return (f"warning: {settings.api_key_env} is not set and the endpoint is not on this machine: "
+            "it will likely refuse requests")
 
 
 @functools.cache
@@ -249,7 +256,7 @@ def count_requests() -> Iterator[RequestCount]:
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     # httpx2's default verifying context, built once per process: loading the CA bundle takes 20-40 ms,
     # and a review opens a client for the panel and another for the chair (compare: one per side).
     return httpx2.create_ssl_context()
@@ -279,13 +286,12 @@ def make_client(endpoint: Endpoint, settings: Settings, http_client: httpx2.Asyn
         # The SDK's own defaults (timeouts, connection limits, redirects), plus our hooks. Not its aiohttp
         # transport: 1% faster here, but it reports a refused connection as a timeout.
         http_client = openai.DefaultAsyncHttpxClient(
-            verify=_tls_context(), event_hooks={"request": [on_request], "response": [on_response]})
+            verify=tls_context(), event_hooks={"request": [on_request], "response": [on_response]})
     else:
         hooks = http_client.event_hooks
         http_client.event_hooks = {**hooks, "request": [*hooks.get("request", []), on_request],
                                    "response": [*hooks.get("response", []), on_response]}
-    api_key = os.environ.get("OPENAI_API_KEY") or "not-needed"
-    return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=api_key, timeout=settings.timeout_s,
+    return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=api_key(settings), timeout=settings.timeout_s,
                               max_retries=settings.max_retries, http_client=http_client)
 
 

@@ -31,3 +31,11 @@ class BudgetExceeded(PanelError):
 
 class OverrideError(PanelError):
     """An editor's override names no stored tool, or gives a verdict or quote the page cannot show."""
+
+
+class ConfigError(PanelError):
+    """panel.toml, a flag or an environment variable holds an unknown key or a value that is not allowed."""
+
+
+class ProjectNotFound(ConfigError):
+    """No panel.toml in the working directory or any parent folder (or where $PANEL_PROJECT points)."""

@@ -145,7 +145,7 @@ def ask_jobs(jobs: list[VerdictJob], settings: Settings, store: Store, budget: R
 def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: AnswerWriter,
               outcome: ReviewOutcome, endpoint: Endpoint | None,
               on_answer: Callable[[Answer], None] | None) -> None:
-    budget = RunBudget(settings.max_requests, settings.max_tokens_total)
+    budget = RunBudget(settings.max_requests, settings.token_budget)
 
     def land(answer: Answer) -> None:
         writer.submit(answer)  # journaled with the next batch, off the event loop

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder
 
+# The repository root: itself a panel project (its panel.toml), where the CLI tests run.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
 EXAMPLE_RUN = PROJECT_ROOT / "runs" / "example.yaml"
 
@@ -31,7 +33,7 @@ def reference_labels_path() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test talks to a real endpoint or writes the user's database."""
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PANEL_MODEL", "PANEL_MODE"):
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PANEL_MODEL", "PANEL_MODE", "PANEL_ENDPOINT", "PANEL_PROJECT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PANEL_DB", str(tmp_path / "panel.duckdb"))
 

@@ -48,7 +48,7 @@ STATUS_FAULTS: dict[str, tuple[int, str, str, str | None]] = {
                       "model_not_found"),
 }
 SCHEMA_VIOLATION_CONTENT = json.dumps({"verdict": "maybe", "confidence": 7})
-MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+DEFAULT_MODELS = ("fake-model",)
 
 Responder = Callable[[dict[str, Any]], str]
 FaultPlan = Callable[[int, dict[str, Any]], "str | None"]
@@ -258,7 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.fake._record(self.path, None, None)
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, MODELS)
+            self._send(200, {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
+                                                         "owned_by": "fake"} for name in self.server.fake.models]})
         else:
             self._send(404, _error("not found", "not_found"))
 
@@ -371,8 +372,10 @@ class FakeOpenAI:
 
     def __init__(self, responder: Responder | None = None,
                  faults: Sequence[str | None] | FaultPlan | None = None, latency: float = 0.0, *,
-                 port: int = 0, retry_after: str = "0", hang_seconds: float = 30.0) -> None:
+                 port: int = 0, retry_after: str = "0", hang_seconds: float = 30.0,
+                 models: Sequence[str] = DEFAULT_MODELS) -> None:
         self.responder = responder or reference_responder({})
+        self.models = list(models)  # what GET /v1/models lists (tests may change it while the fake runs)
         self.faults = _fault_plan(faults)
         self.latency, self.retry_after, self.hang_seconds = latency, retry_after, hang_seconds
         self._lock = threading.Lock()
@@ -439,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hang-seconds", type=float, default=30.0)
     parser.add_argument("--labels", type=Path, help="labelled-reviews JSONL giving each persona's verdict")
+    parser.add_argument("--model", action="append", dest="models", help="a model GET /v1/models lists (repeatable; "
+                        "default fake-model)")
     args = parser.parse_args(argv)
     kinds = [kind for kind in args.fault_kinds.split(",") if kind]
     if unknown := set(kinds) - set(ALL_FAULTS):
@@ -449,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())
     with FakeOpenAI(chair_responder(reference_responder(labels)), faults, args.latency, port=args.port,
-                    hang_seconds=args.hang_seconds) as fake:
+                    hang_seconds=args.hang_seconds, models=args.models or DEFAULT_MODELS) as fake:
         print(f"READY {fake.base_url}", flush=True)
         while not done.wait(0.5):
             pass

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import yaml
 
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from panel.endpoints import Endpoint
 from panel.review import ReviewOutcome, prepare_run, review
 from panel.store import Store
+from tests.conftest import PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI
 
 EXAMPLE_RUN = PROJECT_ROOT / "runs" / "example.yaml"

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from panel.cards import load_run
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from panel.consistency import BLINDED, SWAPPED, blind_pair, check, contradiction, stated_verdict, swap_blocks
 from panel.labels import import_labels
 from panel.personas import build_messages, load_personas, load_templates
 from panel.store import AnsweredVerdict, Store
 from panel.verdict import verdict_schema
-from tests.conftest import EXAMPLE_RUN, chat_requests, reference_labels_path
+from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT, chat_requests, reference_labels_path
 from tests.fake_openai import FakeOpenAI, load_reference_labels, reference_responder
 from tests.test_compare import persona_and_tool
 

@@ -46,8 +46,8 @@ def test_broken_card_is_one_line_error_and_no_model_call(tmp_path: Path, fake: F
 def test_a_down_endpoint_stops_at_the_first_verdict_and_says_what_to_fix(tmp_path: Path) -> None:
     with FakeOpenAI() as gone:
         pass  # stopped: its port now refuses connections
-    result = run_panel("review", str(EXAMPLE_RUN), "--base-url", gone.base_url, "--max-retries", "0",
-                       "--db", str(tmp_path / "p.duckdb"), "--out", str(tmp_path / "pages"))
+    result = run_panel("review", str(EXAMPLE_RUN), "--base-url", gone.base_url, "--model", "fake-model",
+                       "--max-retries", "0", "--db", str(tmp_path / "p.duckdb"), "--out", str(tmp_path / "pages"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     failures = [line for line in result.stdout.splitlines() if "no valid answer" in line]
     assert len(failures) == 1 and "(APIConnectionError: Connection error.)" in failures[0], failures

@@ -14,12 +14,12 @@ import pytest
 
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
 from panel.compare import CompareError, Prices, compare, render_compare_html
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from panel.errors import EndpointError
 from panel.labels import import_labels
 from panel.review import prepare_run, review
 from panel.store import Store
-from tests.conftest import chat_requests
+from tests.conftest import PROJECT_ROOT, chat_requests
 from tests.fake_openai import FAULT_401, FakeOpenAI
 
 TOOLS = ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"]

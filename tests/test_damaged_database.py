@@ -94,8 +94,9 @@ def test_review_of_a_damaged_database_asks_nothing_writes_nothing_and_says_why_i
     db = damaged_copy(reviewed_db, tmp_path, damage)
     before = digest(db)
     # --refresh: every verdict would be asked again, so a late failure would cost requests
+    # --model: without one, the note naming the model the fake lists would be a second line
     code, _, err = panel(capsys, "review", str(EXAMPLE_RUN), "--refresh", "--base-url", fake.base_url,
-                         "--db", str(db), "--out", str(tmp_path / "pages"))
+                         "--model", "fake-model", "--db", str(db), "--out", str(tmp_path / "pages"))
     assert_one_line_refusal(code, err, DAMAGE[damage][1] or "it is damaged")
     assert chat_requests(fake) == []
     assert digest(db) == before
@@ -170,7 +171,8 @@ def test_a_damaged_database_held_by_a_reader_is_refused_before_any_request(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         result = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "review",
-                                 str(EXAMPLE_RUN), "--refresh", "--base-url", fake.base_url, "--db", str(db),
+                                 str(EXAMPLE_RUN), "--refresh", "--base-url", fake.base_url, "--model", "fake-model",
+                                 "--db", str(db),
                                  "--out", str(tmp_path / "pages")], capture_output=True, text=True, timeout=120,
                                 env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))})
     finally:

@@ -64,7 +64,7 @@ def test_refused_key_or_unknown_model_stops_the_run_after_one_request(
 
 def test_a_url_without_the_chat_api_names_the_base_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with FakeOpenAI() as server:  # the fake serves /v1/chat/completions only: the root answers 404
-        code, _, err = cli_review(server.base_url.removesuffix("/v1"), tmp_path, capsys)
+        code, _, err = cli_review(server.base_url.removesuffix("/v1"), tmp_path, capsys, "--model", "fake-model")
         requests = len(chat_requests(server))
     [line] = error_lines(err)
     assert code == 2 and requests == 1
@@ -108,7 +108,7 @@ def test_refused_connection_on_the_first_verdict_stops_after_its_tries(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with FakeOpenAI() as gone:
         pass  # stopped: its port now refuses connections
-    code, out, err = cli_review(gone.base_url, tmp_path, capsys, "--max-retries", "2")
+    code, out, err = cli_review(gone.base_url, tmp_path, capsys, "--model", "fake-model", "--max-retries", "2")
     assert code == 2 and "Traceback" not in out + err
     [line] = error_lines(err)
     assert "cannot connect" in line and "OPENAI_BASE_URL" in line and "--base-url" in line

@@ -179,7 +179,7 @@ def test_request_budget_is_a_hard_cap_and_resume_completes_the_run(settings: Set
 
 def test_token_budget_stops_after_the_answer_that_spent_it(settings: Settings) -> None:
     with FakeOpenAI() as server:
-        store, outcome = review_against(server, settings, concurrency=1, max_tokens_total=100)
+        store, outcome = review_against(server, settings, concurrency=1, token_budget=100)
         requests = len(chat_requests(server))
     assert requests == 1 and outcome.status == "stopped"
     assert outcome.stop_reason is not None and outcome.stop_reason.startswith("token budget of 100 reached")

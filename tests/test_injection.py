@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from panel.cards import ToolCard, load_card
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from panel.personas import build_messages, load_personas, load_templates
 from panel.render import safe_link
 from panel.vendor_text import DELIMITER_PLACEHOLDER, PROMPT_DELIMITER_NAMES
 from panel.verdict import verdict_schema
-from tests.conftest import chat_requests
+from tests.conftest import PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
 from tests.synthetic_runs import review_against, synthetic_card
 from tests.test_cards import GOOD_CARD

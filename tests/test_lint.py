@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from panel.lint import GRAMMAR_BOUND_LIMIT, lint, schema_findings
 from panel.verdict import verdict_schema
-from tests.conftest import EXAMPLE_RUN
+from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
 from tests.test_cli import run_panel
 
 
@@ -86,6 +86,12 @@ def test_prompt_over_the_token_budget_is_an_error_per_persona(folders: Settings)
     report = lint([EXAMPLE_RUN], folders, token_budget=300)
     assert {Path(f.where).name for f in report.errors} == {"builder.md", "skeptic.md", "futurist.md", "business.md"}
     assert all("over the token budget of 300" in f.message for f in report.errors)
+
+
+def test_lint_command_names_its_prompt_limit_apart_from_the_run_budget() -> None:
+    # --token-budget is the run-wide budget of review; lint's limit on one prompt has its own name.
+    result = run_panel("lint", str(EXAMPLE_RUN), "--max-prompt-tokens", "300")
+    assert result.returncode == 1 and "over the token budget of 300" in result.stdout
 
 
 def test_prompt_mode_needs_every_schema_key_named_in_the_prompt(folders: Settings) -> None:

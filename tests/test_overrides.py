@@ -14,10 +14,10 @@ import duckdb
 import pytest
 
 from panel.cli import main
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from panel.render import render_html
 from panel.store import Store
-from tests.conftest import EXAMPLE_RUN
+from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
 from tests.drafts import Draft, make_draft, reference_reviewers
 from tests.fake_openai import FAULT_SCHEMA_VIOLATION, FakeOpenAI, reference_responder
 from tests.test_page import visible

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from panel.cards import load_run
-from panel.config import PROJECT_ROOT
 from panel.errors import PersonaError
 from panel.personas import build_messages, load_personas, load_templates
 from panel.verdict import verdict_schema
-from tests.conftest import EXAMPLE_RUN
+from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
 from tests.test_cards import GOOD_CARD, write_run
 
 PERSONAS = PROJECT_ROOT / "personas"

@@ -13,9 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from panel.config import PROJECT_ROOT
 from panel.store import BATCH_INTERVAL_S, connect
-from tests.conftest import EXAMPLE_RUN, chat_requests
+from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
 from tests.synthetic_runs import write_synthetic_run
 
@@ -45,7 +44,9 @@ def _default_sigint() -> None:
 
 
 def start_review(run_file: Path, base_url: str, db: Path, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen([*PANEL, "review", str(run_file), "--base-url", base_url, "--db", str(db),
+    # --model: without one, the line naming the model the fake lists would come before what these tests read
+    return subprocess.Popen([*PANEL, "review", str(run_file), "--base-url", base_url, "--model", "fake-model",
+                             "--db", str(db),
                              "--out", str(db.parent / "pages"), *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=PROJECT_ROOT,
                             preexec_fn=_default_sigint)

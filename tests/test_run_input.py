@@ -14,12 +14,12 @@ import typer.main
 import yaml
 
 from panel.cli import app, main
-from panel.config import PROJECT_ROOT, Settings
+from panel.config import Settings
 from panel.errors import PersonaError
 from panel.render import write_pages
 from panel.tally import tally_run
 from panel.vendor_text import FIELD_LIMITS, TRUNCATION_MARKER
-from tests.conftest import chat_requests
+from tests.conftest import PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
 from tests.synthetic_runs import review_against, synthetic_card, write_synthetic_run
 

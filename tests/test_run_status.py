@@ -78,14 +78,14 @@ def test_finished_run_page_has_no_stopped_banner(fake: FakeOpenAI, settings: Set
 def test_chair_refused_by_the_budget_is_reported_and_exits_3(fake: FakeOpenAI, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     # More than the first verdict (asked alone, ~970 tokens) spends, less than all eight: the reviewers finish.
-    code, output = _cli_review(fake, tmp_path, "--max-tokens", "2000", capsys=capsys)
+    code, output = _cli_review(fake, tmp_path, "--token-budget", "2000", capsys=capsys)
     assert code == 3
     assert "chair: 1 pair summary not asked, token budget of 2000 reached" in output
     assert "rerun the same command" in output and "Traceback" not in output
     # The rerun reuses every verdict, so the chair fits in the budget and the run ends cleanly.
     with pytest.raises(SystemExit) as rerun:
         main(["review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(tmp_path / "panel.duckdb"),
-              "--out", str(tmp_path / "pages"), "--max-tokens", "2000"])
+              "--out", str(tmp_path / "pages"), "--token-budget", "2000"])
     assert rerun.value.code in (0, None)
 
 

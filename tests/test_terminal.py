@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from panel.config import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI, chair_responder, reference_responder
 from tests.test_cli import run_panel
 

@@ -23,12 +23,11 @@ from typer.testing import CliRunner
 
 from panel.agreement import fleiss_kappa
 from panel.cli import app
-from panel.config import PROJECT_ROOT
 from panel.errors import StoreError
 from panel.migrations import MIGRATIONS
 from panel.store import Store
 from panel.warehouse import export, run_query
-from tests.conftest import EXAMPLE_RUN
+from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI
 
 PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]

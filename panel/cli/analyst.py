@@ -11,7 +11,7 @@ import sys
 import uuid
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -19,7 +19,6 @@ from rich.text import Text
 
 from panel.cli.app import DbOption, app, console, make_settings
 from panel.cli.terminal import terminal_text
-from panel.config import PROJECT_ROOT
 from panel.store import LOCK_RETRY_S
 from panel.vendor_text import HIDDEN_CHARACTER, strip_hidden
 from panel.warehouse import QUERY_TIMEOUT_S, QueryResult, export, run_query
@@ -74,8 +73,8 @@ def sql_command(
 @app.command("export")
 def export_command(
     file_format: Annotated[ExportFormat, typer.Option("--format", help="parquet or csv.")] = ExportFormat.parquet,
-    out: Annotated[Path, typer.Option("--out", help="Folder for one file per table and view.")]
-        = PROJECT_ROOT / "runs" / "export",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for one file per table and view (default runs/export in the project).")]
+        = None,
     wait: WaitOption = LOCK_RETRY_S,
     db: DbOption = None,
 ) -> None:
@@ -85,7 +84,9 @@ def export_command(
 
     Example: panel export --format parquet --out runs/export
     """
-    written = export(make_settings(db).db_path, out, file_format.value, wait_s=wait)
+    settings = make_settings(db)
+    out = out or settings.runs_dir / "export"
+    written = export(settings.db_path, out, file_format.value, wait_s=wait)
     table = Table(title=f"Exported {len(written)} tables and views to {out}")
     table.add_column("name")
     table.add_column("kind")

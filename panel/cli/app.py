@@ -1,34 +1,47 @@
 """The `panel` command: the Typer app, shared options, and one-line errors.
 
 Commands live beside it, grouped by who uses them: editor.py (review, render, override),
-maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve).
-They print through terminal.py's consoles.
+maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve),
+configuration.py (config). Every command finds its project (make_settings); they print through terminal.py's
+consoles.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from panel.cards import load_run
 from panel.cli.terminal import console, err_console  # noqa: F401  (the commands print through these)
-from panel.config import MODES, Settings, settings_from_env
+from panel.config import MODES, Settings, load_settings
 from panel.errors import PanelError
+from panel.project import find_project
+from panel.served_model import with_served_model
 
 app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb, or $PANEL_DB).")]
-OutOption = Annotated[Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages).")]
+DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb in the project, or $PANEL_DB).")]
+OutOption = Annotated[Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages in the project).")]
 # The endpoint and persona options every model-calling command shares.
-BaseUrlOption = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the embedded model).")]
-ModelOption = Annotated[Optional[str], typer.Option(help="Model name to request.")]
+EndpointOption = Annotated[Optional[str], typer.Option("--endpoint", help="Endpoint profile [endpoints.NAME] of panel.toml (default $PANEL_ENDPOINT, else endpoint = in panel.toml, else embedded).")]
+BaseUrlOption = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the profile's base_url; beats --endpoint's).")]
+ModelOption = Annotated[Optional[str], typer.Option(help="Model name to request (default $PANEL_MODEL, else the profile's model, else the only one the endpoint's /v1/models lists).")]
 ModeOption = Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")]
 ConcurrencyOption = Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")]
-PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/).")]
-PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/).")]
+TemperatureOption = Annotated[Optional[float], typer.Option(min=0, max=2, help="Sampling temperature (default 0.2, or [sampling] temperature).")]
+MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Per reply: most tokens one answer may have (default 700). The run-wide budget is --token-budget.")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", min=0, help="Sampling seed sent with every request (default 7, or [sampling] seed).")]
+TimeoutOption = Annotated[Optional[float], typer.Option(min=0.1, help="Seconds one HTTP request may take (default 120); the SDK's tries multiply it.")]
+MaxRetriesOption = Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")]
+MaxRequestsOption = Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly after this many HTTP requests (retries count).")]
+TokenBudgetOption = Annotated[Optional[int], typer.Option("--token-budget", min=1, help="Budget: stop cleanly once this many prompt+completion tokens are spent in the run.")]
+PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/ in the project).")]
+PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/ in the project).")]
 PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]
 # Every command that loads run files; the name is cards.OUTSIDE_CARDS_FLAG, quoted by the error it lifts.
 AllowOutsideCardsOption = Annotated[bool, typer.Option(
@@ -41,13 +54,32 @@ class _State:
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False) -> None:
-    """Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export."""
+    """Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export. Everyone: config."""
     _State.debug = debug
 
 
 def make_settings(db: Path | None = None, out: Path | None = None, **flags: object) -> Settings:
-    """Settings from the environment with these command-line flags applied."""
-    return settings_from_env(db_path=db, out_dir=out, **flags)
+    """Settings of the project around the working directory, with these command-line flags applied.
+
+    Raises ProjectNotFound outside a project, ConfigError on a bad value in panel.toml, the environment or a flag.
+    """
+    return load_settings(find_project(), {"db_path": db, "out_dir": out, **flags})
+
+
+def model_settings(db: Path | None = None, out: Path | None = None, run_files: Sequence[Path] = (),
+                   **flags: object) -> Settings:
+    """make_settings for a command that calls a model: a configured endpoint without a model gets the one its
+    /v1/models lists (said on stderr), or a one-line error listing them.
+
+    `run_files` are checked first, so a broken card is reported before the endpoint is asked anything.
+    """
+    settings = make_settings(db, out, **flags)
+    for run_file in run_files:
+        load_run(run_file, settings.allow_outside_cards)
+    settings, note = with_served_model(settings)
+    if note:
+        err_console.print(note)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> None:

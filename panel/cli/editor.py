@@ -13,9 +13,10 @@ from rich.table import Table
 from panel.ask import Answer
 from panel.chair import ChairOutcome, summarize_run
 from panel.cli.app import AllowOutsideCardsOption
-from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
-                           PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
-                           err_console, make_settings)
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxRequestsOption,
+                           MaxRetriesOption, MaxTokensOption, ModelOption, ModeOption, OutOption, PersonaOption,
+                           PersonasDirOption, PromptsDirOption, SeedOption, TemperatureOption, TimeoutOption,
+                           TokenBudgetOption, app, console, err_console, make_settings, model_settings)
 from panel.config import Settings
 from panel.endpoints import missing_key_warning
 from panel.errors import BudgetExceeded, EndpointError
@@ -55,18 +56,22 @@ def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
 @app.command("review")
 def review_command(
     run_file: Annotated[Path, typer.Argument(help="Run file naming the tool pairs, e.g. runs/example.yaml.")],
+    endpoint: EndpointOption = None,
     base_url: BaseUrlOption = None,
     model: ModelOption = None,
     mode: ModeOption = None,
     concurrency: ConcurrencyOption = None,
+    temperature: TemperatureOption = None,
+    max_tokens: MaxTokensOption = None,
+    seed: SeedOption = None,
     persona: PersonaOption = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
     refresh: Annotated[bool, typer.Option(help="Ask again even for cached verdicts; old ones stay as history.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Seconds one HTTP request may take (default 120); the SDK's tries multiply it.")] = None,
-    max_retries: Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")] = None,
-    max_requests: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly after this many HTTP requests (retries count).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly once this many prompt+completion tokens are spent.")] = None,
+    timeout: TimeoutOption = None,
+    max_retries: MaxRetriesOption = None,
+    max_requests: MaxRequestsOption = None,
+    token_budget: TokenBudgetOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
@@ -77,10 +82,11 @@ def review_command(
 
     Example: panel review runs/example.yaml --concurrency 16 --max-requests 500
     """
-    settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
-                             timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
-                             max_tokens_total=max_tokens, personas_dir=personas_dir, prompts_dir=prompts_dir,
-                             allow_outside_cards=allow_outside_cards)
+    settings = model_settings(db, out, [run_file], endpoint_name=endpoint, base_url=base_url, model=model,
+                              mode=mode, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
+                              seed=seed, timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
+                              token_budget=token_budget, personas_dir=personas_dir, prompts_dir=prompts_dir,
+                              allow_outside_cards=allow_outside_cards)
     prepared = prepare_run(run_file, settings, persona)
     store = Store(settings.db_path)
     if warning := missing_key_warning(settings):

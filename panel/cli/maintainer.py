@@ -10,12 +10,12 @@ from rich.table import Table
 
 from panel.ask import Answer
 from panel.cli.app import AllowOutsideCardsOption
-from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
-                           PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
-                           make_settings)
+from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxTokensOption,
+                           ModelOption, ModeOption, OutOption, PersonaOption, PersonasDirOption, PromptsDirOption,
+                           SeedOption, TemperatureOption, app, console, make_settings, model_settings)
 from panel.cli.terminal import markup_text
 from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
-from panel.config import PROJECT_ROOT
+from panel.config import Settings
 from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
 from panel.labels import import_labels, make_label, save_labels
 from panel.lint import default_token_budget, lint
@@ -25,10 +25,10 @@ from panel.store import Store
 RunFilesArgument = Annotated[Optional[list[Path]], typer.Argument(help="Run files (default: every runs/*.yaml).")]
 
 
-def _run_files(given: list[Path] | None) -> list[Path]:
-    files = given or sorted((PROJECT_ROOT / "runs").glob("*.yaml"))
+def _run_files(given: list[Path] | None, settings: Settings) -> list[Path]:
+    files = given or sorted(settings.runs_dir.glob("*.yaml"))
     if not files:
-        raise typer.BadParameter("no run files given and none in runs/")
+        raise typer.BadParameter(f"no run files given and none in {settings.runs_dir}")
     return files
 
 
@@ -82,25 +82,26 @@ def lint_command(
     run_files: RunFilesArgument = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
+    endpoint: EndpointOption = None,
     mode: ModeOption = None,
     base_url: BaseUrlOption = None,
-    token_budget: Annotated[Optional[int], typer.Option(min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens).")] = None,
+    max_prompt_tokens: Annotated[Optional[int], typer.Option("--max-prompt-tokens", min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens).")] = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
 ) -> None:
     """Render every persona x template x card without a model and check it; exit 1 on any error (for CI).
 
     Example: panel lint runs/example.yaml --prompts-dir prompts
     """
-    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, mode=mode, base_url=base_url,
-                             allow_outside_cards=allow_outside_cards)
-    report = lint(_run_files(run_files), settings, token_budget)
+    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, endpoint_name=endpoint,
+                             mode=mode, base_url=base_url, allow_outside_cards=allow_outside_cards)
+    report = lint(_run_files(run_files, settings), settings, max_prompt_tokens)
     for finding in report.findings:
         colour = "red" if finding.severity == "error" else "yellow"
         console.print(f"[{colour}]{finding.severity}[/{colour}] {markup_text(finding.where)}: "
                       f"{markup_text(finding.message)}", markup=True)
         if finding.example:
             console.print(f"    first seen: {finding.example}", style="dim")
-    budget = token_budget or default_token_budget(settings)
+    budget = max_prompt_tokens or default_token_budget(settings)
     console.print(f"{report.renders} renders checked (mode {settings.structured_mode}); largest prompt "
                   f"~{report.largest_prompt} of {budget} tokens ({report.token_counter}); "
                   f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings")
@@ -137,10 +138,14 @@ def compare_command(
     html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the HTML report (default <out>/compare/).")] = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
+    endpoint: EndpointOption = None,
     base_url: BaseUrlOption = None,
     model: ModelOption = None,
     mode: ModeOption = None,
     concurrency: ConcurrencyOption = None,
+    temperature: TemperatureOption = None,
+    max_tokens: MaxTokensOption = None,
+    seed: SeedOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
@@ -149,11 +154,12 @@ def compare_command(
 
     Example: panel compare runs/example.yaml --persona skeptic
     """
-    settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
-                             personas_dir=personas_dir, prompts_dir=prompts_dir,
-                             allow_outside_cards=allow_outside_cards)
+    settings = model_settings(db, out, run_files or [], endpoint_name=endpoint, base_url=base_url, model=model,
+                              mode=mode, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
+                              seed=seed, personas_dir=personas_dir, prompts_dir=prompts_dir,
+                              allow_outside_cards=allow_outside_cards)
     store = Store(settings.db_path)
-    result = compare(_run_files(run_files), settings, store, base, candidate, persona,
+    result = compare(_run_files(run_files, settings), settings, store, base, candidate, persona,
                      Prices(price_prompt, price_completion), on_answer=_progress)
     for name, before, after in result.changes():
         console.print(f"{name}: {before} → {after}")
@@ -189,18 +195,22 @@ def _check_table(report: ConsistencyReport) -> Table:
 
 @app.command("check")
 def check_command(
-    run_file: Annotated[Path, typer.Argument(help="Run file whose verdicts to probe.")] = PROJECT_ROOT / "runs" / "example.yaml",
+    run_file: Annotated[Optional[Path], typer.Argument(help="Run file whose verdicts to probe (default runs/example.yaml in the project).")] = None,
     sample: Annotated[Optional[int], typer.Option(min=1, help="Verdicts to re-ask per probe (default: all).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for choosing the sample.")] = 7,
+    sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed for choosing the sample (--seed is the sampling seed sent to the model).")] = 7,
     persona: PersonaOption = None,
     max_flip_rate: Annotated[float, typer.Option(min=0, max=1, help="Fail a persona above this flip rate.")] = 0.25,
     tolerance: Annotated[float, typer.Option(min=0, max=1, help="Fail a ship rate further than this from the labelled base rate.")] = 0.25,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
+    endpoint: EndpointOption = None,
     base_url: BaseUrlOption = None,
     model: ModelOption = None,
     mode: ModeOption = None,
     concurrency: ConcurrencyOption = None,
+    temperature: TemperatureOption = None,
+    max_tokens: MaxTokensOption = None,
+    seed: SeedOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
 ) -> None:
@@ -208,10 +218,12 @@ def check_command(
 
     Example: panel check runs/example.yaml --sample 4
     """
-    settings = make_settings(db, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
-                             personas_dir=personas_dir, prompts_dir=prompts_dir,
-                             allow_outside_cards=allow_outside_cards)
-    report = check(run_file, settings, Store(settings.db_path), sample, seed, persona, max_flip_rate, tolerance)
+    settings = model_settings(db, None, [run_file] if run_file else [], endpoint_name=endpoint,
+                              base_url=base_url, model=model, mode=mode, concurrency=concurrency,
+                              temperature=temperature, max_tokens=max_tokens, seed=seed, personas_dir=personas_dir,
+                              prompts_dir=prompts_dir, allow_outside_cards=allow_outside_cards)
+    report = check(run_file or settings.runs_dir / "example.yaml", settings, Store(settings.db_path), sample,
+                   sample_seed, persona, max_flip_rate, tolerance)
     console.print(_check_table(report))
     for p in report.personas:
         for tool, why in p.contradictions:
