@@ -7,6 +7,7 @@ They print through terminal.py's consoles.
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -39,9 +40,21 @@ class _State:
     debug = False
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        try:
+            version = importlib.metadata.version("panel")
+        except importlib.metadata.PackageNotFoundError:
+            raise PanelError("panel is not installed as a package (pip install it to give it a version)") from None
+        console.print(f"panel {version}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False) -> None:
-    """Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export."""
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                help="Print panel's version and exit.")] = False) -> None:
+    """Start: init, setup. Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export."""
     _State.debug = debug
 
 
