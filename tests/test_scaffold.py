@@ -55,6 +55,15 @@ def test_init_without_dir_writes_into_the_current_folder(tmp_path: Path) -> None
     assert result.stdout.strip().splitlines()[-1] == "next: panel review runs/example.yaml"
 
 
+def test_init_without_the_embedded_model_says_to_set_it_up_first(tmp_path: Path) -> None:
+    hide = "import sys; sys.modules['llama_cpp'] = None; from panel.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", hide, "init", "demo"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120, env=dict(os.environ, COLUMNS="200"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == ("next: panel setup embedded (once, or set an endpoint in "
+                                                      "panel.toml), then cd demo && panel review runs/example.yaml")
+
+
 def test_init_makes_a_dir_that_does_not_exist_with_its_parents(tmp_path: Path) -> None:
     written = init_project(tmp_path / "a" / "b")
     assert (tmp_path / "a" / "b" / "panel.toml").is_file()

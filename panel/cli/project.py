@@ -10,6 +10,8 @@ import typer
 
 from panel.cli.app import app, console
 from panel.embedded_setup import plan, setup_embedded
+from panel.endpoints import require_embedded_runtime
+from panel.errors import EndpointError
 from panel.scaffold import NEXT_COMMAND, init_project
 
 setup_app = typer.Typer(help="Install what panel needs besides itself. Example: panel setup embedded",
@@ -31,7 +33,12 @@ def init_command(
     for path in written:
         console.print(f"wrote {folder / path}", markup=False, highlight=False)
     go_to = "" if folder.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(str(folder))} && "
-    console.print(f"next: {go_to}{NEXT_COMMAND}", markup=False, highlight=False)
+    try:
+        require_embedded_runtime()
+        first = ""
+    except EndpointError:  # the project's default endpoint is the embedded model: without it review cannot run
+        first = "panel setup embedded (once, or set an endpoint in panel.toml), then "
+    console.print(f"next: {first}{go_to}{NEXT_COMMAND}", markup=False, highlight=False)
 
 
 @setup_app.command("embedded")
