@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from panel.config import PROJECT_ROOT
 from panel.scaffold import PROJECT_FILES, ScaffoldError, default_files, init_project
 
 PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def run_panel(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def test_init_writes_a_project_that_lints_clean(tmp_path: Path) -> None:
 def test_init_copies_the_repository_defaults_byte_for_byte(tmp_path: Path) -> None:
     init_project(tmp_path)
     for name in ("personas/skeptic.md", "prompts/chair_user.j2", "runs/example.yaml", "runs/cards/smolvlm2-2b.yaml"):
-        assert (tmp_path / name).read_bytes() == (PROJECT_ROOT / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == (REPOSITORY / name).read_bytes()
 
 
 def test_init_without_dir_writes_into_the_current_folder(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_gitignore_keeps_the_database_its_journal_secret_pages_and_logs_out() ->
 
 def test_the_wheel_ships_every_file_init_copies() -> None:
     """pyproject.toml's package data names each PROJECT_FILES pattern, so a built wheel holds what init copies."""
-    package_data = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+    package_data = tomllib.loads((REPOSITORY / "pyproject.toml").read_text(encoding="utf-8"))[
         "tool"]["setuptools"]["package-data"]["panel"]
     for pattern, _ in PROJECT_FILES:
         assert f"defaults/{pattern}" in package_data

@@ -151,6 +151,6 @@ def test_review_without_the_embedded_model_or_an_endpoint_names_both_ways_out(tm
 
 def test_the_embedded_extra_pins_the_version_setup_builds() -> None:
     import tomllib
-    from panel.config import PROJECT_ROOT
-    extras = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     assert extras["embedded"] == [f"llama-cpp-python[server]=={LLAMA_VERSION}"]
