@@ -99,6 +99,8 @@ def test_panel_toml_names_the_embedded_endpoint_and_a_commented_openai_profile()
     settings = tomllib.loads(text)
     assert settings["endpoint"] == "embedded" and "openai" not in settings["endpoints"]
     assert settings["paths"]["database"] == "runs/panel.duckdb"
+    # A mode set on the default profile would also be sent to an endpoint OPENAI_BASE_URL names.
+    assert settings["endpoints"]["embedded"] == {}
     uncommented = tomllib.loads(text.replace("# [endpoints.openai]", "[endpoints.openai]").replace(
         "\n# base_url", "\nbase_url").replace("\n# model", "\nmodel").replace("\n# api_key_env", "\napi_key_env"))
     assert uncommented["endpoints"]["openai"] == {"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini",
