@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from panel.errors import PanelError
+from panel.errors import SetupError
 
 LLAMA_VERSION = "0.3.36"
 SMOLLM2_VERSION = "0.1.2"
@@ -25,10 +25,6 @@ SMOLLM2_VERSION = "0.1.2"
 # segfaults on the Intel machines, and AVX-512 is an illegal instruction (SIGILL) on the AMD ones.
 LLAMA_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
                     "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF")
-
-
-class SetupError(PanelError):
-    """A step of `panel setup embedded` failed; the line names the step and its log."""
 
 
 def _crc_table() -> list[int]:

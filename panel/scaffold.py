@@ -12,7 +12,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from panel.errors import PanelError
+from panel.errors import ScaffoldError
 
 # What a new project holds: (pattern under panel/defaults/, where it goes in the project). pyproject.toml's
 # package data names the same patterns (tests/test_scaffold.py checks), so a wheel ships every one of them.
@@ -26,10 +26,6 @@ PROJECT_FILES: tuple[tuple[str, str], ...] = (
     ("runs/cards/*.yaml", "runs/cards"),
 )
 NEXT_COMMAND = "panel review runs/example.yaml"
-
-
-class ScaffoldError(PanelError):
-    """`panel init` would overwrite a file, or cannot write the folder."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from panel.scaffold import PROJECT_FILES, ScaffoldError, default_files, init_project
+from panel.errors import ScaffoldError
+from panel.scaffold import PROJECT_FILES, default_files, init_project
 
 PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 REPOSITORY = Path(__file__).resolve().parent.parent

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from panel.embedded_setup import (LLAMA_CMAKE_ARGS, LLAMA_VERSION, SetupError, log_dir, posix_cksum,
-                                  setup_embedded, wheel_cache_dir)
+from panel.embedded_setup import (LLAMA_CMAKE_ARGS, LLAMA_VERSION, log_dir, posix_cksum, setup_embedded,
+                                  wheel_cache_dir)
 from panel.endpoints import NOT_INSTALLED
+from panel.errors import SetupError
 from tests.conftest import EXAMPLE_RUN
 
 PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
