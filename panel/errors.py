@@ -17,6 +17,14 @@ class EndpointError(PanelError):
     """The model endpoint could not be started, reached or configured."""
 
 
+class SetupError(PanelError):
+    """A step of `panel setup embedded` failed; the line names the step and the log holding its output."""
+
+
+class ScaffoldError(PanelError):
+    """`panel init` would overwrite a file, or cannot write the project folder."""
+
+
 class StoreError(PanelError):
     """The database is locked, corrupt, from a newer version, or a query was refused."""
 

@@ -6,6 +6,7 @@ from panel.cli import maintainer  # noqa: F401
 from panel.cli import community  # noqa: F401
 from panel.cli import analyst  # noqa: F401
 from panel.cli import configuration  # noqa: F401
+from panel.cli import project  # noqa: F401
 from panel.cli.app import app, main
 
 __all__ = ["app", "main"]

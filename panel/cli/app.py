@@ -2,12 +2,13 @@
 
 Commands live beside it, grouped by who uses them: editor.py (review, render, override),
 maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve),
-configuration.py (config). Every command finds its project (make_settings); they print through terminal.py's
+configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings); they print through terminal.py's
 consoles.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,9 +53,21 @@ class _State:
     debug = False
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        try:
+            version = importlib.metadata.version("panel")
+        except importlib.metadata.PackageNotFoundError:
+            raise PanelError("panel is not installed as a package (pip install it to give it a version)") from None
+        console.print(f"panel {version}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False) -> None:
-    """Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export. Everyone: config."""
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                help="Print panel's version and exit.")] = False) -> None:
+    """Start: init, setup. Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export. Everyone: config."""
     _State.debug = debug
 
 
