@@ -25,8 +25,7 @@ sys.path.insert(0, str(ROOT))  # for tests.* when run as a script
 from bench.bench_throughput import start_fake  # noqa: E402
 from panel.compare import compare  # noqa: E402
 from panel.config import Settings  # noqa: E402
-from panel.review import prepare_run, review  # noqa: E402
-from panel.store import Store  # noqa: E402
+from panel.pipeline import draft_run  # noqa: E402
 from tests.synthetic_runs import write_synthetic_run  # noqa: E402
 
 
@@ -46,9 +45,9 @@ def main() -> None:
                                 db_path=folder / "bench.duckdb", out_dir=folder / "pages",
                                 personas_dir=folder / "personas")
             run_file = write_synthetic_run(folder, args.pairs)
-            store = Store(settings.db_path)
             started = time.perf_counter()
-            full = review(prepare_run(run_file, settings), settings, store)
+            full = draft_run(run_file, settings, chair=False, render=False)
+            store = full.store
             full_s = time.perf_counter() - started
 
             skeptic = folder / "personas" / "skeptic.md"

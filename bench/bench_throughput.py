@@ -2,10 +2,12 @@
 
 Starts `python -m tests.fake_openai --latency 0.2` as a separate process (so its threads do not share our
 GIL). It first opens and closes one client without sending anything: that imports the HTTP stack and
-loads the CA bundle, a one-time cost of each `panel` process (printed), not of a run. It then reviews a
-generated run of 50 pairs (400 verdicts) into a fresh database and prints achieved throughput divided by
-the ideal N·latency/concurrency (target >= 0.95), with where the time went: before the first request
-(opening the database, the client), the requests, and after the last answer (committing the last batch).
+loads the CA bundle, a one-time cost of each `panel` process (printed), not of a run. It then asks the
+reviewers of a generated run of 50 pairs (400 verdicts; draft_run without the chair and the pages) into a
+fresh database and prints achieved throughput divided by the ideal N·latency/concurrency (target >= 0.95),
+timed from the planned run to the reviewers' end, with where the time went: before the first request
+(the writer lock, the write rehearsal, the client), the requests, and after the last answer (committing
+the last batch).
 Then the same run again with --refresh. For scale it also times the same requests sent by a bare httpx2
 client (no SDK, no parsing, no storing): the most any Python client gets on this machine. Then it stops
 the fake and reruns the finished run: its time, and its model calls (target 0; with the endpoint gone,
@@ -33,8 +35,8 @@ sys.path.insert(0, str(ROOT))  # for tests.synthetic_runs when run as a script
 from panel.ask import VerdictJob  # noqa: E402
 from panel.config import Settings  # noqa: E402
 from panel.endpoints import Endpoint, get_mode, make_client  # noqa: E402
-from panel.review import ReviewOutcome, prepare_run, review  # noqa: E402
-from panel.store import Store  # noqa: E402
+from panel.pipeline import DraftOutcome, DraftProgress, draft_run  # noqa: E402
+from panel.review import PreparedRun  # noqa: E402
 from panel.verdict import verdict_schema  # noqa: E402
 from tests.synthetic_runs import write_synthetic_run  # noqa: E402
 
@@ -63,19 +65,29 @@ def warm_up(endpoint: Endpoint, settings: Settings) -> float:
     return time.perf_counter() - started
 
 
-def timed_review(prepared, settings: Settings, store: Store, endpoint: Endpoint,
-                 refresh: bool = False) -> tuple[ReviewOutcome, float, str]:
-    """Review; return the outcome, its seconds, and where they went (before, during, after the requests)."""
-    started = time.time()
-    outcome = review(prepared, settings, store, refresh=refresh, endpoint=endpoint)
-    ended = time.time()
-    attempts = [attempt for answer in outcome.answers for attempt in answer.attempts]
+class _Clock(DraftProgress):
+    """When the reviewers' step began (the run planned, its database open) and ended."""
+
+    def planned(self, prepared: PreparedRun) -> None:
+        self.started = time.time()
+
+    def reviewed(self, draft: DraftOutcome) -> None:
+        self.ended = time.time()
+
+
+def timed_review(run_file: Path, settings: Settings, refresh: bool = False) -> tuple[DraftOutcome, float, str]:
+    """Ask a run's reviewers (no chair, no page); return the outcome, the reviewers' seconds, and where they
+    went (before, during, after the requests)."""
+    clock = _Clock()
+    outcome = draft_run(run_file, settings, refresh=refresh, chair=False, render=False, progress=clock)
+    attempts = [attempt for answer in outcome.review.answers for attempt in answer.attempts]
     if not attempts:
-        return outcome, ended - started, "no requests"
+        return outcome, clock.ended - clock.started, "no requests"
     first = min(a.started_at.timestamp() for a in attempts)
     last = max(a.started_at.timestamp() + a.latency_s for a in attempts)
-    return outcome, ended - started, (f"{first - started:.2f} s before the first request, {last - first:.2f} s "
-                                      f"of requests, {ended - last:.2f} s after the last answer")
+    return outcome, clock.ended - clock.started, (
+        f"{first - clock.started:.2f} s before the first request, {last - first:.2f} s "
+        f"of requests, {clock.ended - last:.2f} s after the last answer")
 
 
 def transport_seconds(base_url: str, jobs: list[VerdictJob], settings: Settings) -> float:
@@ -109,22 +121,18 @@ def main() -> None:
             folder = Path(tmp)
             settings = Settings(base_url=base_url, model="fake-model", concurrency=args.concurrency,
                                 db_path=folder / "bench.duckdb", out_dir=folder / "pages")
-            prepared = prepare_run(write_synthetic_run(folder, pairs), settings)
-            store = Store(settings.db_path)
-            endpoint = Endpoint(base_url, "fake-model", embedded=False)
-            n = len(prepared.jobs)
+            run_file = write_synthetic_run(folder, pairs)
 
-            warm_up_s = warm_up(endpoint, settings)
-            first, elapsed, first_split = timed_review(prepared, settings, store, endpoint)
+            warm_up_s = warm_up(Endpoint(base_url, "fake-model", embedded=False), settings)
+            first, elapsed, first_split = timed_review(run_file, settings)
+            n = first.needed
             ideal = n * args.latency / args.concurrency
-            again, again_elapsed, again_split = timed_review(prepared, settings, store, endpoint, refresh=True)
-            bare = transport_seconds(base_url, prepared.jobs, settings)
+            again, again_elapsed, again_split = timed_review(run_file, settings, refresh=True)
+            bare = transport_seconds(base_url, first.prepared.jobs, settings)
 
             fake.terminate()
             fake.wait(timeout=10)
-            started = time.perf_counter()
-            rerun = review(prepared, settings, store, endpoint=endpoint)
-            rerun_elapsed = time.perf_counter() - started
+            rerun, rerun_elapsed, _ = timed_review(run_file, settings)
     finally:
         fake.kill()
         fake.wait(timeout=10)

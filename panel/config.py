@@ -22,7 +22,7 @@ from panel.config_file import (EMBEDDED_PROFILE, MAX_REPLY_TOKENS, MODES, Config
                                RunTable, SamplingTable, StructuredMode, check_value, got, read_config_file,
                                shown_path)
 from panel.errors import ConfigError
-from panel.project import Project
+from panel.project import Project, find_project
 
 __all__ = ["EMBEDDED_MODEL_NAME", "KEYS", "MODES", "Key", "Settings", "StructuredMode", "load_settings"]
 
@@ -203,6 +203,12 @@ def load_settings(project: Project, flags: Mapping[str, object] | None = None,
         if layers.values[batch] is None and layers.values[single] is not None:  # the Batch API costs half
             layers.set(batch, layers.values[single] / 2, f"default (half of {single})")  # type: ignore[operator]
     return Settings(**layers.values, origins=layers.origins)  # type: ignore[arg-type]
+
+
+def project_settings(start: Path | str | None = None, **flags: object) -> Settings:
+    """Settings of the project at or above `start` (default: the working directory), for Python callers:
+    `flags` (Settings field names, as the CLI's flags) over the environment over panel.toml over defaults."""
+    return load_settings(find_project(Path(start) if start is not None else None), flags)
 
 
 def _profiles(config: ConfigFile) -> dict[str, EndpointTable]:

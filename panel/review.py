@@ -111,7 +111,7 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
             on_start(outcome)
         outcome.status = "stopped"  # until the asking ends normally
         # The writer thread records the run while the first requests are in flight.
-        with AnswerWriter(store, prepared.run_id, settings, first=lambda: store.begin_run(
+        with AnswerWriter(store, prepared.run_id, settings, expected=len(todo), first=lambda: store.begin_run(
                 prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
                 prepared.jobs, prepared.purpose, wait_s=FOLD_WAIT_S)) as writer:
             if todo:

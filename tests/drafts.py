@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from panel.chair import ChairOutcome, summarize_run
+from panel.chair import ChairOutcome
 from panel.config import Settings
-from panel.endpoints import Endpoint
+from panel.pipeline import draft_run
 from panel.render import write_pages
-from panel.review import ReviewOutcome, prepare_run, review
+from panel.review import ReviewOutcome
 from panel.store import Store
 from panel.tally import RunTally, tally_run
 from tests.conftest import reference_labels_path
@@ -54,10 +54,5 @@ def reference_reviewers(rows: Sequence[dict] | None = None) -> Responder:
 
 def make_draft(server: FakeOpenAI, settings: Settings, run_file: Path) -> Draft:
     """Review `run_file` on `server`, ask the chair, and write the pages under settings.out_dir."""
-    settings = settings.with_overrides(base_url=server.base_url, model="fake-model")
-    endpoint = Endpoint(server.base_url, "fake-model", False)
-    store = Store(settings.db_path)
-    outcome = review(prepare_run(run_file, settings), settings, store, endpoint=endpoint)
-    chair = summarize_run(store, outcome.run_id, settings, endpoint=endpoint, after=outcome)
-    pages = write_pages(tally_run(store.load_run(outcome.run_id)), settings.out_dir)
-    return Draft(store, settings, outcome, chair, pages)
+    draft = draft_run(run_file, settings.with_overrides(base_url=server.base_url, model="fake-model"))
+    return Draft(draft.store, draft.settings, draft.review, draft.chair, draft.pages)

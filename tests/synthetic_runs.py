@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from panel.config import Settings
-from panel.endpoints import Endpoint
-from panel.review import ReviewOutcome, prepare_run, review
+from panel.pipeline import draft_run
+from panel.review import ReviewOutcome
 from panel.store import Store
 from tests.conftest import PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI
@@ -42,10 +42,8 @@ def write_synthetic_run(folder: Path, pairs: int, title: str = "Synthetic run") 
 def review_against(server: FakeOpenAI, settings: Settings, run_file: Path = EXAMPLE_RUN,
                    personas: list[str] | None = None, refresh: bool = False,
                    **overrides: object) -> tuple[Store, ReviewOutcome]:
-    """Review `run_file` against the fake `server` in this process; return (store, outcome)."""
+    """Ask the reviewers of `run_file` against the fake `server` in this process (no chair, no page); return
+    (store, the reviewers' outcome)."""
     settings = settings.with_overrides(base_url=server.base_url, model="fake-model", **overrides)
-    prepared = prepare_run(run_file, settings, personas)
-    store = Store(settings.db_path)
-    outcome = review(prepared, settings, store, refresh=refresh,
-                     endpoint=Endpoint(server.base_url, "fake-model", embedded=False))
-    return store, outcome
+    draft = draft_run(run_file, settings, personas=personas, refresh=refresh, chair=False, render=False)
+    return draft.store, draft.review

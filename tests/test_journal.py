@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from panel.chair import summarize_run
 from panel.config import Settings
 from panel.endpoints import Endpoint
+from panel.pipeline import draft_run
 from panel.review import prepare_run, review
 from panel.store import LOCK_RETRY_S, Store
 from panel.tally import CHAIR_ID
@@ -54,13 +54,12 @@ def rows(path: Path, sql: str) -> list[tuple]:
 
 
 def review_and_summarize(fake: FakeOpenAI, settings: Settings, store: Store) -> str:
-    settings = settings.with_overrides(base_url=fake.base_url, model="fake-model")
-    endpoint = Endpoint(fake.base_url, "fake-model", False)
-    outcome = review(prepare_run(EXAMPLE_RUN, settings), settings, store, endpoint=endpoint)
-    assert outcome.status == "finished" and outcome.asked == 8
-    chair = summarize_run(store, outcome.run_id, settings, endpoint=endpoint, after=outcome)
-    assert (chair.needed, len(chair.answers), chair.failed) == (1, 1, 0)
-    return outcome.run_id
+    """Draft the example run into `store`'s database (no page); with a reader holding it, nothing waits for it."""
+    settings = settings.with_overrides(base_url=fake.base_url, model="fake-model", db_path=store.path)
+    draft = draft_run(EXAMPLE_RUN, settings, render=False, settle_wait_s=0)
+    assert draft.status == "finished" and draft.asked == 8
+    assert (draft.chair.needed, len(draft.chair.answers), draft.chair.failed) == (1, 1, 0)
+    return draft.run_id
 
 
 def test_run_under_a_reader_is_journaled_read_back_and_folded_once_the_reader_leaves(

@@ -15,6 +15,7 @@ from panel.store import Store
 from panel.tally import tally_run
 from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FakeOpenAI, scripted_responder
+from tests.synthetic_runs import review_against
 
 VALID = json.dumps({"verdict": "ship", "confidence": 0.8, "headline": "Solid primitive",
                     "review": "A clear primitive with a short path from first call to production use.",
@@ -22,11 +23,8 @@ VALID = json.dumps({"verdict": "ship", "confidence": 0.8, "headline": "Solid pri
 
 
 def run_example(server: FakeOpenAI, settings: Settings, refresh: bool = False):
-    settings = settings.with_overrides(base_url=server.base_url, model="fake-model")
-    prepared = prepare_run(EXAMPLE_RUN, settings)
-    store = Store(settings.db_path)
-    outcome = review(prepared, settings, store, refresh=refresh, endpoint=Endpoint(server.base_url, "fake-model", False))
-    return store, outcome, settings
+    store, outcome = review_against(server, settings, refresh=refresh)
+    return store, outcome, settings.with_overrides(base_url=server.base_url, model="fake-model")
 
 
 def test_full_run_stores_eight_verdicts_and_renders_75_percent(fake: FakeOpenAI, settings: Settings) -> None:

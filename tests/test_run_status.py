@@ -20,16 +20,13 @@ from panel.store import Store
 from panel.tally import CHAIR_ID, tally_run
 from tests.conftest import EXAMPLE_RUN, reference_labels_path
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder
+from tests.synthetic_runs import review_against
 
 STOPPED_BANNER = "This run stopped before every reviewer answered"
 
 
 def _review(server: FakeOpenAI, settings: Settings, run_file: Path = EXAMPLE_RUN, **overrides: Any):
-    settings = settings.with_overrides(base_url=server.base_url, model="fake-model", **overrides)
-    store = Store(settings.db_path)
-    outcome = review(prepare_run(run_file, settings), settings, store,
-                     endpoint=Endpoint(server.base_url, "fake-model", False))
-    return store, outcome
+    return review_against(server, settings, run_file, **overrides)
 
 
 def _rows(store: Store, sql: str) -> list[tuple]:

@@ -18,9 +18,8 @@ import typer
 
 from panel.cards import load_run
 from panel.cli.terminal import console, err_console  # noqa: F401  (the commands print through these)
-from panel.config import MODES, Settings, load_settings
+from panel.config import MODES, Settings, project_settings
 from panel.errors import PanelError
-from panel.project import find_project
 from panel.served_model import with_served_model
 
 app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
@@ -76,7 +75,7 @@ def make_settings(db: Path | None = None, out: Path | None = None, **flags: obje
 
     Raises ProjectNotFound outside a project, ConfigError on a bad value in panel.toml, the environment or a flag.
     """
-    return load_settings(find_project(), {"db_path": db, "out_dir": out, **flags})
+    return project_settings(None, db_path=db, out_dir=out, **flags)
 
 
 def model_settings(db: Path | None = None, out: Path | None = None, run_files: Sequence[Path] = (),

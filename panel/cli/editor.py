@@ -11,18 +11,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from panel.ask import Answer
-from panel.chair import ChairOutcome, summarize_run
-from panel.cli.app import AllowOutsideCardsOption
-from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxRequestsOption,
-                           MaxRetriesOption, MaxTokensOption, ModelOption, ModeOption, OutOption, PersonaOption,
-                           PersonasDirOption, PromptsDirOption, SeedOption, TemperatureOption, TimeoutOption,
-                           TokenBudgetOption, app, console, err_console, make_settings, model_settings)
+from panel.chair import ChairOutcome
+from panel.cli.app import (AllowOutsideCardsOption, BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption,
+                           MaxRequestsOption, MaxRetriesOption, MaxTokensOption, ModelOption, ModeOption, OutOption,
+                           PersonaOption, PersonasDirOption, PromptsDirOption, SeedOption, TemperatureOption,
+                           TimeoutOption, TokenBudgetOption, app, console, err_console, make_settings, model_settings)
 from panel.config import Settings
-from panel.endpoints import missing_key_warning
-from panel.errors import BudgetExceeded, EndpointError
+from panel.pipeline import DraftOutcome, DraftProgress, draft_run
 from panel.render import write_run_pages
-from panel.review import ReviewOutcome, prepare_run, review
-from panel.store import SETTLE_WAIT_S, Store
+from panel.review import PreparedRun, ReviewOutcome
+from panel.store import Store
 from panel.tally import CHAIR_ID, RunTally
 
 
@@ -42,15 +40,13 @@ def _summary_table(tally: RunTally) -> Table:
     return table
 
 
-def _render(store: Store, run_id: str, settings: Settings) -> list[Path]:
-    tally, pages = write_run_pages(store, run_id, settings.out_dir)
+def _print_pages(run_id: str, tally: RunTally, pages: list[Path]) -> None:
     if not pages:  # an empty draft would pass for a review
         err_console.print(f"no page written: run {run_id} has no valid verdict", markup=False, highlight=False)
-        return pages
+        return
     console.print(_summary_table(tally))
     for page in pages:
         console.print(f"page: {page}")
-    return pages
 
 
 @app.command("review")
@@ -87,81 +83,70 @@ def review_command(
                               seed=seed, timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
                               token_budget=token_budget, personas_dir=personas_dir, prompts_dir=prompts_dir,
                               allow_outside_cards=allow_outside_cards)
-    prepared = prepare_run(run_file, settings, persona)
-    store = Store(settings.db_path)
-    if warning := missing_key_warning(settings):
-        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
-    where = "embedded model" if settings.embedded else settings.base_url
-    console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
-                  f"({settings.model_name}, mode {settings.structured_mode})")
-    started = time.monotonic()
     try:  # Ctrl-C at any step (the chair, the render, the wait for a reader) keeps what was received
-        with _ReviewProgress(len(prepared.jobs)) as progress:
-            outcome = review(prepared, settings, store, refresh=refresh, on_answer=progress.advance,
-                             on_start=progress.start)
-        console.print(_outcome_line(outcome, time.monotonic() - started))
-        chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, after=outcome,
-                              on_answer=lambda answer: console.print(_answer_line(answer), markup=False,
-                                                                     highlight=False))
-        _render(store, outcome.run_id, settings)
-        _settle(store, SETTLE_WAIT_S)
+        with _ReviewPrinter(settings) as printer:
+            outcome = draft_run(run_file, settings, refresh=refresh, personas=persona, progress=printer)
     except KeyboardInterrupt:
-        _settle(store, wait_s=0)  # whoever pressed Ctrl-C wants out, not a wait for readers
         err_console.print("interrupted: the answers received so far are stored; rerun the same command to resume")
         raise typer.Exit(code=130) from None
-    if error := outcome.endpoint_error():
+    if error := outcome.error():
         raise error
-    if chair.endpoint_fault:
-        raise EndpointError(f"{chair.endpoint_fault} (every verdict is stored, the pair summaries are not; "
-                            "rerun the same command once fixed)")
-    if outcome.stop_reason:
-        raise BudgetExceeded(f"{outcome.stop_reason}: {outcome.stored} of {outcome.needed} verdicts stored; "
-                             "rerun the same command to resume (raise or drop the budget flag)")
-    for line in _chair_lines(chair):
+    for line in _chair_lines(outcome.chair):
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if outcome.failed or chair.failed or chair.not_asked:
+    if not outcome.complete:
         raise typer.Exit(code=3)
 
 
-def _settle(store: Store, wait_s: float) -> None:
-    """Fold the run journal before exiting, waiting up to `wait_s` for readers; say so if it must stay."""
-    if store.fold_journal(wait_s=min(wait_s, 1.0)):
-        return
-    if wait_s > 1.0:
-        err_console.print(f"another process (a panel sql query?) holds {store.path}: waiting up to {wait_s:g} s "
-                          "to store the journaled answers", markup=False, highlight=False, soft_wrap=True)
-        if store.fold_journal(wait_s=wait_s):
-            return
-    err_console.print(f"the answers are safe in {store.journal.path}; the next panel command that writes "
-                      "this database stores them", markup=False, highlight=False, soft_wrap=True)
+class _ReviewPrinter(DraftProgress):
+    """Everything `panel review` prints while draft_run works: on a terminal a live progress bar for the reviewers
+    (verdicts, failures, retries, tokens), elsewhere one line per answer; then the outcome, the chair, the pages."""
 
-
-class _ReviewProgress:
-    """A live progress bar on a terminal (verdicts, failures, retries, tokens); one line per answer otherwise."""
-
-    def __init__(self, total: int) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.live = console.is_terminal
         self.failed = self.retries = self.tokens = 0
+        self.started = time.monotonic()
         self._bar = Progress(TextColumn("verdicts"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
                              console=console, disable=not self.live)
-        self._task = self._bar.add_task("review", total=total, counts="")
+        self._task = self._bar.add_task("review", total=None, counts="")
+        self._asking = False
 
-    def __enter__(self) -> _ReviewProgress:
-        self._bar.__enter__()
+    def __enter__(self) -> _ReviewPrinter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._bar.__exit__(*exc_info)
+        self._stop_bar()  # still running only when the reviewers' step raised
 
-    def start(self, outcome: ReviewOutcome) -> None:
+    def _stop_bar(self) -> None:
+        if self._asking:
+            self._bar.stop()
+            self._asking = False
+
+    def notice(self, line: str) -> None:
+        """Print a warning or a wait to stderr."""
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def planned(self, prepared: PreparedRun) -> None:
+        """Name the run, its size and where it is asked."""
+        where = "embedded model" if self.settings.embedded else self.settings.base_url
+        console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
+                      f"({self.settings.model_name}, mode {self.settings.structured_mode})")
+        self.started = time.monotonic()
+
+    def asking(self, review: ReviewOutcome) -> None:
         """Show what the run needs: cached verdicts count as done."""
         if not self.live:
-            console.print(f"{outcome.cached} cached, {outcome.needed - outcome.cached} to ask")
-        self._bar.update(self._task, total=outcome.needed, completed=outcome.cached, counts="")
+            console.print(f"{review.cached} cached, {review.needed - review.cached} to ask")
+        self._bar.update(self._task, total=review.needed, completed=review.cached, counts="")
+        self._bar.start()
+        self._asking = True
 
-    def advance(self, answer: Answer) -> None:
-        """Count one landed answer."""
+    def answered(self, answer: Answer) -> None:
+        """Count a reviewer's answer on the bar (or print it); print each chair answer."""
+        if not self._asking:  # the chair's: after the reviewers
+            console.print(_answer_line(answer), markup=False, highlight=False)
+            return
         self.failed += answer.verdict is None
         self.retries += answer.requests - 1
         self.tokens += answer.prompt_tokens + answer.completion_tokens
@@ -170,6 +155,16 @@ class _ReviewProgress:
             return
         counts = f"{self.failed} failed · {self.retries} retries · {self.tokens:,} tokens"
         self._bar.update(self._task, advance=1, counts=counts)
+
+    def reviewed(self, draft: DraftOutcome) -> None:
+        """Close the bar; print the reviewers' outcome line."""
+        self._stop_bar()
+        console.print(_outcome_line(draft.review, time.monotonic() - self.started))
+
+    def rendered(self, draft: DraftOutcome) -> None:
+        """Print the summary table and the pages, or that there is none."""
+        if draft.tally is not None:
+            _print_pages(draft.run_id, draft.tally, draft.pages)
 
 
 def _answer_line(answer: Answer) -> str:
@@ -214,4 +209,5 @@ def render_command(
     """
     settings = make_settings(db, out)
     store = Store.existing(settings.db_path)
-    _render(store, store.resolve_run_id(run_id), settings)
+    run_id = store.resolve_run_id(run_id)
+    _print_pages(run_id, *write_run_pages(store, run_id, settings.out_dir))

@@ -10,7 +10,8 @@ process, readers included. So:
   they meet a write in progress.
 - Batched answers: a run does not open the file once per verdict. AnswerWriter, a background thread,
   takes answers from the event loop through a queue and writes them in batches (every BATCH_SIZE
-  answers or BATCH_INTERVAL_S seconds, whichever comes first). The event loop never waits on the database.
+  answers or BATCH_INTERVAL_S seconds, whichever comes first) to the journal, and folds the journal into
+  the file every FOLD_INTERVAL_S and at the end of the run. The event loop never waits on the database.
 - The run journal (journal.py, run_writes.py): every write of a run (its record, answer batches, its
   status, the chair's items) is appended to `<db>.journal.jsonl` and fsync'd first, then folded into
   DuckDB in one transaction if no reader holds the file; otherwise it waits there, and the next

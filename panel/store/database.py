@@ -245,13 +245,18 @@ class Store:
         return {key for key, answer in self.answered_verdicts(cache_keys).items() if answer.valid}
 
     def save_answers(self, run_id: str, answers: list[Answer], settings: Settings,
-                     wait_s: float = LOCK_RETRY_S, finish_status: str | None = None) -> None:
+                     wait_s: float = LOCK_RETRY_S, finish_status: str | None = None, fold: bool = True) -> None:
         """Store verdicts (valid or not) with all their attempts as one journal record, folded when the file is free.
 
-        With `finish_status`, the run is marked finished/incomplete/stopped in the same record.
+        With `finish_status`, the run is marked finished/incomplete/stopped in the same record. `fold` False
+        leaves the record in the journal, durable, for a later write to fold.
         """
         if answers or finish_status is not None:
-            self._write_through_journal(answers_record(run_id, answers, settings, finish_status), wait_s)
+            record = answers_record(run_id, answers, settings, finish_status)
+            if fold:
+                self._write_through_journal(record, wait_s)
+            else:
+                self.journal.append(record)
 
     def add_override(self, run_id: str, tool_id: str, persona_id: str, editor: str, verdict: str | None = None,
                      review: str | None = None, note: str | None = None, revert: bool = False,

@@ -20,6 +20,11 @@ BATCH_INTERVAL_S = 0.5
 # After its journal fsync a batch tries the database this long; if a reader holds it, the batch stays in the
 # journal and folds with a later one. Short, so the next batch reaches the journal on time.
 FOLD_WAIT_S = 0.25
+# A batch is durable once journaled. Folding the journal into DuckDB (open, insert, commit, checkpoint) costs
+# ~50 ms of CPU whatever its size, part of it holding the GIL the event loop needs: mid-run the writer folds
+# at most this often (other processes see answers that much later), and every batch near the end of a run,
+# so that the last fold, which the run waits for, stays small.
+FOLD_INTERVAL_S = 2.0
 # At the end of a command: how long to wait for readers to let go so the journal folds before exiting.
 SETTLE_WAIT_S = 120.0
 
@@ -27,9 +32,10 @@ SETTLE_WAIT_S = 120.0
 class AnswerWriter:
     """The one thread that writes a run: its record first, then its answers in batches, then its status.
 
-    Each batch goes to the run journal (fsync'd) and then into DuckDB if no other process holds the file
-    (Store.save_answers), so a reader delays answers but never loses one. The event loop only queues
-    answers. Use as a context manager; call finish(status) before leaving it, or the run is marked
+    Each batch goes to the run journal (fsync'd); the journal goes into DuckDB (Store.save_answers) every
+    `fold_interval_s`, with each of the batches that end the run's `expected` answers, and with the last,
+    if no other process holds the file, so a reader delays answers but never loses one. The event loop only
+    queues answers. Use as a context manager; call finish(status) before leaving it, or the run is marked
     `status_on_error` ("stopped"; None leaves the status alone) when an exception leaves the block. A failed
     write (the journal's disk, a broken database) also marks it so; submit() and close() then raise that
     failure as a StoreError.
@@ -37,10 +43,12 @@ class AnswerWriter:
 
     def __init__(self, store: Store, run_id: str, settings: Settings, first: Callable[[], None] | None = None,
                  batch_size: int = BATCH_SIZE, interval_s: float = BATCH_INTERVAL_S,
-                 fold_wait_s: float = FOLD_WAIT_S, status_on_error: str | None = "stopped") -> None:
+                 fold_wait_s: float = FOLD_WAIT_S, status_on_error: str | None = "stopped",
+                 expected: int | None = None, fold_interval_s: float = FOLD_INTERVAL_S) -> None:
         self.store, self.run_id, self.settings = store, run_id, settings
         self.batch_size, self.interval_s, self.fold_wait_s = batch_size, interval_s, fold_wait_s
         self.status_on_error = status_on_error
+        self.expected, self.fold_interval_s = expected, fold_interval_s
         self.journaled = 0  # answers made durable so far
         self._first = first
         self._status: str | None = None
@@ -83,17 +91,27 @@ class AnswerWriter:
         try:
             if self._first is not None:
                 self._first()
+            folded_at = time.monotonic()
             while True:
                 batch, close = self._next_batch()
                 if batch or (close is not None and close.status is not None):
+                    fold = close is not None or self._fold_due(folded_at, len(batch))
                     self.store.save_answers(self.run_id, batch, self.settings, wait_s=self.fold_wait_s,
-                                            finish_status=close.status if close else None)
+                                            finish_status=close.status if close else None, fold=fold)
                     self.journaled += len(batch)
+                    if fold:
+                        folded_at = time.monotonic()
                 if close is not None:
                     return
         except Exception as error:  # whatever it is, the caller must hear of it: a dead thread says nothing
             self._error = _store_error(self.store, error)
             self._mark_stopped()
+
+    def _fold_due(self, folded_at: float, batch: int) -> bool:
+        """True when this batch should fold the journal: the interval is up, or the run is nearly done."""
+        if time.monotonic() - folded_at >= self.fold_interval_s:
+            return True
+        return self.expected is None or self.journaled + batch >= self.expected - 2 * self.batch_size
 
     def _mark_stopped(self) -> None:
         """After a failed write: mark the run stopped so a rerun resumes it; journaled batches stay as they are."""
