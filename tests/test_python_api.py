@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import panel
+from panel.scaffold import init_project
 from tests.conftest import PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI
 
@@ -26,9 +26,7 @@ def readme_python_example() -> str:
 
 def test_the_readme_example_drafts_the_example_run_against_the_fake(
         fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    shutil.copytree(PROJECT_ROOT / "runs" / "cards", tmp_path / "runs" / "cards")
-    shutil.copy(PROJECT_ROOT / "runs" / "example.yaml", tmp_path / "runs")
-    (tmp_path / "panel.toml").write_text("", encoding="utf-8")  # a project: the defaults, the endpoint from the env
+    init_project(tmp_path)  # the project `panel init` writes: the example run, personas, prompts, panel.toml
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     exec(compile(readme_python_example(), "README.md", "exec"), {})
@@ -37,7 +35,7 @@ def test_the_readme_example_drafts_the_example_run_against_the_fake(
     assert sorted(printed[:8]) == sorted(["builder", "business", "futurist", "skeptic"] * 2)
     assert printed[8] == "chair"  # on_answer sees the chair's answer after the reviewers'
     pages = [Path(line.removeprefix("page: ")) for line in printed if line.startswith("page: ")]
-    assert len(pages) == 1 and pages[0].is_relative_to("drafts") and (tmp_path / pages[0]).is_file()
+    assert len(pages) == 1 and pages[0].is_relative_to(tmp_path / "drafts") and pages[0].is_file()
 
 
 def test_the_package_exports_the_api_and_importing_it_loads_no_model_sdk() -> None:
