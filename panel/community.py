@@ -2,7 +2,7 @@
 
 Votes are append-only events (store.add_votes); a reader's latest event per tool counts. While
 `panel serve` runs it is the database's single writer: VoteWriter makes queued votes durable in
-batches (the journal beside the database, fsync'd) from one task and answers each vote only then, so
+batches (the journal beside the database, fsync'd) on one thread and answers each vote only then, so
 an acknowledged vote is never lost, and CommunityVotes mirrors exactly what is durable; the journal
 folds into DuckDB behind.
 """
@@ -337,8 +337,8 @@ class VoteWriter:
         """Fold the journal on the database thread; False if it could not (busy or failing: votes stay journaled)."""
         try:
             folded = await asyncio.get_running_loop().run_in_executor(self.executor, self._fold_now, wait_s)
-        except PanelError as error:
-            self.fold_error = str(error)
+        except Exception as error:  # noqa: BLE001 - a damaged file or a full disk: the votes stay journaled
+            self.fold_error = str(error).splitlines()[0] if str(error) else type(error).__name__
             return False
         if folded is None:
             return True

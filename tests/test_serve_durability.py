@@ -14,9 +14,11 @@ import duckdb
 import httpx2
 import pytest
 
+from panel.cli.community import stop_summary
+from panel.serve import VoteServer
 from panel.store import Store
 from panel.store.journal import Journal
-from tests.test_serve import TLS, cast, copy_db, the_pair, votes_url
+from tests.test_serve import TLS, cast, copy_db, new_reader, the_pair, votes_url
 
 PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 
@@ -75,6 +77,27 @@ def test_a_vote_acknowledged_while_a_reader_holds_the_database_survives_kill_9_a
     assert Journal(store.path).empty()
     Store(store.path)
     assert stored_votes(store.path) == [(target.left_tool_id, "ship")]
+
+
+def test_stopping_while_a_reader_holds_the_database_says_the_votes_wait_in_the_journal(store: Store) -> None:
+    target = the_pair(store)
+    server = VoteServer(store)
+    holder: subprocess.Popen[str] | None = None
+    try:
+        with server:
+            holder = hold_for_reading(store.path)
+            client, csrf = new_reader(server, target)
+            assert cast(client, target, target.right_tool_id, "skip", csrf).status_code == 200
+        # Left the block: the server stopped while the reader still held the file.
+    finally:
+        if holder is not None:
+            holder.communicate(input="", timeout=30)
+    assert server.app is not None and server.app.writer.unfolded
+    summary = stop_summary(server.app.writer)
+    assert summary.startswith("stopped: 1 vote stored this session")
+    assert f"some still wait in {store.journal.path}" in summary
+    Store(store.path)
+    assert stored_votes(store.path) == [(target.right_tool_id, "skip")]
 
 
 def test_an_append_while_a_fold_commits_does_not_wait_for_it_and_is_kept_for_the_next(tmp_path: Path) -> None:
