@@ -220,7 +220,7 @@ STOP_FOLD_WAIT_S = 5.0
 
 
 class VoteWriter:
-    """Makes queued votes durable in batches on a thread of its own and answers each then; folds them into DuckDB behind.
+    """Makes queued votes durable in batches on a thread of its own, answers each then, and folds them into DuckDB.
 
     The thread appends each batch to the journal beside the database and fsyncs it (Store.journal_votes, a
     few ms) before its votes are counted and answered on the event loop, so an acknowledged vote survives

@@ -5,10 +5,11 @@ never sends, or sends its headers or body a byte at a time, stays open as long a
 enough of them push every other reader over limit_concurrency (503). request_deadline_protocol is
 uvicorn's own h11 protocol plus one timer: it starts when the connection opens or a response completes
 (the server is waiting for a request) and stops when the request's headers and body are all in; if it
-fires first, the connection is closed. The protocol's h11 connection also puts the server's security headers
-on every response that lacks them, so the answers uvicorn makes itself (400 for a request it cannot parse,
-503 past the connection limit), which never reach the app, carry them too. connections_that_fit raises the open-file limit so that the
-connection limit, not the file limit, is what a crowd of sockets runs into.
+fires first, the connection is closed. The protocol's h11 connection also puts the server's security
+headers on every response that lacks them, so the answers uvicorn makes itself (400 for a request it
+cannot parse, 503 past the connection limit), which never reach the app, carry them too.
+connections_that_fit raises the open-file limit so that the connection limit, not the file limit, is what
+a crowd of sockets runs into.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`panel serve` acknowledges a vote once it is in the journal: a reader holding the database, or kill -9, loses none."""
+"""`panel serve` answers a vote once it is in the journal: a reader holding the database, or kill -9, loses none."""
 
 from __future__ import annotations
 

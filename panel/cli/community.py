@@ -46,7 +46,8 @@ def stop_summary(writer: VoteWriter | None) -> str:
     """What `panel serve` says when it stops: the votes it stored, and where any still wait."""
     committed, batches, folds = (writer.committed, writer.batches, writer.folds) if writer else (0, 0, 0)
     line = (f"stopped: {committed} vote{'s' if committed != 1 else ''} stored this session "
-            f"({batches} journal write{'s' if batches != 1 else ''}, {folds} database commit{'s' if folds != 1 else ''})")
+            f"({batches} journal write{'s' if batches != 1 else ''}, "
+            f"{folds} database commit{'s' if folds != 1 else ''})")
     if writer is not None and writer.unfolded:
         reason = writer.fold_error or "another process held the database"
         line += (f"; some still wait in {writer.store.journal.path} ({reason}): the next panel command that "
