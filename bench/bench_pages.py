@@ -4,7 +4,7 @@ Reviews the example run into a fresh database (fake endpoint, as bench_votes.py)
 own process with the per-reader rate limit lifted, gives each of R readers (default 32) a voter cookie, then
 for D seconds (default 10) has them GET the pair's page back to back, R in flight at once, while one voter in
 a process of its own (not queued behind the readers' event loop) casts a vote every 20 ms and times each until
-it is acknowledged (committed); for the first 2 s the voter votes alone, for the vote latency of an idle
+it is acknowledged (durable in the journal beside the database); for the first 2 s the voter votes alone, for the vote latency of an idle
 server on this machine now. Prints pages/s, page and vote latency p50/p95, CPU time per page of the server and
 of the readers' client, and the ratio of each figure to its target (>= 200 pages/s; vote p95 < 100 ms): a ratio
 >= 1 meets it. Every page must carry the reader's own CSRF token, and the last page must show the voter's votes.

@@ -4,8 +4,8 @@ Reviews the example run into a fresh database (fake endpoint), starts `panel ser
 (so the load generator does not share its GIL) with the rate limits lifted (this measures the
 write path, not the policy), then lets R readers vote as fast as answers come back, each reader one vote
 at a time (so its last acknowledged vote per tool is known), R in flight at once. After Ctrl-C to the
-server it checks the database: stored events == acknowledged votes (0 lost) and every reader's current
-vote == its last acknowledged one. Prints votes/s, latency, batches, and the ratio to one transaction
+server (which folds its vote journal into the database as it stops) it checks the database: stored events ==
+acknowledged votes (0 lost) and every reader's current vote == its last acknowledged one. Prints votes/s, latency, batches, and the ratio to one transaction
 per vote (the unbatched write path, measured directly on the store).
 
     .venv/bin/python bench/bench_votes.py

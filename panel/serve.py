@@ -4,9 +4,10 @@ Every request is untrusted: a Host outside the allow-list is answered 400 before
 rebinding, no redirect to a foreign host); only a stored pair's two tool ids and the two verdicts are
 accepted; a vote needs a voter cookie this server issued and signed, and the CSRF token bound to it;
 bodies are capped; new cookies are rate limited per client address, and votes per reader and per client
-address; every response, the framework's own 400/404/405/413/500 included, carries the page's
-Content-Security-Policy (no scripts; forms post only to this server). Votes go through
-community.VoteWriter, the database's single writer while serving.
+address; every response, the framework's own 400/404/405/413/500 and uvicorn's own 400/503 included,
+carries the page's Content-Security-Policy (no scripts; forms post only to this server). Votes go through
+community.VoteWriter, the database's single writer while serving: a vote is answered once it is durable in
+the journal beside the database, which folds into DuckDB behind.
 """
 
 from __future__ import annotations
@@ -302,7 +303,7 @@ class VoteServer:
         # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local client as its
         # address, and the per-address limits would count whatever address a client made up.
         config = uvicorn.Config(self.app.asgi, lifespan="on", log_level="warning", access_log=False, ws="none",
-                                proxy_headers=False, http=request_deadline_protocol(self.limits.request_deadline_s),
+                                proxy_headers=False, http=request_deadline_protocol(self.limits.request_deadline_s, SECURITY_HEADERS),
                                 limit_concurrency=connections_that_fit(self.limits.max_connections),
                                 timeout_graceful_shutdown=10)
         self._server = uvicorn.Server(config)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 import stat
 import time
 
@@ -26,6 +27,25 @@ def assert_security_headers(response: httpx2.Response) -> None:
     assert "default-src 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_uvicorns_own_400_and_503_carry_the_security_headers_too(store: Store) -> None:
+    with VoteServer(store) as server:  # a request h11 cannot parse never reaches the app: uvicorn answers 400
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"NOT AN HTTP REQUEST\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    status, *header_lines = answer.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    assert status.startswith("HTTP/1.1 400")
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
+    # One connection allowed, and the request's own fills it: uvicorn answers 503 before the app is called.
+    with VoteServer(store, limits=ServeLimits(max_connections=1)) as server:
+        refused = httpx2.get(server.url + "/", timeout=10, verify=TLS)
+    assert refused.status_code == 503
+    assert_security_headers(refused)
 
 
 def made_up_token() -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from panel.cli.app import DbOption, app, console, make_settings
+from panel.community import VoteWriter
 from panel.serve import ServeLimits, VoteServer
 from panel.store import Store
 
@@ -38,6 +39,17 @@ def serve_command(
     except KeyboardInterrupt:
         pass
     writer = server.app.writer if server.app else None
-    committed, batches = (writer.committed, writer.batches) if writer else (0, 0)
-    console.print(f"stopped: {committed} vote{'s' if committed != 1 else ''} stored this session "
-                  f"in {batches} commit{'s' if batches != 1 else ''}")
+    console.print(stop_summary(writer), markup=False, highlight=False, soft_wrap=True)
+
+
+def stop_summary(writer: VoteWriter | None) -> str:
+    """What `panel serve` says when it stops: the votes it stored, and where any still wait."""
+    committed, batches, folds = (writer.committed, writer.batches, writer.folds) if writer else (0, 0, 0)
+    line = (f"stopped: {committed} vote{'s' if committed != 1 else ''} stored this session "
+            f"({batches} journal write{'s' if batches != 1 else ''}, "
+            f"{folds} database commit{'s' if folds != 1 else ''})")
+    if writer is not None and writer.unfolded:
+        reason = writer.fold_error or "another process held the database"
+        line += (f"; some still wait in {writer.store.journal.path} ({reason}): the next panel command that "
+                 "opens the database stores them")
+    return line

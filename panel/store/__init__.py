@@ -18,6 +18,9 @@ process, readers included. So:
   read-write transaction of any panel process folds it. So a reader can delay a run's answers, never
   drop them. The writing process reads through the journal (answered_verdicts, load_run); other
   processes' readers see answers once folded.
+- Votes: `panel serve` journals each batch of votes (vote_writes.py) and acknowledges them once fsync'd,
+  folding the journal into DuckDB behind every couple of seconds (community.VoteWriter), so a vote never
+  waits for DuckDB, nor for a reader in another process.
 - Crash safety: kill -9 loses at most the answers not yet journaled (under BATCH_INTERVAL_S seconds of
   work, asked again on resume) and never a journaled one. A record's id goes into `journal_folds` in
   the transaction that folds it, so folding again after a crash adds nothing; UNIQUE (cache_key,

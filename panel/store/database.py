@@ -25,6 +25,7 @@ from panel.store.run_writes import (answers_record, copy_run, fold, items_record
                                     status_record)
 from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
                                   VoteEvent, VoteTarget)
+from panel.store.vote_writes import journaled_votes, votes_records
 from panel.store.schema import check_schema, insert_probe_rows, read_schema, refuse_missing_data
 
 # Opening the database for writing tries this long before it settles for reading the schema version.
@@ -305,26 +306,32 @@ class Store:
         self._write_through_journal(status_record(run_id, status), wait_s)
 
     # --- community votes: append-only events, the tally is derived -------------------------------
-    def add_votes(self, votes: list[VoteEvent]) -> None:
-        """Append vote events in one transaction; nothing is ever updated, so no vote can be overwritten."""
-        if not votes:
-            return
-        with self.transaction() as con:
-            con.execute("""
-                INSERT INTO votes (run_id, tool_id, voter_token, verdict, created_at)
-                SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)""",
-                [[v.run_id for v in votes], [v.tool_id for v in votes], [v.voter_id for v in votes],
-                 [v.verdict for v in votes], [v.created_at for v in votes]])
+    def journal_votes(self, votes: list[VoteEvent]) -> None:
+        """Make vote events durable in the journal (one fsync) for a later fold; raise StoreError if the disk refuses.
+
+        What `panel serve` acknowledges a vote on (vote_writes.py); nothing is ever updated, so no vote can be
+        overwritten.
+        """
+        if votes:
+            self.journal.append(*votes_records(votes))
+
+    def add_votes(self, votes: list[VoteEvent], wait_s: float = LOCK_RETRY_S) -> None:
+        """Append vote events through the journal and fold them into the database if it is free within `wait_s`."""
+        self.journal_votes(votes)
+        self.fold_journal(wait_s)
 
     def current_votes(self) -> list[VoteEvent]:
-        """Each reader's latest vote per (run, tool): the events the community tally counts."""
+        """Each reader's latest vote per (run, tool), journaled ones included: the events the community tally counts."""
+        # The journal before the database: a fold between the two reads then shows a vote twice, never not at all.
+        journaled = journaled_votes(self.journal.pending())
         with self.reader() as con:
             rows = con.execute("""
                 SELECT run_id, tool_id, voter_token, verdict, created_at FROM votes
                 QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, voter_token
                                            ORDER BY created_at DESC, vote_id DESC) = 1
                 ORDER BY created_at, vote_id""").fetchall()
-        return [VoteEvent(*row) for row in rows]
+        # Replayed in time order a vote seen twice changes nothing; a reader's later vote still wins.
+        return sorted(dict.fromkeys([VoteEvent(*row) for row in rows] + journaled), key=lambda v: v.created_at)
 
     def vote_targets(self) -> list[VoteTarget]:
         """Every pair of an editor's run (not a maintainer's probe) with its run title and tool names, newest first."""

@@ -4,7 +4,8 @@ Four kinds, each with its builder and its fold side by side: `run` (the run, its
 versions and items), `items` (the chair's extra items), `answers` (a batch of verdicts with their attempts,
 and the run's status when it is the last batch) and `status`. A record holds plain rows, so folding it
 needs nothing but the record; folding is idempotent per record (its id goes into `journal_folds` in the
-same transaction), so a record folded twice after a crash adds nothing.
+same transaction), so a record folded twice after a crash adds nothing. `panel serve` journals a fifth
+kind, `votes` (vote_writes.py), folded here with the rest.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from panel.config import Settings
 from panel.personas import Persona, PromptTemplates
 from panel.store.journal import JournalRecord
 from panel.store.records import AnsweredVerdict
+from panel.store.vote_writes import fold_votes
 
 # A verdict as journaled: every column but verdict_id and generation, which only the database can assign.
 VERDICT_FIELDS = ["cache_key", "run_id", "tool_id", "rival_tool_id", "persona_id", "persona_hash", "template_hash",
@@ -160,7 +162,7 @@ def _fold_answers(con: duckdb.DuckDBPyConnection, record: JournalRecord) -> None
 
 
 FOLDS: dict[str, Callable[[duckdb.DuckDBPyConnection, JournalRecord], None]] = {
-    "run": _fold_run, "items": _fold_items, "answers": _fold_answers, "status": _fold_status}
+    "run": _fold_run, "items": _fold_items, "answers": _fold_answers, "status": _fold_status, "votes": fold_votes}
 
 
 def fold(con: duckdb.DuckDBPyConnection, records: list[JournalRecord]) -> None:
