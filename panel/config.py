@@ -34,6 +34,11 @@ class Settings:
     concurrency: int | None = None
     max_requests: int | None = None
     max_tokens_total: int | None = None
+    # USD per million prompt (input) and completion (output) tokens; None: unknown. Batch: the Batch API's price.
+    price_input: float | None = None
+    price_output: float | None = None
+    price_batch_input: float | None = None
+    price_batch_output: float | None = None
     db_path: Path = PROJECT_ROOT / "runs" / "panel.duckdb"
     personas_dir: Path = PROJECT_ROOT / "personas"
     prompts_dir: Path = PROJECT_ROOT / "prompts"

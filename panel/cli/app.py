@@ -27,6 +27,9 @@ BaseUrlOption = Annotated[Optional[str], typer.Option(help="OpenAI-compatible en
 ModelOption = Annotated[Optional[str], typer.Option(help="Model name to request.")]
 ModeOption = Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")]
 ConcurrencyOption = Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")]
+# USD per million tokens (also price_input/price_output in panel.toml); the cost line and stored attempts use them.
+PriceInputOption = Annotated[Optional[float], typer.Option("--price-input", min=0, help="USD per million prompt tokens, for the printed and stored cost (default: unknown; the embedded model: 0).")]
+PriceOutputOption = Annotated[Optional[float], typer.Option("--price-output", min=0, help="USD per million completion tokens.")]
 PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/).")]
 PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/).")]
 PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]

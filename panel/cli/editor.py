@@ -14,9 +14,10 @@ from panel.ask import Answer
 from panel.chair import ChairOutcome, summarize_run
 from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
-                           PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
-                           err_console, make_settings)
+                           PersonaOption, PersonasDirOption, PriceInputOption, PriceOutputOption,
+                           PromptsDirOption, app, console, err_console, make_settings)
 from panel.config import Settings
+from panel.cost import Prices, run_cost
 from panel.endpoints import missing_key_warning
 from panel.errors import BudgetExceeded, EndpointError
 from panel.render import write_run_pages
@@ -67,6 +68,8 @@ def review_command(
     max_retries: Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")] = None,
     max_requests: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly after this many HTTP requests (retries count).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly once this many prompt+completion tokens are spent.")] = None,
+    price_input: PriceInputOption = None,
+    price_output: PriceOutputOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
@@ -80,7 +83,8 @@ def review_command(
     settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
                              timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
                              max_tokens_total=max_tokens, personas_dir=personas_dir, prompts_dir=prompts_dir,
-                             allow_outside_cards=allow_outside_cards)
+                             allow_outside_cards=allow_outside_cards, price_input=price_input,
+                             price_output=price_output)
     prepared = prepare_run(run_file, settings, persona)
     store = Store(settings.db_path)
     if warning := missing_key_warning(settings):
@@ -98,6 +102,7 @@ def review_command(
                               on_answer=lambda answer: console.print(_answer_line(answer), markup=False,
                                                                      highlight=False))
         _render(store, outcome.run_id, settings)
+        console.print(run_cost(outcome.answers + chair.answers, Prices.of(settings)).line())
         _settle(store, SETTLE_WAIT_S)
     except KeyboardInterrupt:
         _settle(store, wait_s=0)  # whoever pressed Ctrl-C wants out, not a wait for readers

@@ -11,12 +11,13 @@ from rich.table import Table
 from panel.ask import Answer
 from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, ModelOption, ModeOption, OutOption,
-                           PersonaOption, PersonasDirOption, PromptsDirOption, app, console,
-                           make_settings)
+                           PersonaOption, PersonasDirOption, PriceInputOption, PriceOutputOption,
+                           PromptsDirOption, app, console, make_settings)
 from panel.cli.terminal import markup_text
-from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
+from panel.compare import Comparison, compare, render_compare_html, report_name, resolve_version
 from panel.config import PROJECT_ROOT
 from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
+from panel.cost import dollars
 from panel.labels import import_labels, make_label, save_labels
 from panel.lint import default_token_budget, lint
 from panel.personas import load_personas, load_templates
@@ -122,7 +123,7 @@ def _compare_table(result: Comparison) -> Table:
                       f"{_rate(b.balanced_accuracy)} → {_rate(a.balanced_accuracy)}",
                       f"{_rate(b.kappa)} → {_rate(a.kappa)}", f"{b.labelled} → {a.labelled}",
                       f"{_rate(b.mean_confidence)} → {_rate(a.mean_confidence)}",
-                      f"{b.tokens} → {a.tokens}", f"{b.cost:.4f} → {a.cost:.4f}")
+                      f"{b.tokens} → {a.tokens}", f"{dollars(b.cost)} → {dollars(a.cost)}")
     return table
 
 
@@ -132,8 +133,8 @@ def compare_command(
     persona: PersonaOption = None,
     base: Annotated[Optional[list[str]], typer.Option("--base", help="Stored version(s) for the before side (hash prefix; default: each prompt's most recently used version).")] = None,
     candidate: Annotated[Optional[list[str]], typer.Option("--candidate", help="Stored version(s) for the after side (default: the working tree).")] = None,
-    price_prompt: Annotated[float, typer.Option("--price-prompt", min=0, help="Price per 1k prompt tokens (default 0: the embedded model is free).")] = 0.0,
-    price_completion: Annotated[float, typer.Option("--price-completion", min=0, help="Price per 1k completion tokens.")] = 0.0,
+    price_input: PriceInputOption = None,
+    price_output: PriceOutputOption = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the HTML report (default <out>/compare/).")] = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
@@ -151,14 +152,15 @@ def compare_command(
     """
     settings = make_settings(db, out, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
                              personas_dir=personas_dir, prompts_dir=prompts_dir,
-                             allow_outside_cards=allow_outside_cards)
+                             allow_outside_cards=allow_outside_cards, price_input=price_input,
+                             price_output=price_output)
     store = Store(settings.db_path)
-    result = compare(_run_files(run_files), settings, store, base, candidate, persona,
-                     Prices(price_prompt, price_completion), on_answer=_progress)
+    result = compare(_run_files(run_files), settings, store, base, candidate, persona, on_answer=_progress)
     for name, before, after in result.changes():
         console.print(f"{name}: {before} → {after}")
     console.print(f"requests: before {result.requests['before']}, after {result.requests['after']} "
                   "(cached answers cost none)")
+    console.print(result.spent.line())
     console.print(_compare_table(result))
     console.print(f"{len(result.flips)} verdict(s) flipped")
     for item in result.flips:
@@ -201,6 +203,8 @@ def check_command(
     model: ModelOption = None,
     mode: ModeOption = None,
     concurrency: ConcurrencyOption = None,
+    price_input: PriceInputOption = None,
+    price_output: PriceOutputOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
 ) -> None:
@@ -210,7 +214,8 @@ def check_command(
     """
     settings = make_settings(db, base_url=base_url, model=model, mode=mode, concurrency=concurrency,
                              personas_dir=personas_dir, prompts_dir=prompts_dir,
-                             allow_outside_cards=allow_outside_cards)
+                             allow_outside_cards=allow_outside_cards, price_input=price_input,
+                             price_output=price_output)
     report = check(run_file, settings, Store(settings.db_path), sample, seed, persona, max_flip_rate, tolerance)
     console.print(_check_table(report))
     for p in report.personas:
@@ -218,6 +223,7 @@ def check_command(
             console.print(f"  contradiction: {p.persona_id} on {tool}: {why}")
     console.print(f"panel ship rate {_rate(report.panel_ship_rate, True)} vs labelled base rate "
                   f"{_rate(report.panel_base_rate, True)}; {report.requests} requests made")
+    console.print(report.spent.line())
     for problem in report.problems:
         console.print(f"[red]panel:[/red] {markup_text(problem)}", markup=True)
     if report.failed:
