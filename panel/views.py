@@ -105,14 +105,11 @@ _PERSONA_ANSWERS = """
                                              ORDER BY created_at DESC, override_id DESC) = 1) o
             JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IS NOT NULL)
         QUALIFY row_number() OVER (PARTITION BY tool_name, persona_id ORDER BY created_at DESC, seq DESC) = 1
-    ), reviewed_keys AS (
-        SELECT DISTINCT i.cache_key FROM run_items i JOIN runs r ON r.run_id = i.run_id WHERE r.purpose = 'review'
-    ), answers AS (
-        SELECT v.*, CASE WHEN coalesce(ru.purpose, 'review') = 'review' OR k.cache_key IS NOT NULL THEN 'review'
-                         ELSE ru.purpose END AS purpose
-        FROM verdicts v
-        LEFT JOIN runs ru ON ru.run_id = v.run_id
-        LEFT JOIN reviewed_keys k ON k.cache_key = v.cache_key
+    ), probe_keys AS (  -- answers a probe asked for (few: compare and check ask little) ...
+        SELECT v.cache_key FROM verdicts v JOIN runs r ON r.run_id = v.run_id WHERE r.purpose <> 'review'
+    ), adopted AS (  -- ... that a review run uses
+        SELECT DISTINCT i.cache_key FROM run_items i JOIN runs r ON r.run_id = i.run_id
+        WHERE r.purpose = 'review' AND i.cache_key IN (SELECT cache_key FROM probe_keys)
     )
     SELECT v.verdict_id, v.run_id, v.persona_id, v.persona_hash, pv.persona_version,
            date_trunc('month', timezone('UTC', v.created_at))::DATE AS month,
@@ -120,11 +117,16 @@ _PERSONA_ANSWERS = """
            v.attempt_count > 1 AS reasked, g.verdict AS label, g.source AS label_source,
            CASE WHEN v.valid AND g.verdict IS NOT NULL THEN v.verdict = g.verdict END AS agrees_with_label,
            v.created_at{purpose_column}
-    FROM answers v
+    FROM verdicts v
+    LEFT JOIN runs ru ON ru.run_id = v.run_id
     LEFT JOIN tools t ON t.tool_id = v.tool_id
     JOIN versions pv ON pv.content_hash = v.persona_hash  -- reviewers only
     LEFT JOIN gold g ON g.tool_name = t.name AND g.persona_id = v.persona_id
     WHERE true{only_reviews}"""
+
+# An answer's purpose in persona_answers: a review's when a review run asked for it or uses it (`adopted`).
+_ANSWER_PURPOSE = ("CASE WHEN coalesce(ru.purpose, 'review') = 'review' OR v.cache_key IN (SELECT cache_key FROM adopted) "
+                   "THEN 'review' ELSE ru.purpose END")
 
 # Migration 6's per-persona figures.
 _PERSONA_FIGURES = """
@@ -179,43 +181,46 @@ _RUN_AGREEMENT = """
 # Every attempt belongs to the run that asked for its verdict: a cached verdict costs the run reusing it nothing.
 _SPEND = """
     CREATE OR REPLACE VIEW spend AS
-    SELECT v.run_id, r.title AS run_title, coalesce(r.purpose, 'review') AS purpose, r.started_at,
-           v.persona_id, v.persona_hash, v.model,
-           count(DISTINCT v.verdict_id) AS answers,
-           count(*) AS attempts,
-           (count(*) + sum(a.sdk_retries))::BIGINT AS requests,
-           sum(a.prompt_tokens)::BIGINT AS prompt_tokens,
-           sum(a.completion_tokens)::BIGINT AS completion_tokens,
-           sum(a.cost_usd) AS cost_usd,
-           count(*) FILTER (WHERE a.cost_usd IS NULL) AS unpriced_attempts
-    FROM attempts a
-    JOIN verdicts v ON v.verdict_id = a.verdict_id
-    LEFT JOIN runs r ON r.run_id = v.run_id
-    GROUP BY v.run_id, r.title, r.purpose, r.started_at, v.persona_id, v.persona_hash, v.model
-    ORDER BY r.started_at, v.run_id, v.persona_id, v.persona_hash, v.model"""
+    WITH per_run AS (  -- grouped before the run's title is joined on: strings are slow to group by
+        SELECT v.run_id, v.persona_id, v.persona_hash, v.model,
+               count(*) FILTER (WHERE a.number = 1) AS answers,  -- every asked verdict has a first attempt
+               count(*) AS attempts,
+               (count(*) + sum(a.sdk_retries))::BIGINT AS requests,
+               sum(a.prompt_tokens)::BIGINT AS prompt_tokens,
+               sum(a.completion_tokens)::BIGINT AS completion_tokens,
+               sum(a.cost_usd) AS cost_usd,
+               count(*) FILTER (WHERE a.cost_usd IS NULL) AS unpriced_attempts
+        FROM attempts a JOIN verdicts v ON v.verdict_id = a.verdict_id
+        GROUP BY v.run_id, v.persona_id, v.persona_hash, v.model
+    )
+    SELECT s.run_id, r.title AS run_title, coalesce(r.purpose, 'review') AS purpose, r.started_at,
+           s.persona_id, s.persona_hash, s.model, s.answers, s.attempts, s.requests, s.prompt_tokens,
+           s.completion_tokens, s.cost_usd, s.unpriced_attempts
+    FROM per_run s LEFT JOIN runs r ON r.run_id = s.run_id
+    ORDER BY r.started_at, s.run_id, s.persona_id, s.persona_hash, s.model"""
 
 
-def _twins(con: duckdb.DuckDBPyConnection, statement: str, name: str, purpose_of: str | None = None) -> None:
+def _twins(con: duckdb.DuckDBPyConnection, statement: str, name: str, purpose: str | None = None) -> None:
     """Create `name` (editors' runs only) and `name_all` (every run, with its purpose) from one statement.
 
-    `purpose_of` is the alias whose `purpose` the statement filters on; without one, the statement aggregates a
-    view that is already filtered, and its `_all` twin groups by `purpose` as well.
+    `purpose` is the SQL expression of a row's purpose the statement filters on; without one, the statement
+    aggregates a view that is already filtered, and its `_all` twin groups by `purpose` as well.
     """
     con.execute(statement.format(
         name=name, suffix="", purpose_column="", purpose_key="",
-        only_reviews=f" AND {purpose_of}.purpose = 'review'" if purpose_of else ""))
+        only_reviews=f" AND {purpose} = 'review'" if purpose else ""))
     con.execute(statement.format(
         name=f"{name}_all", suffix="_all", only_reviews="",
-        purpose_column=f", {purpose_of}.purpose" if purpose_of else "",
-        purpose_key="" if purpose_of else ", purpose"))
+        purpose_column=f", {purpose} AS purpose" if purpose else "",
+        purpose_key="" if purpose else ", purpose"))
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:
     """Migration 11: (re)create every analysts' view with its `_all` twin, and the spend view."""
-    _twins(con, _RUN_VERDICTS, "run_verdicts", "ru")
-    _twins(con, _PAIR_SUMMARY, "pair_summary", "r")
-    _twins(con, _PERSONA_ANSWERS, "persona_answers", "v")
+    _twins(con, _RUN_VERDICTS, "run_verdicts", "ru.purpose")
+    _twins(con, _PAIR_SUMMARY, "pair_summary", "r.purpose")
+    _twins(con, _PERSONA_ANSWERS, "persona_answers", _ANSWER_PURPOSE)
     _twins(con, _PERSONA_BY_VERSION, "persona_by_version")
     _twins(con, _PERSONA_BY_MONTH, "persona_by_month")
-    _twins(con, _RUN_AGREEMENT, "run_agreement", "r")
+    _twins(con, _RUN_AGREEMENT, "run_agreement", "r.purpose")
     con.execute(_SPEND)
