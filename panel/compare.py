@@ -253,7 +253,7 @@ def side_stats(items: list[ComparedVerdict], after: bool, prices: Prices) -> Sid
     labelled = [(item.gold, a.verdict) for item, a in valid if item.gold]
     gold, predicted = [g for g, _ in labelled], [p for _, p in labelled]
     confidences = [a.confidence for _, a in valid if a.confidence is not None]
-    prompt = sum(a.prompt_tokens for _, a in answers if a)  # an answer's tokens are over all its attempts
+    prompt = sum(a.prompt_tokens for _, a in answers if a)
     completion = sum(a.completion_tokens for _, a in answers if a)
     return SideStats(
         verdicts=len(valid), invalid=len(answers) - len(valid),
