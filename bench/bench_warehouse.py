@@ -35,7 +35,7 @@ MONTHS = 24
 REFRESH_EVERY = 49  # one item in 49 was refreshed: a second generation of its verdict
 # The views that answer the analysts' questions, then the row-level views they build on (counted: fetching a
 # million Python tuples measures Python, not the query).
-ANSWER_VIEWS = ("pair_summary", "persona_by_version", "persona_by_month", "run_agreement")
+ANSWER_VIEWS = ("pair_summary", "persona_by_version", "persona_by_month", "run_agreement", "spend")
 ROW_VIEWS = ("run_verdicts", "persona_answers")
 WORDS = ("primitive weekend latency pricing moat buyer budget thesis trend dependency competitor churn "
          "edge device inference privacy benchmark developer workflow integration roadmap retention "

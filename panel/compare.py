@@ -22,6 +22,7 @@ from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
 from panel.ask import Answer
 from panel.cards import content_hash
 from panel.config import Settings
+from panel.cost import Prices, RunCost, dollars, price_text, run_cost
 from panel.errors import PanelError
 from panel.labels import labels_by_key
 from panel.personas import PromptTemplates, load_personas, load_templates, parse_persona
@@ -37,18 +38,6 @@ MIN_REF_LENGTH = 4
 
 class CompareError(PanelError):
     """A version reference is unknown or ambiguous, or there is nothing to compare."""
-
-
-@dataclass(frozen=True)
-class Prices:
-    """Price per 1,000 prompt and completion tokens (0 for the embedded model)."""
-
-    prompt_per_1k: float = 0.0
-    completion_per_1k: float = 0.0
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """Cost of these tokens."""
-        return prompt_tokens / 1000 * self.prompt_per_1k + completion_tokens / 1000 * self.completion_per_1k
 
 
 @dataclass(frozen=True)
@@ -94,7 +83,11 @@ class ComparedVerdict:
 
 @dataclass
 class SideStats:
-    """One persona's figures on one side: ship rate, agreement with gold labels, confidence, tokens, cost."""
+    """One persona's figures on one side: ship rate, agreement with gold labels, confidence, tokens, cost.
+
+    `cost` is what this side's answers cost at the current prices (cached or not: the price of the prompt version),
+    None when a price is unknown; what the comparison itself spent is Comparison.spent.
+    """
 
     verdicts: int
     invalid: int
@@ -105,7 +98,7 @@ class SideStats:
     kappa: float | None
     mean_confidence: float | None
     tokens: int
-    cost: float
+    cost: float | None
 
 
 @dataclass
@@ -121,6 +114,7 @@ class Comparison:
     after: dict[str, SideStats]
     requests: dict[str, int]
     prices: Prices
+    spent: RunCost  # the attempts this comparison made (cached answers cost it nothing)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
@@ -272,18 +266,24 @@ def side_stats(items: list[ComparedVerdict], after: bool, prices: Prices) -> Sid
 
 def compare(run_files: list[Path], settings: Settings, store: Store, base_refs: list[str] | None = None,
             candidate_refs: list[str] | None = None, persona_ids: list[str] | None = None,
-            prices: Prices = Prices(), on_answer: Callable[[Answer], None] | None = None) -> Comparison:
-    """Run both sides over every pair of `run_files` (cached answers reused) and score each persona."""
+            on_answer: Callable[[Answer], None] | None = None) -> Comparison:
+    """Run both sides over every pair of `run_files` (cached answers reused) and score each persona.
+
+    Costs use the settings' prices (Prices.of).
+    """
     base, candidate, personas = choose_sides(store, settings, base_refs or [], candidate_refs or [], persona_ids)
+    prices = Prices.of(settings)
     gold = labels_by_key(store.gold_labels())
     items: list[ComparedVerdict] = []
     requests = {"before": 0, "after": 0}
+    asked: list[Answer] = []
     with tempfile.TemporaryDirectory(prefix="panel-compare-") as tmp:
         for index, run_file in enumerate(run_files):
             before = _run_side(run_file, base, personas, settings, store, Path(tmp) / f"{index}-before", on_answer)
             after = _run_side(run_file, candidate, personas, settings, store, Path(tmp) / f"{index}-after", on_answer)
             requests["before"] += before.outcome.requests
             requests["after"] += after.outcome.requests
+            asked += before.outcome.answers + after.outcome.answers
             before_jobs = {(j.pair_index, j.tool.card_hash, j.persona.id): j for j in before.prepared.jobs}
             for job in after.prepared.jobs:
                 old = before_jobs[(job.pair_index, job.tool.card_hash, job.persona.id)]
@@ -294,7 +294,8 @@ def compare(run_files: list[Path], settings: Settings, store: Store, base_refs: 
     by_persona = {p: [item for item in items if item.persona_id == p] for p in personas}
     return Comparison(base, candidate, personas, [str(f) for f in run_files], items,
                       {p: side_stats(by_persona[p], False, prices) for p in personas},
-                      {p: side_stats(by_persona[p], True, prices) for p in personas}, requests, prices)
+                      {p: side_stats(by_persona[p], True, prices) for p in personas}, requests, prices,
+                      run_cost(asked, prices))
 
 
 def _finalize(value: object) -> object:
@@ -313,6 +314,8 @@ def _report_environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
     env.filters["rate"] = lambda value: "—" if value is None else f"{value:.2f}"
     env.filters["percent"] = lambda rate: "—" if rate is None else f"{round(rate * 100)}%"
+    env.filters["dollars"] = dollars
+    env.filters["price"] = price_text
     return env
 
 

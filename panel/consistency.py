@@ -14,6 +14,7 @@ from pathlib import Path
 from panel.ask import VerdictJob, cache_key
 from panel.cards import RunSpec, ToolCard, ToolPair, content_hash
 from panel.config import Settings
+from panel.cost import Prices, RunCost, run_cost
 from panel.errors import PanelError
 from panel.labels import base_rate
 from panel.lint import RIVAL_DELIMITERS, TOOL_DELIMITERS
@@ -156,6 +157,7 @@ class ConsistencyReport:
     panel_ship_rate: float | None
     panel_base_rate: float | None
     requests: int
+    spent: RunCost  # the attempts this check made (cached answers cost it nothing)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -227,6 +229,7 @@ def check(run_file: str | Path, settings: Settings, store: Store, sample: int | 
     if error := reviewed.endpoint_error():  # every probe would only meet it again
         raise error
     requests = reviewed.requests
+    asked = list(reviewed.answers)
     original = store.answered_verdicts([j.cache_key for j in prepared.jobs])
     count = len(prepared.jobs) if sample is None else min(sample, len(prepared.jobs))
     chosen = set(random.Random(seed).sample(range(len(prepared.jobs)), count))
@@ -234,7 +237,9 @@ def check(run_file: str | Path, settings: Settings, store: Store, sample: int | 
     probes: list[Probe] = []
     for variant in (SWAPPED, BLINDED):
         variant_run = _variant_run(prepared, sampled, variant, settings)
-        requests += review(variant_run, settings, store).requests
+        probed = review(variant_run, settings, store)
+        requests += probed.requests
+        asked += probed.answers
         answers = store.answered_verdicts([j.cache_key for j in variant_run.jobs])
         for job, probe in zip(sampled, variant_run.jobs):
             probes.append(Probe(job.persona.id, job.tool.name, variant, original.get(job.cache_key),
@@ -245,6 +250,7 @@ def check(run_file: str | Path, settings: Settings, store: Store, sample: int | 
                 for p in prepared.personas]
     valid = [a for a in original.values() if a.valid]
     panel_rate = sum(a.verdict == "ship" for a in valid) / len(valid) if valid else None
-    report = ConsistencyReport(prepared.run_id, personas, probes, panel_rate, base_rate(labels), requests)
+    report = ConsistencyReport(prepared.run_id, personas, probes, panel_rate, base_rate(labels), requests,
+                               run_cost(asked, Prices.of(settings)))
     report.problems = _rate_problems(panel_rate, report.panel_base_rate, len(valid), tolerance)
     return report

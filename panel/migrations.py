@@ -11,6 +11,7 @@ from collections.abc import Callable
 import duckdb
 
 from panel.errors import StoreError
+from panel.views import create_views
 
 
 def _m001_core(con: duckdb.DuckDBPyConnection) -> None:
@@ -353,6 +354,19 @@ def _m009_journal_folds(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+def _m010_attempt_cost(con: duckdb.DuckDBPyConnection) -> None:
+    # What each attempt cost, and the prices (USD per million tokens) it was costed at, so a later price change
+    # does not rewrite history. NULL: prices unknown when it was asked (every attempt from before this migration).
+    con.execute("ALTER TABLE attempts ADD COLUMN cost_usd DOUBLE")
+    con.execute("ALTER TABLE attempts ADD COLUMN price_input DOUBLE")
+    con.execute("ALTER TABLE attempts ADD COLUMN price_output DOUBLE")
+
+
+def _m011_probe_free_views(con: duckdb.DuckDBPyConnection) -> None:
+    # Maintainers' compare/check runs leave the analysts' default views; `*_all` twins keep them; spend per run.
+    create_views(con)
+
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "core", _m001_core),
@@ -361,6 +375,8 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (7, "run purpose", _m007_run_purpose),
     (8, "override pair and headline", _m008_override_pair),
     (9, "journal folds", _m009_journal_folds),
+    (10, "attempt cost", _m010_attempt_cost),
+    (11, "probe-free views and spend", _m011_probe_free_views),
 ]
 
 

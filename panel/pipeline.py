@@ -17,6 +17,7 @@ from pathlib import Path
 from panel.ask import Answer
 from panel.chair import ChairOutcome, summarize_run
 from panel.config import Settings
+from panel.cost import Prices, RunCost, run_cost
 from panel.endpoints import Endpoint, missing_key_warning
 from panel.errors import BudgetExceeded, EndpointError, PanelError
 from panel.render import write_run_pages
@@ -64,6 +65,11 @@ class DraftOutcome:
     tally: RunTally | None = None  # None when the pages were not rendered
     pages: list[Path] = field(default_factory=list)  # HTML pages; the Markdown beside each has the suffix .md
     settled: bool = False  # every answer is in the database, none waits in the journal
+
+    @property
+    def cost(self) -> RunCost:
+        """What this draft's requests cost (reviewers and chair; cached answers are free) at the settings' prices."""
+        return run_cost(self.review.answers + self.chair.answers, Prices.of(self.settings))
 
     @property
     def run_id(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
-from panel.compare import CompareError, Prices, compare, render_compare_html
+from panel.compare import CompareError, compare, render_compare_html
 from panel.config import Settings
 from panel.errors import EndpointError
 from panel.labels import import_labels
@@ -131,7 +131,8 @@ def test_skeptic_edit_shows_exact_flips_and_agreement_before_and_after(workspace
         settings = reviewed(server, workspace, run_file)
         assert len(chat_requests(server)) == 24
         edit_skeptic(settings)
-        result = compare([run_file], settings, Store(settings.db_path), prices=Prices(1.0, 2.0))
+        priced = settings.with_overrides(price_input=1000.0, price_output=2000.0)  # USD per million: 1 and 2 per 1k
+        result = compare([run_file], priced, Store(settings.db_path))
         # The old skeptic's answers come from the cache; only the edited skeptic is asked, once per tool.
         assert result.requests == {"before": 0, "after": 6}
         assert len(chat_requests(server)) == 30
@@ -150,6 +151,9 @@ def test_skeptic_edit_shows_exact_flips_and_agreement_before_and_after(workspace
     completion = sum(item.after.completion_tokens for item in result.items)
     assert after.tokens == prompt + completion > 0
     assert after.cost == pytest.approx(prompt / 1000 * 1.0 + completion / 1000 * 2.0)
+    # What the comparison spent: the six edited-skeptic answers it asked (the old side came from the cache).
+    assert (result.spent.prompt_tokens, result.spent.completion_tokens) == (prompt, completion)
+    assert result.spent.usd == pytest.approx(after.cost)
     [(name, old, new)] = result.changes()
     assert name == "skeptic" and old.startswith("stored ") and new.startswith("working tree ")
 

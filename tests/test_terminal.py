@@ -97,8 +97,9 @@ REVIEWS = ("SELECT r.tool_name, v.review FROM run_verdicts r JOIN verdicts v USI
            "ORDER BY r.tool_name, r.persona_id")
 
 
-def test_sql_table_shows_model_text_without_its_control_characters(reviewed: tuple[Path, str]) -> None:
-    result = run_panel("sql", REVIEWS, "--db", str(reviewed[0]))
+@pytest.mark.parametrize("layout", ["table", "vertical"])
+def test_sql_table_shows_model_text_without_its_control_characters(reviewed: tuple[Path, str], layout: str) -> None:
+    result = run_panel("sql", REVIEWS, "--format", layout, "--db", str(reviewed[0]))
     assert result.returncode == 0, result.stderr
     assert not [c for c in HIDDEN if c in result.stdout]
     assert "click here" in result.stdout and "desrever" in result.stdout and LINKED in result.stdout

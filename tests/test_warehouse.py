@@ -260,7 +260,7 @@ def test_views_agree_with_the_rendered_page_for_a_reviewed_run(fake: FakeOpenAI,
 # --- panel sql ----------------------------------------------------------------------------------------------
 def test_sql_prints_a_table_csv_or_json(history: Path) -> None:
     query = "SELECT run_id, left_name, left_ship_pct, started_at FROM pair_summary ORDER BY run_id, pair_index"
-    table = invoke("sql", query, "--db", str(history))
+    table = invoke("sql", query, "--db", str(history), "--format", "table")
     assert "Gamma" in table and "66.6667" in table and "3 rows" in table
     as_csv = list(csv.DictReader(io.StringIO(invoke("sql", query, "--db", str(history), "--format", "csv"))))
     assert [row["left_name"] for row in as_csv] == ["Alpha", "Alpha", "Gamma"]

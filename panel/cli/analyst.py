@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
@@ -24,15 +25,19 @@ from panel.vendor_text import HIDDEN_CHARACTER, strip_hidden
 from panel.warehouse import QUERY_TIMEOUT_S, QueryResult, export, run_query
 
 TABLE_ROWS = 1000  # a terminal table beyond this is unreadable; csv and json print everything
+# A table column narrower than its values folds them, but never below this many cells: below it `panel sql`
+# prints the rows vertically instead (18 columns squeezed into 80 are one character each).
+READABLE_WIDTH = 12
 
 WaitOption = Annotated[float, typer.Option(
     "--wait", min=0, help="Seconds to wait while a running review holds the database for a write.")]
 
 
 class SqlFormat(str, Enum):
-    """How `panel sql` prints rows."""
+    """How `panel sql` prints rows (default: a table, or vertical when it is too wide, on a terminal; else CSV)."""
 
     table = "table"
+    vertical = "vertical"
     csv = "csv"
     json = "json"
 
@@ -47,7 +52,9 @@ class ExportFormat(str, Enum):
 @app.command("sql")
 def sql_command(
     query: Annotated[str, typer.Argument(help="One SELECT (or EXPLAIN) statement; see docs/schema.md.")],
-    output: Annotated[SqlFormat, typer.Option("--format", help="table, csv or json.")] = SqlFormat.table,
+    output: Annotated[Optional[SqlFormat], typer.Option("--format", help=(
+        "table, vertical (one `column: value` line each, record by record), csv or json. Default: on a "
+        "terminal a table, or vertical when the table would not fit its width; piped or redirected, csv."))] = None,
     timeout: Annotated[float, typer.Option(
         min=0.1, help="Cancel the query after this many seconds (meanwhile a running review keeps its answers "
                       "in its journal and stores them once the query ends).")]
@@ -62,10 +69,16 @@ def sql_command(
     Example: panel sql "SELECT persona_id, persona_version, ship_rate FROM persona_by_version"
     """
     result = run_query(make_settings(db).db_path, query, timeout_s=timeout, wait_s=wait)
+    if output is None:
+        output = SqlFormat.table if console.is_terminal else SqlFormat.csv
+        if output is SqlFormat.table and not _fits(result, console.width):
+            output = SqlFormat.vertical
     if output is SqlFormat.csv:
         _print_csv(result)
     elif output is SqlFormat.json:
         _print_json(result)
+    elif output is SqlFormat.vertical:
+        _print_vertical(result)
     else:
         _print_table(result)
 
@@ -97,13 +110,55 @@ def export_command(
     console.print(table)
 
 
+def _widths(result: QueryResult) -> list[int]:
+    """Each column's natural width in terminal cells: its widest line of header or shown value."""
+    widths = [_text_width(terminal_text(column)) for column in result.columns]
+    for row in result.rows[:TABLE_ROWS]:
+        widths = [max(width, _text_width(_cell(value))) for width, value in zip(widths, row)]
+    return widths
+
+
+def _text_width(text: Text) -> int:
+    return max((cell_len(line) for line in text.plain.splitlines()), default=0)
+
+
+def _readable(widths: list[int]) -> list[int]:
+    """The width each column may not be squeezed below: its whole width up to READABLE_WIDTH (then it folds)."""
+    return [min(width, READABLE_WIDTH) for width in widths]
+
+
+def _fits(result: QueryResult, width: int) -> bool:
+    """True when a table gives every column its readable width within `width` (a cell's border and padding: 3)."""
+    return sum(_readable(_widths(result))) + 3 * len(result.columns) + 1 <= width
+
+
 def _print_table(result: QueryResult) -> None:
     table = Table(show_lines=False)
-    for column in result.columns:
-        table.add_column(terminal_text(column), overflow="fold")
+    for column, least in zip(result.columns, _readable(_widths(result))):
+        table.add_column(terminal_text(column), overflow="fold", min_width=least)
     for row in result.rows[:TABLE_ROWS]:
         table.add_row(*(_cell(value) for value in row))
     console.print(table)
+    _print_count(result)
+
+
+def _print_vertical(result: QueryResult) -> None:
+    """One record at a time, a `column: value` line per column (psql's \\x), for rows too wide for a table."""
+    names = [strip_hidden(column) for column in result.columns]
+    indent = max((cell_len(name) for name in names), default=0) + 2
+    shown = result.rows[:TABLE_ROWS]
+    for number, row in enumerate(shown, 1):
+        console.print(f"-[ record {number} of {len(result.rows):,} ]", style="dim")
+        for name, value in zip(names, row):
+            line = Text(f"{name}:".ljust(indent))
+            lines = _cell(value).split("\n")  # a multi-line value keeps its lines, each indented under the first
+            for index, part in enumerate(lines):
+                line.append_text(part if index == 0 else Text("\n" + " " * indent).append_text(part))
+            console.print(line)
+    _print_count(result)
+
+
+def _print_count(result: QueryResult) -> None:
     total = len(result.rows)
     hidden = f" ({total - TABLE_ROWS:,} not shown: add LIMIT or use --format csv)" if total > TABLE_ROWS else ""
     console.print(f"{total:,} row{'s' if total != 1 else ''}{hidden}")

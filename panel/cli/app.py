@@ -42,6 +42,9 @@ MaxRequestsOption = Annotated[Optional[int], typer.Option(min=1, help="Budget: s
 TokenBudgetOption = Annotated[Optional[int], typer.Option("--token-budget", min=1, help="Budget: stop cleanly once this many prompt+completion tokens are spent in the run.")]
 PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/ in the project).")]
 PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/ in the project).")]
+# USD per million tokens (also price_input/price_output in panel.toml); the cost line and stored attempts use them.
+PriceInputOption = Annotated[Optional[float], typer.Option("--price-input", min=0, help="USD per million prompt tokens, for the printed and stored cost (default: unknown; the embedded model: 0).")]
+PriceOutputOption = Annotated[Optional[float], typer.Option("--price-output", min=0, help="USD per million completion tokens.")]
 PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]
 # Every command that loads run files; the name is cards.OUTSIDE_CARDS_FLAG, quoted by the error it lifts.
 AllowOutsideCardsOption = Annotated[bool, typer.Option(

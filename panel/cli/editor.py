@@ -14,8 +14,9 @@ from panel.ask import Answer
 from panel.chair import ChairOutcome
 from panel.cli.app import (AllowOutsideCardsOption, BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption,
                            MaxRequestsOption, MaxRetriesOption, MaxTokensOption, ModelOption, ModeOption, OutOption,
-                           PersonaOption, PersonasDirOption, PromptsDirOption, SeedOption, TemperatureOption,
-                           TimeoutOption, TokenBudgetOption, app, console, err_console, make_settings, model_settings)
+                           PersonaOption, PersonasDirOption, PriceInputOption, PriceOutputOption, PromptsDirOption,
+                           SeedOption, TemperatureOption, TimeoutOption, TokenBudgetOption, app, console, err_console,
+                           make_settings, model_settings)
 from panel.config import Settings
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run
 from panel.render import write_run_pages
@@ -68,6 +69,8 @@ def review_command(
     max_retries: MaxRetriesOption = None,
     max_requests: MaxRequestsOption = None,
     token_budget: TokenBudgetOption = None,
+    price_input: PriceInputOption = None,
+    price_output: PriceOutputOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
@@ -81,7 +84,8 @@ def review_command(
     settings = model_settings(db, out, [run_file], endpoint_name=endpoint, base_url=base_url, model=model,
                               mode=mode, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
                               seed=seed, timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
-                              token_budget=token_budget, personas_dir=personas_dir, prompts_dir=prompts_dir,
+                              token_budget=token_budget, price_input=price_input, price_output=price_output,
+                              personas_dir=personas_dir, prompts_dir=prompts_dir,
                               allow_outside_cards=allow_outside_cards)
     try:  # Ctrl-C at any step (the chair, the render, the wait for a reader) keeps what was received
         with _ReviewPrinter(settings) as printer:
@@ -89,6 +93,7 @@ def review_command(
     except KeyboardInterrupt:
         err_console.print("interrupted: the answers received so far are stored; rerun the same command to resume")
         raise typer.Exit(code=130) from None
+    console.print(outcome.cost.line(), markup=False, highlight=False)  # what it spent, also when it stopped early
     if error := outcome.error():
         raise error
     for line in _chair_lines(outcome.chair):

@@ -11,12 +11,14 @@ from rich.table import Table
 from panel.ask import Answer
 from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxTokensOption,
-                           ModelOption, ModeOption, OutOption, PersonaOption, PersonasDirOption, PromptsDirOption,
-                           SeedOption, TemperatureOption, app, console, make_settings, model_settings)
+                           ModelOption, ModeOption, OutOption, PersonaOption, PersonasDirOption, PriceInputOption,
+                           PriceOutputOption, PromptsDirOption, SeedOption, TemperatureOption, app, console,
+                           make_settings, model_settings)
 from panel.cli.terminal import markup_text
-from panel.compare import Comparison, Prices, compare, render_compare_html, report_name, resolve_version
+from panel.compare import Comparison, compare, render_compare_html, report_name, resolve_version
 from panel.config import Settings
 from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
+from panel.cost import dollars
 from panel.labels import import_labels, make_label, save_labels
 from panel.lint import default_token_budget, lint
 from panel.personas import load_personas, load_templates
@@ -123,7 +125,7 @@ def _compare_table(result: Comparison) -> Table:
                       f"{_rate(b.balanced_accuracy)} → {_rate(a.balanced_accuracy)}",
                       f"{_rate(b.kappa)} → {_rate(a.kappa)}", f"{b.labelled} → {a.labelled}",
                       f"{_rate(b.mean_confidence)} → {_rate(a.mean_confidence)}",
-                      f"{b.tokens} → {a.tokens}", f"{b.cost:.4f} → {a.cost:.4f}")
+                      f"{b.tokens} → {a.tokens}", f"{dollars(b.cost)} → {dollars(a.cost)}")
     return table
 
 
@@ -133,8 +135,8 @@ def compare_command(
     persona: PersonaOption = None,
     base: Annotated[Optional[list[str]], typer.Option("--base", help="Stored version(s) for the before side (hash prefix; default: each prompt's most recently used version).")] = None,
     candidate: Annotated[Optional[list[str]], typer.Option("--candidate", help="Stored version(s) for the after side (default: the working tree).")] = None,
-    price_prompt: Annotated[float, typer.Option("--price-prompt", min=0, help="Price per 1k prompt tokens (default 0: the embedded model is free).")] = 0.0,
-    price_completion: Annotated[float, typer.Option("--price-completion", min=0, help="Price per 1k completion tokens.")] = 0.0,
+    price_input: PriceInputOption = None,
+    price_output: PriceOutputOption = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the HTML report (default <out>/compare/).")] = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
@@ -156,15 +158,16 @@ def compare_command(
     """
     settings = model_settings(db, out, run_files or [], endpoint_name=endpoint, base_url=base_url, model=model,
                               mode=mode, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
-                              seed=seed, personas_dir=personas_dir, prompts_dir=prompts_dir,
+                              seed=seed, price_input=price_input, price_output=price_output,
+                              personas_dir=personas_dir, prompts_dir=prompts_dir,
                               allow_outside_cards=allow_outside_cards)
     store = Store(settings.db_path)
-    result = compare(_run_files(run_files, settings), settings, store, base, candidate, persona,
-                     Prices(price_prompt, price_completion), on_answer=_progress)
+    result = compare(_run_files(run_files, settings), settings, store, base, candidate, persona, on_answer=_progress)
     for name, before, after in result.changes():
         console.print(f"{name}: {before} → {after}")
     console.print(f"requests: before {result.requests['before']}, after {result.requests['after']} "
                   "(cached answers cost none)")
+    console.print(result.spent.line())
     console.print(_compare_table(result))
     console.print(f"{len(result.flips)} verdict(s) flipped")
     for item in result.flips:
@@ -211,6 +214,8 @@ def check_command(
     temperature: TemperatureOption = None,
     max_tokens: MaxTokensOption = None,
     seed: SeedOption = None,
+    price_input: PriceInputOption = None,
+    price_output: PriceOutputOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
 ) -> None:
@@ -220,8 +225,9 @@ def check_command(
     """
     settings = model_settings(db, None, [run_file] if run_file else [], endpoint_name=endpoint,
                               base_url=base_url, model=model, mode=mode, concurrency=concurrency,
-                              temperature=temperature, max_tokens=max_tokens, seed=seed, personas_dir=personas_dir,
-                              prompts_dir=prompts_dir, allow_outside_cards=allow_outside_cards)
+                              temperature=temperature, max_tokens=max_tokens, seed=seed, price_input=price_input,
+                              price_output=price_output, personas_dir=personas_dir, prompts_dir=prompts_dir,
+                              allow_outside_cards=allow_outside_cards)
     report = check(run_file or settings.runs_dir / "example.yaml", settings, Store(settings.db_path), sample,
                    sample_seed, persona, max_flip_rate, tolerance)
     console.print(_check_table(report))
@@ -230,6 +236,7 @@ def check_command(
             console.print(f"  contradiction: {p.persona_id} on {tool}: {why}")
     console.print(f"panel ship rate {_rate(report.panel_ship_rate, True)} vs labelled base rate "
                   f"{_rate(report.panel_base_rate, True)}; {report.requests} requests made")
+    console.print(report.spent.line())
     for problem in report.problems:
         console.print(f"[red]panel:[/red] {markup_text(problem)}", markup=True)
     if report.failed:

@@ -22,6 +22,7 @@ import duckdb
 from panel.ask import Answer, VerdictJob
 from panel.cards import RunSpec
 from panel.config import Settings
+from panel.cost import Prices
 from panel.personas import Persona, PromptTemplates
 from panel.store.journal import JournalRecord
 from panel.store.records import AnsweredVerdict
@@ -32,8 +33,10 @@ VERDICT_FIELDS = ["cache_key", "run_id", "tool_id", "rival_tool_id", "persona_id
                   "model", "mode", "sampling_json", "verdict", "confidence", "headline", "review", "key_points_json",
                   "raw_answer", "valid", "attempt_count", "request_count", "prompt_tokens", "completion_tokens",
                   "latency_s", "flags_json", "created_at"]
+# A journal written before migration 10 has attempts without the last three: they fold as NULL (cost unknown).
 ATTEMPT_FIELDS = ["number", "status", "http_status", "error_class", "error_message", "raw_text", "prompt_tokens",
-                  "completion_tokens", "latency_s", "sdk_retries", "started_at"]
+                  "completion_tokens", "latency_s", "sdk_retries", "started_at", "cost_usd", "price_input",
+                  "price_output"]
 TOOL_COLUMNS = ["tool_id", "name", "category", "card_json", "flags_json", "first_seen_at"]
 PAIR_COLUMNS = ["run_id", "pair_index", "left_tool_id", "right_tool_id"]
 VERSION_COLUMNS = ["content_hash", "kind", "name", "text", "first_seen_at"]
@@ -85,6 +88,7 @@ def answers_record(run_id: str, answers: list[Answer], settings: Settings,
     """A batch of verdicts (valid or not) with every attempt; with `finish_status`, the run's end too."""
     now = datetime.now(timezone.utc)
     sampling = json.dumps(settings.sampling())
+    prices = Prices.of(settings)
     verdicts = []
     for answer in answers:
         job, verdict = answer.job, answer.verdict
@@ -97,7 +101,8 @@ def answers_record(run_id: str, answers: list[Answer], settings: Settings,
                answer.prompt_tokens, answer.completion_tokens, answer.latency_s,
                json.dumps(job.tool.flags, ensure_ascii=False), now]
         attempts = [[a.number, a.status, a.http_status, a.error_class, a.error_message, a.raw_text,
-                     a.prompt_tokens, a.completion_tokens, a.latency_s, a.sdk_retries, a.started_at]
+                     a.prompt_tokens, a.completion_tokens, a.latency_s, a.sdk_retries, a.started_at,
+                     prices.attempt_cost(a), prices.input, prices.output]
                     for a in answer.attempts]
         verdicts.append({**dict(zip(VERDICT_FIELDS, row)), "attempts": attempts})
     return _record("answers", run_id, verdicts=verdicts, status=finish_status, finished_at=now)
@@ -155,7 +160,8 @@ def _fold_answers(con: duckdb.DuckDBPyConnection, record: JournalRecord) -> None
         for verdict_id, verdict in zip(ids, verdicts):
             latest[verdict["cache_key"]] = generation = latest.get(verdict["cache_key"], 0) + 1
             verdict_rows.append([verdict_id, generation, *(verdict[name] for name in VERDICT_FIELDS)])
-            attempt_rows.extend([verdict_id, *attempt] for attempt in verdict["attempts"])
+            attempt_rows.extend([verdict_id, *attempt, *[None] * (len(ATTEMPT_FIELDS) - len(attempt))]
+                                for attempt in verdict["attempts"])
         insert_rows(con, "verdicts", ["verdict_id", "generation", *VERDICT_FIELDS], verdict_rows)
         insert_rows(con, "attempts", ["verdict_id", *ATTEMPT_FIELDS], attempt_rows)
     _fold_status(con, record)
