@@ -29,6 +29,17 @@ README = PROJECT_ROOT / "README.md"
 COMMAND_TIMEOUT_S = 120
 
 
+def installed_panel(text: str) -> str:
+    """A command line with the README's `.venv/bin/panel` as `panel`: the script on the test shell's PATH."""
+    return re.sub(r"(?<![\w./-])\.venv/bin/panel(?![\w.-])", "panel", text)
+
+
+def shows_rows(stdout: str) -> bool:
+    """Whether `panel sql` printed a row (as a table, which ends with its row count, or as CSV/JSON lines)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    return len(lines) >= 2 and not re.fullmatch(r"0 rows", lines[-1].strip()) and lines[-1].strip() != "[]"
+
+
 class Shell:
     """A user's shell in bash: one README command at a time, keeping the working directory and exports.
 
@@ -48,7 +59,7 @@ class Shell:
         (state / "exports").write_text("", encoding="utf-8")
 
     def _script(self, text: str) -> str:
-        text = re.sub(r"(?<![\w./-])\.venv/bin/panel(?![\w.-])", "panel", text)
+        text = installed_panel(text)
         exports, cwd = shlex.quote(str(self.state / "exports")), shlex.quote(str(self.state / "cwd"))
         return (f". {exports}\ncd {shlex.quote(str(self.cwd))} || exit 97\n{text}\n"
                 f"status=$?\npwd > {cwd}\nexport -p > {exports}\nexit $status\n")
@@ -62,13 +73,13 @@ class Shell:
 
     def start(self, text: str) -> subprocess.Popen:
         """Start one command line without waiting for it (its stdout and stderr piped)."""
-        return subprocess.Popen(["bash", "-c", f"cd {shlex.quote(str(self.cwd))} && {text}"], stdout=subprocess.PIPE,
+        return subprocess.Popen(["bash", "-c", f"cd {shlex.quote(str(self.cwd))} && {installed_panel(text)}"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.env)
 
 
 def serve_once(command: ShellCommand, shell: Shell) -> None:
     """Start `panel serve` on a free port, GET / once, then stop it with Ctrl-C."""
-    server = shell.start(f"exec {command.text.replace('.venv/bin/panel', 'panel')} --port 0")
+    server = shell.start(f"exec {command.text} --port 0")
     try:
         ready, _, _ = select.select([server.stdout], [], [], 60)
         line = server.stdout.readline() if ready else ""  # type: ignore[union-attr]
@@ -131,6 +142,8 @@ def test_every_readme_command_runs_in_order_in_a_new_project_against_the_fake(fa
         assert result.returncode == command.expected_exit, (
             f"{command}\nexited {result.returncode} (expected {command.expected_exit}) in {shell.cwd}\n"
             f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
+        if any(args[:1] == ["sql"] for args in panel_calls(command.text)):
+            assert shows_rows(result.stdout), f"{command}\nfound nothing: the earlier commands' data is missing\n{result.stdout}"
     assert shell.cwd.is_relative_to(tmp_path), "the README's commands left the new project"
     assert list((shell.cwd / "runs" / "pages").rglob("*.html")), "the README's review wrote no page in the project"
     assert len(chat_requests(fake)) >= 9, "the README's review did not ask the fake (8 verdicts and the chair)"
