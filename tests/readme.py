@@ -66,8 +66,9 @@ def split_comment(line: str) -> tuple[str, str]:
 
 
 def _sections(text: str) -> list[tuple[int, str]]:
-    """(offset, title) of every heading, in order."""
-    return [(m.start(), m.group(1).strip()) for m in re.finditer(r"^#{1,4} (.+)$", text, re.M)]
+    """(offset, title) of every heading outside fenced blocks (a shell comment is no heading), in order."""
+    prose = ANY_FENCE.sub(lambda block: re.sub(r"[^\n]", " ", block.group()), text)  # offsets kept
+    return [(m.start(), m.group(1).strip()) for m in re.finditer(r"^#{1,4} (.+)$", prose, re.M)]
 
 
 def shell_commands(text: str) -> list[ShellCommand]:
@@ -80,13 +81,14 @@ def shell_commands(text: str) -> list[ShellCommand]:
         for number, raw in enumerate(block.group(1).splitlines(), start=first_line):
             if not pending:
                 start = number
-            if raw.rstrip().endswith("\\"):
-                pending += raw.rstrip()[:-1] + " "
+            line = raw.strip() if pending else raw.rstrip()
+            if line.endswith("\\"):
+                pending += line[:-1].rstrip() + " "
                 continue
-            command, comment = split_comment(pending + raw)
+            command, comment = split_comment(pending + line)
             pending = ""
             if command.strip():
-                commands.append(ShellCommand(" ".join(command.split()), comment, start, section))
+                commands.append(ShellCommand(command.strip(), comment, start, section))
     return commands
 
 

@@ -122,6 +122,16 @@ NOT_RUN_AS_WRITTEN: dict[str, NotRun] = {
 }
 
 
+def test_readme_commands_join_continuations_drop_comments_and_read_a_promised_exit_status() -> None:
+    text = ("# Title\n\n```sh\n# a note\npanel a \\\n    --x 1   # exits 1\n"
+            "echo \"# not a  comment\" > f  # one\n```\n")
+    commands = shell_commands(text)
+    assert [c.text for c in commands] == ["panel a --x 1", 'echo "# not a  comment" > f']
+    assert [c.expected_exit for c in commands] == [1, 0]
+    assert (commands[0].line, commands[0].section, commands[1].comment) == (5, "Title", "one")
+    assert panel_calls(commands[1].text) == [] and panel_calls("x && .venv/bin/panel b --y > out") == [["b", "--y"]]
+
+
 def files_under(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
 
