@@ -58,23 +58,23 @@ class Shell:
                         PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
         (state / "exports").write_text("", encoding="utf-8")
 
-    def _script(self, text: str) -> str:
-        text = installed_panel(text)
+    def _script(self, text: str, keep_state: bool = True) -> str:
+        """The bash script that runs `text` where the last command left off (and, kept, records where it ends)."""
         exports, cwd = shlex.quote(str(self.state / "exports")), shlex.quote(str(self.state / "cwd"))
-        return (f". {exports}\ncd {shlex.quote(str(self.cwd))} || exit 97\n{text}\n"
-                f"status=$?\npwd > {cwd}\nexport -p > {exports}\nexit $status\n")
+        start = f". {exports}\ncd {shlex.quote(str(self.cwd))} || exit 97\n{installed_panel(text)}\n"
+        return start + (f"status=$?\npwd > {cwd}\nexport -p > {exports}\nexit $status\n" if keep_state else "")
 
     def run(self, text: str) -> subprocess.CompletedProcess:
         """Run one command line as typed; the next one starts where it left off."""
         result = subprocess.run(["bash", "-c", self._script(text)], capture_output=True, text=True, env=self.env,
-                                timeout=COMMAND_TIMEOUT_S)
+                                stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT_S)
         self.cwd = Path((self.state / "cwd").read_text(encoding="utf-8").strip())
         return result
 
     def start(self, text: str) -> subprocess.Popen:
         """Start one command line without waiting for it (its stdout and stderr piped)."""
-        return subprocess.Popen(["bash", "-c", f"cd {shlex.quote(str(self.cwd))} && {installed_panel(text)}"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env)
+        return subprocess.Popen(["bash", "-c", self._script(text, keep_state=False)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
 
 
 def serve_once(command: ShellCommand, shell: Shell) -> None:
