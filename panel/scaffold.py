@@ -23,6 +23,7 @@ PROJECT_FILES: tuple[tuple[str, str], ...] = (
     ("personas/*.md", "personas"),
     ("prompts/*.j2", "prompts"),
     ("runs/example.yaml", "runs/example.yaml"),
+    ("runs/example-labels.jsonl", "runs/example-labels.jsonl"),  # the reference page's labels: labels import, compare
     ("runs/cards/*.yaml", "runs/cards"),
 )
 NEXT_COMMAND = "panel review runs/example.yaml"

@@ -49,6 +49,7 @@ STATUS_FAULTS: dict[str, tuple[int, str, str, str | None]] = {
 }
 SCHEMA_VIOLATION_CONTENT = json.dumps({"verdict": "maybe", "confidence": 7})
 DEFAULT_MODELS = ("fake-model",)
+BLINDED_NAMES = ("Tool A", "Tool B")  # the names `panel check` gives a pair's tools (panel.consistency.BLIND_NAMES)
 
 Responder = Callable[[dict[str, Any]], str]
 FaultPlan = Callable[[int, dict[str, Any]], "str | None"]
@@ -105,11 +106,20 @@ def _persona_and_tool(body: dict[str, Any]) -> tuple[str, str]:
 
 
 def reference_responder(labels: Labels) -> Responder:
-    """Return a responder answering each persona's verdict on the tool under review from labels (default ship)."""
+    """Return a responder answering each persona's verdict on the tool under review from labels (default ship).
+
+    A tool `panel check` blinded (BLINDED_NAMES) gets the verdict its persona's labels give every tool, when they
+    agree (a consistent reviewer's answer without the name), else ship.
+    """
+    verdicts: dict[str, set[str]] = {}
+    for (_, persona), verdict in labels.items():
+        verdicts.setdefault(persona, set()).add(verdict)
 
     def respond(body: dict[str, Any]) -> str:
         persona, tool = _persona_and_tool(body)
-        verdict = labels.get((tool, persona), "ship")
+        only = verdicts.get(persona, set())
+        default = next(iter(only)) if tool in BLINDED_NAMES and len(only) == 1 else "ship"
+        verdict = labels.get((tool, persona), default)
         return json.dumps({
             "verdict": verdict,
             "confidence": 0.8 if verdict == "ship" else 0.7,

@@ -9,10 +9,11 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion
 
+from panel.consistency import BLIND_NAMES
 from tests.conftest import reference_labels_path
 from tests.fake_openai import (
-    FAULT_429, FAULT_EMPTY200, FAULT_HANG, FAULT_HTML200, FakeOpenAI, load_reference_labels, random_faults,
-    reference_responder,
+    BLINDED_NAMES, FAULT_429, FAULT_EMPTY200, FAULT_HANG, FAULT_HTML200, FakeOpenAI, load_reference_labels,
+    random_faults, reference_responder,
 )
 
 LABELS_PATH = reference_labels_path()
@@ -35,6 +36,19 @@ def test_healthy_reply_parses_as_chat_completion_with_the_labelled_verdict() -> 
     verdict = json.loads(reply.choices[0].message.content or "")
     assert verdict["verdict"] == "skip" and "SmolVLM2-2B" in verdict["review"]
     assert reply.usage is not None and reply.usage.total_tokens > 0
+
+
+def test_a_blinded_tool_gets_its_personas_verdict_when_the_labels_agree_on_every_tool() -> None:
+    assert BLINDED_NAMES == BLIND_NAMES
+    respond = reference_responder(load_reference_labels(LABELS_PATH))  # business: skip both; the others: ship both
+    for persona, verdict in (("business", "skip"), ("skeptic", "ship")):
+        body = {"messages": [{"role": "system", "content": f"Persona id: {persona}"},
+                             {"role": "user", "content": "BEGIN TOOL UNDER REVIEW\nName: Tool A\nTagline: hidden"}]}
+        assert json.loads(respond(body))["verdict"] == verdict
+    split = reference_responder({("X", "business"): "skip", ("Y", "business"): "ship"})
+    body = {"messages": [{"role": "system", "content": "Persona id: business"},
+                         {"role": "user", "content": "BEGIN TOOL UNDER REVIEW\nName: Tool B"}]}
+    assert json.loads(split(body))["verdict"] == "ship"
 
 
 def test_rate_limit_then_success_is_retried_by_the_sdk() -> None:

@@ -33,7 +33,7 @@ def test_init_writes_a_project_that_lints_clean(tmp_path: Path) -> None:
     assert tree(project) == {
         "panel.toml", "README.md", ".gitignore", "personas/README.md", "personas/builder.md",
         "personas/business.md", "personas/futurist.md", "personas/skeptic.md", "prompts/chair_system.j2",
-        "prompts/chair_user.j2", "prompts/system.j2", "prompts/user.j2", "runs/example.yaml",
+        "prompts/chair_user.j2", "prompts/system.j2", "prompts/user.j2", "runs/example.yaml", "runs/example-labels.jsonl",
         "runs/cards/perplexity-sonar-pro-2.yaml", "runs/cards/smolvlm2-2b.yaml"}
     assert "wrote demo/panel.toml" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "next: cd demo && panel review runs/example.yaml"

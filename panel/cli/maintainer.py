@@ -243,7 +243,7 @@ def check_command(
         raise typer.Exit(code=1)
 
 
-labels_app = typer.Typer(help="Gold labels: editors' ship/skip per tool and persona.\n\nExample: panel labels import ../shared/reference/labelled-reviews.jsonl",
+labels_app = typer.Typer(help="Gold labels: editors' ship/skip per tool and persona.\n\nExample: panel labels import runs/example-labels.jsonl",
                          no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
 
@@ -257,7 +257,7 @@ def labels_import_command(
 ) -> None:
     """Import gold labels from a JSONL file; importing the same file again adds nothing.
 
-    Example: panel labels import ../shared/reference/labelled-reviews.jsonl
+    Example: panel labels import runs/example-labels.jsonl
     """
     settings = make_settings(db, personas_dir=personas_dir)
     known = [p.id for p in load_personas(settings.personas_dir)]
