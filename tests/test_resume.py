@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,7 +84,9 @@ def test_killed_run_resumes_with_every_verdict_exactly_once(slow_fake: str, tmp_
     resumed = start_review(run_file, slow_fake, db, "--concurrency", "4")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
-    assert f"{kept} cached, {80 - kept} to ask" in out and "finished: 80 verdicts" in out
+    # The database held `kept` at the kill; answers still in the journal are folded in when the rerun opens it.
+    cached = int(re.search(r"(\d+) cached, (\d+) to ask", out).group(1))
+    assert kept <= cached < 80 and f"{cached} cached, {80 - cached} to ask" in out and "finished: 80 verdicts" in out
     assert query(db, f"SELECT count(*), count(DISTINCT cache_key), bool_and(valid) {REVIEWS}") == [(80, 80, True)]
     assert query(db, f"SELECT count(*) FROM attempts WHERE verdict_id IN (SELECT verdict_id {REVIEWS})") == [(80,)]
     assert query(db, "SELECT status FROM runs") == [("finished",)]
