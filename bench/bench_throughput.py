@@ -32,7 +32,7 @@ import httpx2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.synthetic_runs when run as a script
 
-from panel.ask import VerdictJob  # noqa: E402
+from panel.answers import VerdictJob  # noqa: E402
 from panel.config import Settings  # noqa: E402
 from panel.endpoints import Endpoint, get_mode, make_client  # noqa: E402
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run  # noqa: E402

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,96 +24,15 @@ import openai
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from panel.cards import RunSpec, ToolCard, content_hash
+from panel.answers import Answer, Attempt, VerdictJob
+from panel.cards import RunSpec, content_hash
 from panel.config import Settings
 from panel.endpoints import (ChatReply, Mode, count_requests, endpoint_identity, get_mode, reply_json,
                              reply_usage)
 from panel.personas import Persona, PromptTemplates, build_messages
-from panel.vendor_text import strip_hidden
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
 REASK_ECHO_LIMIT = 2000
-
-
-@dataclass(frozen=True)
-class VerdictJob:
-    """One verdict a run needs: persona x tool (with its rival), its messages and its cache key."""
-
-    cache_key: str
-    pair_index: int
-    persona: Persona
-    tool: ToolCard
-    rival: ToolCard
-    messages: list[dict[str, str]]
-    template_hash: str
-    # What a valid answer is: a Verdict for personas; other panel calls (the chair) bring their own.
-    answer_model: type[BaseModel] = Verdict
-
-
-@dataclass
-class Attempt:
-    """One request to the model and what came of it; every attempt is stored, so retry cost shows."""
-
-    number: int
-    status: str  # ok | invalid | bad_response | api_error | over_budget
-    started_at: datetime
-    latency_s: float = 0.0
-    http_status: int | None = None
-    error_class: str | None = None
-    error_message: str | None = None
-    raw_text: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0  # HTTP requests this attempt sent: 1 plus the SDK's retries
-
-    @property
-    def sdk_retries(self) -> int:
-        """Requests the SDK repeated within this attempt (transport errors, 408/409/429/5xx)."""
-        return max(self.requests - 1, 0)
-
-
-@dataclass
-class Answer:
-    """The outcome of asking for one verdict: a valid Verdict or None, with every attempt."""
-
-    job: VerdictJob
-    verdict: Verdict | Any | None
-    raw_text: str | None
-    attempts: list[Attempt] = field(default_factory=list)
-    # Why no request of the run can succeed (bad key, unknown model, nothing listening): the run stops.
-    fault: str | None = None
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Prompt tokens over all attempts."""
-        return sum(a.prompt_tokens for a in self.attempts)
-
-    @property
-    def completion_tokens(self) -> int:
-        """Completion tokens over all attempts."""
-        return sum(a.completion_tokens for a in self.attempts)
-
-    @property
-    def latency_s(self) -> float:
-        """Seconds spent in requests over all attempts."""
-        return sum(a.latency_s for a in self.attempts)
-
-    @property
-    def requests(self) -> int:
-        """HTTP requests made, counting the SDK's own retries."""
-        return sum(a.requests for a in self.attempts)
-
-    @property
-    def failure(self) -> str | None:
-        """Why there is no verdict, from the last attempt ("APIConnectionError: Connection error."); None if valid."""
-        if self.verdict is not None or not self.attempts:
-            return None
-        last = self.attempts[-1]
-        reason = (last.error_message or "").strip().splitlines()
-        if not reason:
-            return last.error_class or last.status
-        # The message may be a server's text: no terminal escapes or invisible characters.
-        return f"{last.error_class or last.status}: " + strip_hidden(reason[0])[:120]
 
 
 class MalformedResponse(Exception):

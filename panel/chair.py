@@ -15,7 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from panel.ask import Answer, RunBudget, VerdictJob, cache_key
+from panel.answers import Answer, VerdictJob
+from panel.ask import RunBudget, cache_key
 from panel.config import Settings
 from panel.endpoints import Endpoint
 from panel.errors import PersonaError

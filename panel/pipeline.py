@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from panel.ask import Answer
+from panel.answers import Answer
 from panel.chair import ChairOutcome, summarize_run
 from panel.config import Settings
 from panel.cost import Prices, RunCost, run_cost

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from panel.ask import Answer, RunBudget, VerdictJob, ask_all, plan_run
+from panel.answers import Answer, VerdictJob
+from panel.ask import RunBudget, ask_all, plan_run
 from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
 from panel.endpoints import Endpoint, get_mode, make_client, open_endpoint
