@@ -27,12 +27,12 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from panel.answers import Answer, Attempt, VerdictJob
 from panel.cards import RunSpec, content_hash
 from panel.config import Settings
-from panel.endpoints import (ChatReply, Mode, count_requests, endpoint_identity, get_mode, reply_json,
-                             reply_usage)
+from panel.model.client import count_requests
+from panel.model.identity import endpoint_identity
+from panel.model.modes import Mode, get_mode
+from panel.model.replies import ChatReply, reply_json, reply_usage
 from panel.personas import Persona, PromptTemplates, build_messages
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
-
-REASK_ECHO_LIMIT = 2000
 
 
 class MalformedResponse(Exception):
@@ -87,7 +87,7 @@ def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str,
               answer_model: type[BaseModel] = Verdict) -> str:
     """Content hash of everything that decides an answer: endpoint, messages, model, sampling, schema, mode.
 
-    The endpoint is its normalised base URL, or the embedded model's GGUF hash (endpoints.endpoint_identity):
+    The endpoint is its normalised base URL, or the embedded model's GGUF hash (model.identity.endpoint_identity):
     the same model name on another server is another answer.
     """
     return content_hash({"endpoint": endpoint_identity(settings), "messages": messages,
@@ -131,11 +131,7 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
                     answer.attempts[-1].status = "invalid"
                     answer.attempts[-1].error_class = "InvalidAnswer"
                     answer.attempts[-1].error_message = invalid.feedback
-                    # Only our own validation message goes back to the model, never an API error.
-                    messages = messages + [
-                        {"role": "assistant", "content": (text or "")[:REASK_ECHO_LIMIT]},
-                        {"role": "user", "content": invalid.feedback
-                            + " Reply again with only the corrected JSON object."}]
+                    messages = messages + mode.reask(text, invalid.feedback)
                     raise
                 answer.raw_text = text
     except (InvalidAnswer, MalformedResponse, RequestFailed):
@@ -149,7 +145,7 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
 @functools.cache
 def _request_args(mode: Mode, answer_model: type[BaseModel]) -> dict[str, Any]:
     # Building a JSON schema costs ~1 ms; a run asks with the same one hundreds of times.
-    return mode.request(verdict_schema(answer_model))
+    return mode.build_request(verdict_schema(answer_model))
 
 
 async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], settings: Settings,
@@ -195,7 +191,7 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
         attempt.status, attempt.error_class = "bad_response", "MalformedResponse"
         attempt.error_message = "status 200 but the body is not a chat completion"
         raise MalformedResponse() from None
-    text = mode.reply_text(reply)
+    text = mode.parse_reply(reply)
     attempt.raw_text = text
     return text
 
