@@ -1,4 +1,4 @@
-"""The model behind the SDK boundary: only ask.py, review and the CLI's setup reach in here.
+"""The model behind the SDK boundary (openai, httpx2): asking (panel.ask), review and serving use it.
 
     endpoint.py   which endpoint answers: its URL spelled one way, loopback or not, its API key
     embedded.py   the embedded llama.cpp server: runtime check, its GGUF file, start and stop
@@ -7,5 +7,6 @@
     replies.py    what a chat completion must hold, and the tokens it reports
     modes.py      structured-output modes: build the request, parse the reply, shape the re-ask
 
-Nothing here is imported by the store, the tally or the pages (tests/test_sdk_boundary.py).
+The store, the tally and the pages import only modes.py of it (config checks mode names there), SDK-free
+(tests/test_sdk_boundary.py); the data they read is in panel/answers.py.
 """
