@@ -32,9 +32,11 @@ import httpx2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.synthetic_runs when run as a script
 
-from panel.ask import VerdictJob  # noqa: E402
+from panel.answers import VerdictJob  # noqa: E402
 from panel.config import Settings  # noqa: E402
-from panel.endpoints import Endpoint, get_mode, make_client  # noqa: E402
+from panel.model.client import make_client  # noqa: E402
+from panel.model.endpoint import Endpoint  # noqa: E402
+from panel.model.modes import get_mode  # noqa: E402
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run  # noqa: E402
 from panel.review import PreparedRun  # noqa: E402
 from panel.verdict import verdict_schema  # noqa: E402
@@ -92,7 +94,7 @@ def timed_review(run_file: Path, settings: Settings, refresh: bool = False) -> t
 
 def transport_seconds(base_url: str, jobs: list[VerdictJob], settings: Settings) -> float:
     """Seconds a bare httpx2 client takes to send the jobs' requests at the same concurrency."""
-    extra = get_mode(settings.structured_mode).request(verdict_schema())
+    extra = get_mode(settings.structured_mode).build_request(verdict_schema())
     bodies = [{"model": settings.model_name, "messages": job.messages, **settings.sampling(), **extra} for job in jobs]
 
     async def send_all() -> None:

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,96 +24,15 @@ import openai
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from panel.cards import RunSpec, ToolCard, content_hash
+from panel.answers import Answer, Attempt, VerdictJob
+from panel.cards import RunSpec, content_hash
 from panel.config import Settings
-from panel.endpoints import (ChatReply, Mode, count_requests, endpoint_identity, get_mode, reply_json,
-                             reply_usage)
+from panel.model.client import count_requests
+from panel.model.identity import endpoint_identity
+from panel.model.modes import Mode, get_mode
+from panel.model.replies import ChatReply, reply_json, reply_usage
 from panel.personas import Persona, PromptTemplates, build_messages
-from panel.vendor_text import strip_hidden
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
-
-REASK_ECHO_LIMIT = 2000
-
-
-@dataclass(frozen=True)
-class VerdictJob:
-    """One verdict a run needs: persona x tool (with its rival), its messages and its cache key."""
-
-    cache_key: str
-    pair_index: int
-    persona: Persona
-    tool: ToolCard
-    rival: ToolCard
-    messages: list[dict[str, str]]
-    template_hash: str
-    # What a valid answer is: a Verdict for personas; other panel calls (the chair) bring their own.
-    answer_model: type[BaseModel] = Verdict
-
-
-@dataclass
-class Attempt:
-    """One request to the model and what came of it; every attempt is stored, so retry cost shows."""
-
-    number: int
-    status: str  # ok | invalid | bad_response | api_error | over_budget
-    started_at: datetime
-    latency_s: float = 0.0
-    http_status: int | None = None
-    error_class: str | None = None
-    error_message: str | None = None
-    raw_text: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0  # HTTP requests this attempt sent: 1 plus the SDK's retries
-
-    @property
-    def sdk_retries(self) -> int:
-        """Requests the SDK repeated within this attempt (transport errors, 408/409/429/5xx)."""
-        return max(self.requests - 1, 0)
-
-
-@dataclass
-class Answer:
-    """The outcome of asking for one verdict: a valid Verdict or None, with every attempt."""
-
-    job: VerdictJob
-    verdict: Verdict | Any | None
-    raw_text: str | None
-    attempts: list[Attempt] = field(default_factory=list)
-    # Why no request of the run can succeed (bad key, unknown model, nothing listening): the run stops.
-    fault: str | None = None
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Prompt tokens over all attempts."""
-        return sum(a.prompt_tokens for a in self.attempts)
-
-    @property
-    def completion_tokens(self) -> int:
-        """Completion tokens over all attempts."""
-        return sum(a.completion_tokens for a in self.attempts)
-
-    @property
-    def latency_s(self) -> float:
-        """Seconds spent in requests over all attempts."""
-        return sum(a.latency_s for a in self.attempts)
-
-    @property
-    def requests(self) -> int:
-        """HTTP requests made, counting the SDK's own retries."""
-        return sum(a.requests for a in self.attempts)
-
-    @property
-    def failure(self) -> str | None:
-        """Why there is no verdict, from the last attempt ("APIConnectionError: Connection error."); None if valid."""
-        if self.verdict is not None or not self.attempts:
-            return None
-        last = self.attempts[-1]
-        reason = (last.error_message or "").strip().splitlines()
-        if not reason:
-            return last.error_class or last.status
-        # The message may be a server's text: no terminal escapes or invisible characters.
-        return f"{last.error_class or last.status}: " + strip_hidden(reason[0])[:120]
 
 
 class MalformedResponse(Exception):
@@ -168,7 +87,7 @@ def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str,
               answer_model: type[BaseModel] = Verdict) -> str:
     """Content hash of everything that decides an answer: endpoint, messages, model, sampling, schema, mode.
 
-    The endpoint is its normalised base URL, or the embedded model's GGUF hash (endpoints.endpoint_identity):
+    The endpoint is its normalised base URL, or the embedded model's GGUF hash (model.identity.endpoint_identity):
     the same model name on another server is another answer.
     """
     return content_hash({"endpoint": endpoint_identity(settings), "messages": messages,
@@ -212,11 +131,7 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
                     answer.attempts[-1].status = "invalid"
                     answer.attempts[-1].error_class = "InvalidAnswer"
                     answer.attempts[-1].error_message = invalid.feedback
-                    # Only our own validation message goes back to the model, never an API error.
-                    messages = messages + [
-                        {"role": "assistant", "content": (text or "")[:REASK_ECHO_LIMIT]},
-                        {"role": "user", "content": invalid.feedback
-                            + " Reply again with only the corrected JSON object."}]
+                    messages = messages + mode.reask(text, invalid.feedback)
                     raise
                 answer.raw_text = text
     except (InvalidAnswer, MalformedResponse, RequestFailed):
@@ -230,7 +145,7 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
 @functools.cache
 def _request_args(mode: Mode, answer_model: type[BaseModel]) -> dict[str, Any]:
     # Building a JSON schema costs ~1 ms; a run asks with the same one hundreds of times.
-    return mode.request(verdict_schema(answer_model))
+    return mode.build_request(verdict_schema(answer_model))
 
 
 async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], settings: Settings,
@@ -276,7 +191,7 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
         attempt.status, attempt.error_class = "bad_response", "MalformedResponse"
         attempt.error_message = "status 200 but the body is not a chat completion"
         raise MalformedResponse() from None
-    text = mode.reply_text(reply)
+    text = mode.parse_reply(reply)
     attempt.raw_text = text
     return text
 

@@ -15,10 +15,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from panel.ask import Answer, RunBudget, VerdictJob, cache_key
+from panel.answers import Answer, VerdictJob
+from panel.ask import RunBudget, cache_key
 from panel.config import Settings
-from panel.endpoints import Endpoint
 from panel.errors import PersonaError
+from panel.model.endpoint import Endpoint
 from panel.personas import Persona, PromptTemplates, load_templates, render_template
 from panel.review import ReviewOutcome, ask_jobs
 from panel.store import FOLD_WAIT_S, AnswerWriter, Store

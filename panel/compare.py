@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
-from panel.ask import Answer
+from panel.answers import Answer
 from panel.cards import content_hash
 from panel.config import Settings
 from panel.cost import Prices, RunCost, dollars, price_text, run_cost

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from panel.config_file import (EMBEDDED_PROFILE, MAX_REPLY_TOKENS, MODES, ConfigFile, EndpointTable, PathsTable,
-                               RunTable, SamplingTable, StructuredMode, check_value, got, read_config_file,
+from panel.config_file import (EMBEDDED_PROFILE, MAX_REPLY_TOKENS, ConfigFile, EndpointTable, PathsTable,
+                               RunTable, SamplingTable, check_value, got, read_config_file,
                                shown_path)
 from panel.errors import ConfigError
+from panel.model.modes import StructuredMode
 from panel.project import Project, find_project
 
-__all__ = ["EMBEDDED_MODEL_NAME", "KEYS", "MODES", "Key", "Settings", "StructuredMode", "load_settings"]
+__all__ = ["EMBEDDED_MODEL_NAME", "KEYS", "Key", "Settings", "load_settings"]
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_ORIGIN = "default"

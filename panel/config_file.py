@@ -11,14 +11,13 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from panel.errors import ConfigError
+from panel.model.modes import MODES, StructuredMode
 
-MODES: tuple[str, ...] = ("json_schema", "json_object_schema", "tools", "prompt")
-StructuredMode = Literal["json_schema", "json_object_schema", "tools", "prompt"]
 EMBEDDED_PROFILE = "embedded"
 # A per-reply limit above this is surely the run-wide budget under its old name.
 MAX_REPLY_TOKENS = 100_000

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from panel.ask import VerdictJob, cache_key
+from panel.answers import VerdictJob
+from panel.ask import cache_key
 from panel.cards import RunSpec, ToolCard, ToolPair, content_hash
 from panel.config import Settings
 from panel.cost import Prices, RunCost, run_cost

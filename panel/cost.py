@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from panel.ask import Answer, Attempt
+from panel.answers import Answer, Attempt
 from panel.config import Settings
 
 PER = 1_000_000  # prices are per million tokens

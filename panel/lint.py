@@ -17,13 +17,13 @@ from typing import Any
 
 from panel.cards import ToolCard, load_card, load_run
 from panel.config import Settings
-from panel.endpoints import get_mode
+from panel.model.modes import get_mode
 from panel.errors import PanelError, PersonaError
 from panel.personas import (SYSTEM_TEMPLATE, USER_TEMPLATE, Persona, PromptTemplates, build_messages,
                             load_templates, parse_persona)
 from panel.verdict import verdict_schema
 
-EMBEDDED_CONTEXT_TOKENS = 4096  # the embedded server's n_ctx (panel.endpoints.embedded_server)
+EMBEDDED_CONTEXT_TOKENS = 4096  # the embedded server's n_ctx (panel.model.embedded.embedded_server)
 CHARS_PER_TOKEN = 3.5  # measured ~4.0 on our prompts with SmolLM2's tokenizer; 3.5 errs on the safe side
 TOKENS_PER_MESSAGE = 4
 TOOL_DELIMITERS = ("BEGIN TOOL UNDER REVIEW", "END TOOL UNDER REVIEW")

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from panel.ask import Answer
+from panel.answers import Answer
 from panel.chair import ChairOutcome, summarize_run
 from panel.config import Settings
 from panel.cost import Prices, RunCost, run_cost
-from panel.endpoints import Endpoint, missing_key_warning
 from panel.errors import BudgetExceeded, EndpointError, PanelError
+from panel.model.endpoint import Endpoint, missing_key_warning
 from panel.render import write_run_pages
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
 from panel.store import SETTLE_WAIT_S, Store

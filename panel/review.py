@@ -7,11 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from panel.ask import Answer, RunBudget, VerdictJob, ask_all, plan_run
+from panel.answers import Answer, VerdictJob
+from panel.ask import RunBudget, ask_all, plan_run
 from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
-from panel.endpoints import Endpoint, get_mode, make_client, open_endpoint
 from panel.errors import EndpointError
+from panel.model.client import make_client
+from panel.model.embedded import open_endpoint
+from panel.model.endpoint import Endpoint
+from panel.model.modes import get_mode
 from panel.personas import Persona, PromptTemplates, load_personas, load_templates
 from panel.store import FOLD_WAIT_S, AnswerWriter, Store
 

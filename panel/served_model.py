@@ -12,8 +12,9 @@ import openai
 
 from panel.config import Settings
 from panel.config_file import EMBEDDED_PROFILE
-from panel.endpoints import api_key, tls_context
 from panel.errors import EndpointError
+from panel.model.client import tls_context
+from panel.model.endpoint import api_key
 
 SHOWN_MODELS = 10
 

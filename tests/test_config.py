@@ -14,8 +14,9 @@ import httpx2
 import pytest
 
 from panel.config import Settings, load_settings
-from panel.endpoints import Endpoint, make_client
 from panel.errors import ConfigError, EndpointError
+from panel.model.client import make_client
+from panel.model.endpoint import Endpoint
 from panel.project import Project, find_project
 from panel.served_model import with_served_model
 from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT, reference_labels_path

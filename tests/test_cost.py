@@ -15,7 +15,7 @@ import pytest
 from panel.config import Settings
 from tests.conftest import PROJECT_ROOT
 from panel.cost import Prices, RunCost, dollars
-from panel.endpoints import Endpoint
+from panel.model.endpoint import Endpoint
 from panel.migrations import MIGRATIONS
 from panel.review import prepare_run, review
 from panel.store import Store

@@ -9,7 +9,7 @@ import pytest
 
 from panel.config import Settings
 from panel.cost import Prices, run_cost
-from panel.endpoints import embedded_model_path
+from panel.model.embedded import embedded_model_path
 from panel.render import write_pages
 from panel.review import prepare_run, review
 from panel.store import Store

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from panel.config import Settings
-from panel.endpoints import Endpoint, gguf_sha256, hash_cache_path, normalise_base_url
 from panel.errors import EndpointError
+from panel.model.endpoint import Endpoint, normalise_base_url
+from panel.model.identity import gguf_sha256, hash_cache_path
 from panel.review import prepare_run, review
 from panel.store import Store
 from tests.conftest import EXAMPLE_RUN, chat_requests

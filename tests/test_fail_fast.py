@@ -11,8 +11,8 @@ import pytest
 from panel.cli import main
 from panel.config import Settings
 from panel.consistency import check
-from panel.endpoints import missing_key_warning
 from panel.errors import EndpointError
+from panel.model.endpoint import missing_key_warning
 from panel.store import Store
 from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FAULT_401, FAULT_403, FAULT_404_MODEL, FAULT_RESET, FakeOpenAI

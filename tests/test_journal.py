@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from panel.config import Settings
-from panel.endpoints import Endpoint
+from panel.model.endpoint import Endpoint
 from panel.pipeline import draft_run
 from panel.review import prepare_run, review
 from panel.store import LOCK_RETRY_S, Store

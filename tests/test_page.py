@@ -10,7 +10,7 @@ import pytest
 from panel.chair import summarize_run
 from panel.cli import main
 from panel.config import Settings
-from panel.endpoints import Endpoint
+from panel.model.endpoint import Endpoint
 from panel.render import markdown_escape
 from panel.store import Store
 from tests.conftest import EXAMPLE_RUN, chat_requests, reference_labels_path

@@ -10,7 +10,9 @@ import httpx2
 
 from panel.ask import Answer, RunBudget, ask_verdict
 from panel.config import Settings
-from panel.endpoints import Endpoint, get_mode, make_client
+from panel.model.client import make_client
+from panel.model.endpoint import Endpoint
+from panel.model.modes import get_mode
 from panel.review import prepare_run
 from tests.conftest import EXAMPLE_RUN
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from panel.config import Settings
-from panel.endpoints import Endpoint
+from panel.model.endpoint import Endpoint
 from panel.render import write_pages
 from panel.review import prepare_run, review
 from panel.store import Store

@@ -12,8 +12,8 @@ import pytest
 
 from panel.cli import main
 from panel.config import Settings
-from panel.endpoints import Endpoint
 from panel.errors import StoreError
+from panel.model.endpoint import Endpoint
 from panel.render import render_html, render_markdown
 from panel.review import prepare_run, review
 from panel.store import Store

@@ -14,7 +14,7 @@ import pytest
 
 from panel.embedded_setup import (LLAMA_CMAKE_ARGS, LLAMA_VERSION, log_dir, posix_cksum, setup_embedded,
                                   wheel_cache_dir)
-from panel.endpoints import NOT_INSTALLED
+from panel.model.embedded import NOT_INSTALLED
 from panel.errors import SetupError
 from tests.conftest import EXAMPLE_RUN
 

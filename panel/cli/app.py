@@ -18,8 +18,9 @@ import typer
 
 from panel.cards import load_run
 from panel.cli.terminal import console, err_console  # noqa: F401  (the commands print through these)
-from panel.config import MODES, Settings, project_settings
+from panel.config import Settings, project_settings
 from panel.errors import PanelError
+from panel.model.modes import MODES
 from panel.served_model import with_served_model
 
 app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",

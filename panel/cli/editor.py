@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from panel.ask import Answer
+from panel.answers import Answer
 from panel.chair import ChairOutcome
 from panel.cli.app import (AllowOutsideCardsOption, BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption,
                            MaxRequestsOption, MaxRetriesOption, MaxTokensOption, ModelOption, ModeOption, OutOption,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from panel.ask import Answer
+from panel.answers import Answer
 from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxTokensOption,
                            ModelOption, ModeOption, OutOption, PersonaOption, PersonasDirOption, PriceInputOption,

@@ -10,8 +10,8 @@ import typer
 
 from panel.cli.app import app, console
 from panel.embedded_setup import plan, setup_embedded
-from panel.endpoints import require_embedded_runtime
 from panel.errors import EndpointError
+from panel.model.embedded import require_embedded_runtime
 from panel.scaffold import NEXT_COMMAND, init_project
 
 setup_app = typer.Typer(help="Install what panel needs besides itself. Example: panel setup embedded",

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from panel.ask import Answer, VerdictJob
+from panel.answers import Answer, VerdictJob
 from panel.cards import RunSpec, ToolCard
 from panel.config import Settings
 from panel.errors import DatabaseBusy, StoreError

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from panel.ask import Answer, VerdictJob
+from panel.answers import Answer, VerdictJob
 from panel.cards import RunSpec
 from panel.config import Settings
 from panel.cost import Prices

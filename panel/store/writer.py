@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from panel.ask import Answer
+from panel.answers import Answer
 from panel.config import Settings
 from panel.errors import StoreError
 from panel.store.database import Store
