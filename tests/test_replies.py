@@ -12,7 +12,7 @@ from panel.ask import Answer, RunBudget, ask_verdict
 from panel.config import Settings
 from panel.endpoints import Endpoint, get_mode, make_client
 from panel.review import prepare_run
-from tests.conftest import EXAMPLE_RUN
+from tests.helpers import EXAMPLE_RUN
 
 VERDICT = json.dumps({"verdict": "ship", "confidence": 0.8, "headline": "A clear primitive",
                       "review": "It does one job well and the API is small enough to learn in an afternoon.",

@@ -27,18 +27,16 @@ from panel.errors import StoreError
 from panel.migrations import MIGRATIONS
 from panel.store import Store
 from panel.warehouse import export, run_query
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import EXAMPLE_RUN, PANEL, PROJECT_ROOT, run_panel
 
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 PERSONAS = ("builder", "skeptic", "futurist", "business")
 SCHEMA_DOC = PROJECT_ROOT / "docs" / "schema.md"
 
 
-def run_panel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    return subprocess.run([*PANEL, *args], capture_output=True, text=True, env=dict(env, COLUMNS="200"),
-                          timeout=timeout, cwd=PROJECT_ROOT)
+def panel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`panel *args` in a child process at the repository root, with no OPENAI_*/PANEL_* settings from this test."""
+    return run_panel(*args, clean_env=True, cwd=PROJECT_ROOT, timeout=timeout)
 
 
 def invoke(*args: str) -> str:
@@ -247,7 +245,7 @@ def test_run_agreement_is_fleiss_kappa_of_the_personas_own_verdicts(history: Pat
 
 def test_views_agree_with_the_rendered_page_for_a_reviewed_run(fake: FakeOpenAI, tmp_path: Path) -> None:
     db = tmp_path / "reviewed.duckdb"
-    reviewed = run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(db),
+    reviewed = panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(db),
                          "--out", str(tmp_path / "pages"))
     assert reviewed.returncode == 0, reviewed.stderr
     pair, = rows_as_dicts(db, "SELECT * FROM pair_summary")
@@ -308,7 +306,7 @@ def test_sql_that_writes_or_touches_files_is_refused_and_changes_nothing(history
 
 def test_refused_write_is_a_one_line_cli_error(history: Path) -> None:
     before = file_digest(history)
-    result = run_panel("sql", "DELETE FROM verdicts", "--db", str(history))
+    result = panel("sql", "DELETE FROM verdicts", "--db", str(history))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == ("error: refused: panel sql only reads (SELECT or EXPLAIN); "
                                      "this is a DELETE statement")
@@ -333,7 +331,7 @@ def test_corrupt_database_is_a_one_line_error_and_is_left_as_it_was(tmp_path: Pa
     db = tmp_path / "panel.duckdb"
     db.write_bytes(b"this is not a database\n" * 500)
     before = file_digest(db)
-    result = run_panel("sql", "SELECT count(*) FROM verdicts", "--db", str(db))
+    result = panel("sql", "SELECT count(*) FROM verdicts", "--db", str(db))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "not a valid DuckDB database file" in result.stderr and "Traceback" not in result.stderr
     assert file_digest(db) == before
@@ -362,7 +360,7 @@ def test_database_locked_by_another_process_is_a_one_line_error(history: Path) -
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        result = run_panel("sql", "SELECT count(*) FROM verdicts", "--db", str(history), "--wait", "0.3")
+        result = panel("sql", "SELECT count(*) FROM verdicts", "--db", str(history), "--wait", "0.3")
     finally:
         holder.kill()
         holder.wait()
@@ -447,11 +445,11 @@ def test_analysts_read_while_a_review_writes_in_another_process(tmp_path: Path) 
         assert writer.stdout.readline().startswith("run ")  # the database exists from here on
         counts, exports = [], 0
         while writer.poll() is None:
-            read = run_panel("sql", "SELECT count(*) AS n FROM verdicts", "--db", str(db), "--format", "csv")
+            read = panel("sql", "SELECT count(*) AS n FROM verdicts", "--db", str(db), "--format", "csv")
             assert read.returncode == 0, read.stderr
             counts.append(int(read.stdout.splitlines()[1]))
             if exports == 0 and counts[-1] > 0:
-                exported = run_panel("export", "--out", str(tmp_path / "export"), "--db", str(db))
+                exported = panel("export", "--out", str(tmp_path / "export"), "--db", str(db))
                 assert exported.returncode == 0, exported.stderr
                 exports += 1
         _, errors = writer.communicate(timeout=60)
