@@ -29,8 +29,8 @@ from panel.store import Store
 from panel.warehouse import export, run_query
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import EXAMPLE_RUN, PANEL, PROJECT_ROOT, run_panel
+from tests.stored_history import PERSONAS, History, verdict_table
 
-PERSONAS = ("builder", "skeptic", "futurist", "business")
 SCHEMA_DOC = PROJECT_ROOT / "docs" / "schema.md"
 
 
@@ -50,97 +50,6 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# --- a small stored history, written as the store writes it ----------------------------------------------
-class History:
-    """Writes runs, pairs, items and verdicts into a fresh panel database, the way a review stores them."""
-
-    def __init__(self, path: Path) -> None:
-        self.store = Store(path)
-        self.path = path
-
-    def tool_id(self, name: str) -> str:
-        return "tool-" + name.lower()
-
-    def run(self, run_id: str, started_at: str, pairs: list[tuple[str, str]],
-            verdicts: dict[tuple[str, str], str | None], persona_hashes: dict[str, str] | None = None,
-            attempts: dict[tuple[str, str], int] | None = None) -> None:
-        """Store a run whose (tool, persona) verdicts are given (None: no valid answer)."""
-        hashes = {p: f"{p}-v1" for p in PERSONAS} | (persona_hashes or {})
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO runs VALUES (?, ?, 'runs/x.yaml', 'fake-model', NULL, 'json_schema', '{}', "
-                        "'finished', ?, ?, 'review')", [run_id, f"Run {run_id}", started_at, started_at])
-            for persona, content_hash in hashes.items():
-                con.execute("INSERT INTO prompt_versions VALUES (?, 'persona', ?, ?, ?) ON CONFLICT DO NOTHING",
-                            [content_hash, persona, f"text of {content_hash}", started_at])
-            for index, (left, right) in enumerate(pairs):
-                for name in (left, right):
-                    con.execute("INSERT INTO tools VALUES (?, ?, 'Developer Tools', '{}', '[]', ?) "
-                                "ON CONFLICT DO NOTHING", [self.tool_id(name), name, started_at])
-                con.execute("INSERT INTO pairs VALUES (?, ?, ?, ?)",
-                            [run_id, index, self.tool_id(left), self.tool_id(right)])
-                for tool, rival in ((left, right), (right, left)):
-                    for persona in PERSONAS:
-                        key = f"{run_id}/{tool}/{persona}"
-                        con.execute("INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?)",
-                                    [run_id, index, self.tool_id(tool), self.tool_id(rival), persona, key])
-                        if (tool, persona) in verdicts:
-                            self._verdict(con, key, 1, run_id, self.tool_id(tool), self.tool_id(rival), persona,
-                                          hashes[persona], verdicts[(tool, persona)],
-                                          (attempts or {}).get((tool, persona), 1), started_at)
-
-    def refresh(self, run_id: str, tool: str, persona: str, verdict: str, created_at: str) -> None:
-        """Store a newer generation of a run item's verdict (what `panel review --refresh` does)."""
-        with self.store.transaction() as con:
-            key = f"{run_id}/{tool}/{persona}"
-            rival_id, persona_hash = con.execute("SELECT rival_tool_id, persona_hash FROM verdicts "
-                                                 "WHERE cache_key = ?", [key]).fetchall()[0]
-            self._verdict(con, key, 2, run_id, self.tool_id(tool), rival_id, persona, persona_hash, verdict, 1,
-                          created_at)
-
-    def _verdict(self, con: duckdb.DuckDBPyConnection, key: str, generation: int, run_id: str, tool_id: str,
-                 rival_id: str, persona: str, persona_hash: str, verdict: str | None, attempts: int,
-                 created_at: str) -> None:
-        con.execute("""
-            INSERT INTO verdicts (cache_key, generation, run_id, tool_id, rival_tool_id, persona_id, persona_hash,
-                template_hash, model, mode, sampling_json, verdict, confidence, headline, review, key_points_json,
-                raw_answer, valid, attempt_count, request_count, prompt_tokens, completion_tokens, latency_s,
-                flags_json, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, 'templates-v1', 'fake-model', 'json_schema', '{}', ?, ?, 'headline',
-                    'review', '[]', '{}', ?, ?, ?, 100, 50, 1.0, '[]', ?)""",
-            [key, generation, run_id, tool_id, rival_id, persona, persona_hash, verdict,
-             None if verdict is None else (0.9 if verdict == "ship" else 0.6), verdict is not None, attempts,
-             attempts, created_at])
-
-    def chair(self, run_id: str, pair_index: int, left: str, right: str, created_at: str) -> None:
-        """Store a panel chair's answer for a pair: a run item and verdict whose prompt is not a reviewer's."""
-        key = f"{run_id}/{pair_index}/chair"
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO prompt_versions VALUES ('chair-v1', 'chair', 'chair', 'chair text', ?) "
-                        "ON CONFLICT DO NOTHING", [created_at])
-            con.execute("INSERT INTO run_items VALUES (?, ?, ?, ?, 'chair', ?)",
-                        [run_id, pair_index, self.tool_id(left), self.tool_id(right), key])
-            self._verdict(con, key, 1, run_id, self.tool_id(left), self.tool_id(right), "chair", "chair-v1",
-                          "ship", 1, created_at)
-
-    def label(self, tool: str, persona: str | None, verdict: str, created_at: str) -> None:
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO labels (tool_name, persona_id, verdict, source, review, created_at) "
-                        "VALUES (?, ?, ?, 'editor', NULL, ?)", [tool, persona, verdict, created_at])
-
-    def override(self, run_id: str, tool: str, persona: str, verdict: str, created_at: str) -> None:
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, "
-                        "created_at) VALUES (?, ?, ?, ?, NULL, 'ed', NULL, ?)",
-                        [run_id, self.tool_id(tool), persona, verdict, created_at])
-
-
-def verdict_table(**by_tool: str) -> dict[tuple[str, str], str | None]:
-    """{(tool, persona): verdict} from strings like Alpha="ship skip ship ship" (builder, skeptic, futurist,
-    business; '-' for no valid answer)."""
-    return {(tool, persona): (None if word == "-" else word)
-            for tool, words in by_tool.items() for persona, word in zip(PERSONAS, words.split())}
-
-
 @pytest.fixture(scope="module")
 def stored_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two runs a month apart: January splits the panel, February (a new skeptic prompt) ships everything."""
@@ -154,11 +63,11 @@ def stored_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # 23:30 in New York on 31 January is 1 February in UTC: months are UTC months.
     h.run("run-feb", "2024-01-31 23:30:00-05:00", [("Alpha", "Beta")],
           verdict_table(Alpha="ship ship ship ship", Beta="ship ship ship ship"),
-          persona_hashes={"skeptic": "skeptic-v2"})
+          persona_versions={"skeptic": "v2"})
     h.label("Alpha", "skeptic", "ship", "2024-01-01 00:00:00+00")
     h.label("Alpha", "skeptic", "skip", "2024-01-05 00:00:00+00")  # the latest label is the one in force
     h.label("Alpha", None, "ship", "2024-01-05 00:00:00+00")  # a tool-level label: not a persona's gold
-    h.override("run-jan", "Beta", "business", "ship", "2024-01-12 00:00:00+00")
+    h.override("run-jan", "Beta", "business", "ship")
     return h.path
 
 
@@ -192,7 +101,8 @@ def test_persona_by_version_shows_how_a_prompt_version_moved_ship_rate_reasks_an
     rows = {(r["persona_id"], r["persona_version"]): r
             for r in rows_as_dicts(history, "SELECT * FROM persona_by_version")}
     skeptic_v1, skeptic_v2 = rows[("skeptic", 1)], rows[("skeptic", 2)]
-    assert (skeptic_v1["persona_hash"], skeptic_v2["persona_hash"]) == ("skeptic-v1", "skeptic-v2")
+    assert (skeptic_v1["persona_hash"], skeptic_v2["persona_hash"]) == (History.persona("skeptic", "v1").content_hash,
+                                                                        History.persona("skeptic", "v2").content_hash)
     assert (skeptic_v1["answers"], skeptic_v1["ship_rate"], skeptic_v1["reask_rate"]) == (4, 0.5, 0.25)
     assert (skeptic_v2["answers"], skeptic_v2["ship_rate"], skeptic_v2["reask_rate"]) == (2, 1.0, 0.0)
     # Gold for (Alpha, skeptic) is the latest label, skip: v1 agreed, v2 did not.
@@ -222,9 +132,7 @@ def test_persona_by_month_uses_utc_months_and_editor_overrides_count_as_gold(his
 
 
 def test_a_reverted_override_is_no_longer_gold(history: Path) -> None:
-    with duckdb.connect(str(history)) as con:  # what `panel override --revert` stores
-        con.execute("INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at) "
-                    "VALUES ('run-jan', 'tool-beta', 'business', NULL, NULL, 'ed', 'revert', '2024-01-13 00:00:00+00')")
+    History(history).override("run-jan", "Beta", "business", None, revert=True)  # what `panel override --revert` stores
     business = rows_as_dicts(history, "SELECT labelled, label_agreement FROM persona_by_month "
                                       "WHERE persona_id = 'business' ORDER BY month")
     assert business == [{"labelled": 0, "label_agreement": None}] * 2
