@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from panel.ask import Answer, Attempt, VerdictJob
 from panel.cards import Pricing, RunSpec, ToolCard, ToolPair
@@ -53,7 +54,7 @@ class History:
         """Journal `record` with every time in it set to `at`, and fold it into the database."""
         when = datetime.fromisoformat(at)
 
-        def dated(value: object) -> object:
+        def dated(value: Any) -> Any:
             if isinstance(value, datetime):
                 return when
             if isinstance(value, list):
@@ -66,9 +67,9 @@ class History:
         assert self.store.fold_journal()
 
     def _answer(self, job: VerdictJob, verdict: str | None, attempts: int, at: str) -> Answer:
-        answer = None if verdict is None else Verdict(
-            verdict=verdict, confidence=0.9 if verdict == "ship" else 0.6, headline="headline",
-            review="a review of the tool long enough to be a valid answer", key_points=["a point"])
+        answer = None if verdict is None else Verdict.model_validate(
+            {"verdict": verdict, "confidence": 0.9 if verdict == "ship" else 0.6, "headline": "headline",
+             "review": "a review of the tool long enough to be a valid answer", "key_points": ["a point"]})
         tries = [Attempt(number=n, status="ok" if answer is not None and n == attempts else "invalid",
                          started_at=datetime.fromisoformat(at), latency_s=1.0 / attempts, raw_text="{}",
                          prompt_tokens=100 // attempts, completion_tokens=50 // attempts, requests=1)
