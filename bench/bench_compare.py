@@ -26,7 +26,7 @@ from bench.bench_throughput import start_fake  # noqa: E402
 from panel.compare import compare  # noqa: E402
 from panel.config import Settings  # noqa: E402
 from panel.pipeline import draft_run  # noqa: E402
-from tests.synthetic_runs import write_synthetic_run  # noqa: E402
+from tests.helpers import write_synthetic_run  # noqa: E402
 
 
 def main() -> None:

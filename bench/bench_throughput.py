@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.synthetic_runs when run as a script
+sys.path.insert(0, str(ROOT))  # for tests.helpers when run as a script
 
 from panel.answers import VerdictJob  # noqa: E402
 from panel.config import Settings  # noqa: E402
@@ -40,7 +40,7 @@ from panel.model.modes import get_mode  # noqa: E402
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run  # noqa: E402
 from panel.review import PreparedRun  # noqa: E402
 from panel.verdict import verdict_schema  # noqa: E402
-from tests.synthetic_runs import write_synthetic_run  # noqa: E402
+from tests.helpers import write_synthetic_run  # noqa: E402
 
 VERDICTS_PER_PAIR = 8
 

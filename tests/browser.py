@@ -10,7 +10,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Dialog, Request, Route, sync_playwright
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

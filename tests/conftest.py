@@ -1,4 +1,9 @@
-"""Shared fixtures: a temp home for every test, the loopback fake endpoint, settings that point at both."""
+"""Shared fixtures: a temp home for every test, the loopback fake endpoint, settings that point at both, a
+reviewed database, a persona-edit workspace and a vote server. What each test file covers: tests/README.md.
+
+Shared functions and constants are in the helper modules (tests/helpers.py and the others the README lists);
+import them from there, not from this file or from a test module.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from panel.config import Settings
+from panel.store import Store
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder
+from tests.helpers import EXAMPLE_RUN, copy_db, reference_labels_path
+from tests.persona_edit import labelled_workspace
 
-# The repository root: itself a panel project (its panel.toml), where the CLI tests run.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
-EXAMPLE_RUN = PROJECT_ROOT / "runs" / "example.yaml"
-
-
-def reference_file(name: str) -> Path:
-    """A file of the reference page (shared/reference beside the checkout, else the copy in tests/data)."""
-    path = REFERENCE / name
-    return path if path.exists() else PROJECT_ROOT / "tests" / "data" / name
-
-
-def reference_labels_path() -> Path:
-    """The labelled reviews of the reference page."""
-    return reference_file("labelled-reviews.jsonl")
+if TYPE_CHECKING:
+    from panel.serve import VoteServer
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +60,23 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(db_path=tmp_path / "panel.duckdb", out_dir=tmp_path / "pages", max_retries=1, timeout_s=10)
 
 
-def chat_requests(server: FakeOpenAI) -> list:
-    """The chat-completion requests the fake received (not /models probes)."""
-    return [r for r in server.requests if r.path.endswith("/chat/completions")]
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Settings:
+    """A maintainer's persona-edit workspace (tests/persona_edit.py): personas copied, labels stored."""
+    return labelled_workspace(tmp_path)
+
+
+@pytest.fixture
+def store(reviewed_db: Path, tmp_path: Path) -> Store:
+    """The reviewed example run in a database of this test's own."""
+    return Store(copy_db(reviewed_db, tmp_path))
+
+
+@pytest.fixture
+def server(store: Store) -> Iterator[VoteServer]:
+    """`panel serve` running on a free loopback port over the test's database."""
+    from panel.serve import VoteServer  # the web stack, imported by the tests that serve only
+
+    with VoteServer(store) as running:
+        yield running

@@ -11,7 +11,7 @@ from panel.config import Settings
 from panel.pipeline import draft_run
 from panel.store import AnswerWriter
 from tests.fake_openai import FakeOpenAI
-from tests.synthetic_runs import write_synthetic_run
+from tests.helpers import write_synthetic_run
 
 
 def stored_verdicts(path: Path) -> int:

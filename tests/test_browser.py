@@ -9,9 +9,8 @@ from playwright.sync_api import Browser
 
 from panel.config import Settings
 from tests.browser import PageVisit, chromium, visit
-from tests.conftest import EXAMPLE_RUN, reference_file
-from tests.drafts import Draft, make_draft, reference_reviewers
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import Draft, EXAMPLE_RUN, make_draft, reference_file, reference_reviewers
 
 REFERENCE_PAGE = reference_file("comparison-page.txt")
 # The reference's page furniture we render as it is; the newsletter's sign-up form is left out (no forms, no scripts).

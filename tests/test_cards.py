@@ -11,20 +11,7 @@ import yaml
 from panel.cards import load_run
 from panel.errors import CardError
 from panel.vendor_text import FIELD_LIMITS, TRUNCATION_MARKER
-from tests.conftest import EXAMPLE_RUN
-
-GOOD_CARD = {
-    "name": "Acme Vector", "category": "Databases", "tagline": "Vectors, fast",
-    "description": "A vector database.", "pricing": {"entry": "Freemium", "details": "Free up to 1 GB."},
-    "links": {"homepage": "https://acme.example"},
-}
-
-
-def write_run(tmp_path: Path, left: dict, right: dict | None = None) -> Path:
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"pairs": [[left, right or dict(GOOD_CARD, name="Other")]]}), encoding="utf-8")
-    return path
-
+from tests.helpers import EXAMPLE_RUN, GOOD_CARD, write_run
 
 def test_example_run_loads_the_reference_pair() -> None:
     spec = load_run(EXAMPLE_RUN)

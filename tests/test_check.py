@@ -14,9 +14,9 @@ from panel.labels import import_labels
 from panel.personas import build_messages, load_personas, load_templates
 from panel.store import AnsweredVerdict, Store
 from panel.verdict import verdict_schema
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT, chat_requests, reference_labels_path
 from tests.fake_openai import FakeOpenAI, load_reference_labels, reference_responder
-from tests.test_compare import persona_and_tool
+from tests.helpers import EXAMPLE_RUN, PROJECT_ROOT, chat_requests, reference_labels_path
+from tests.persona_edit import persona_and_tool
 
 PERSONAS = ["builder", "skeptic", "futurist", "business"]
 
@@ -116,7 +116,7 @@ def test_a_panel_matching_the_labels_passes(labelled: Settings) -> None:
 
 
 def test_cli_check_exits_1_on_failure_and_prints_the_table(labelled: Settings) -> None:
-    from tests.test_cli import run_panel
+    from tests.helpers import run_panel
     with FakeOpenAI(responder=fickle_responder) as server:
         result = run_panel("check", str(EXAMPLE_RUN), "--base-url", server.base_url, "--model", "fake-model",
                            "--db", str(labelled.db_path))

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import typer.main
 
 from panel.cli import app
-from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FakeOpenAI
-
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
-
-
-def run_panel(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    import os
-    env = dict(os.environ, COLUMNS="200", **(env_extra or {}))
-    return subprocess.run([*PANEL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+from tests.helpers import EXAMPLE_RUN, chat_requests, run_panel
 
 
 def command_names() -> list[str]:

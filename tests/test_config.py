@@ -19,8 +19,8 @@ from panel.model.client import make_client
 from panel.model.endpoint import Endpoint
 from panel.project import Project, find_project
 from panel.served_model import with_served_model
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT, reference_labels_path
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder
+from tests.helpers import EXAMPLE_RUN, PROJECT_ROOT, reference_labels_path
 
 PROFILES = """\
 endpoint = "local"

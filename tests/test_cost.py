@@ -3,17 +3,14 @@ what they spent (cached verdicts cost nothing); analysts sum it by run, persona 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from panel.config import Settings
-from tests.conftest import PROJECT_ROOT
 from panel.cost import Prices, RunCost, dollars
 from panel.model.endpoint import Endpoint
 from panel.migrations import MIGRATIONS
@@ -21,18 +18,16 @@ from panel.review import prepare_run, review
 from panel.store import Store
 from panel.store.run_writes import answers_record
 from panel.warehouse import run_query
-from tests.conftest import EXAMPLE_RUN
 from tests.fake_openai import FakeOpenAI
-from tests.test_compare import MARKER
+from tests.helpers import EXAMPLE_RUN, PROJECT_ROOT, run_panel
+from tests.persona_edit import MARKER
 
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 NO_PRICES = "no prices set (--price-input/--price-output or price_input/price_output in panel.toml)"
 
 
 def panel(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    return subprocess.run([*PANEL, *args], capture_output=True, text=True, env=dict(env, COLUMNS="200"),
-                          timeout=120)
+    """`panel *args` in a child process with no OPENAI_*/PANEL_* settings from this test."""
+    return run_panel(*args, clean_env=True)
 
 
 def attempts(db: Path) -> list[tuple]:

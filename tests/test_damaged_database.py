@@ -16,8 +16,8 @@ import pytest
 from panel.cli import main
 from panel.store import Store
 from panel.warehouse import run_query
-from tests.conftest import EXAMPLE_RUN, chat_requests, reference_labels_path
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import EXAMPLE_RUN, chat_requests, reference_labels_path
 
 
 def _random_bytes(db: Path) -> None:

@@ -14,7 +14,7 @@ from panel.render import write_pages
 from panel.review import prepare_run, review
 from panel.store import Store
 from panel.tally import tally_run
-from tests.conftest import EXAMPLE_RUN
+from tests.helpers import EXAMPLE_RUN
 
 pytestmark = pytest.mark.slow
 

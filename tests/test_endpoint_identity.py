@@ -15,10 +15,8 @@ from panel.model.endpoint import Endpoint, normalise_base_url
 from panel.model.identity import gguf_sha256, hash_cache_path
 from panel.review import prepare_run, review
 from panel.store import Store
-from tests.conftest import EXAMPLE_RUN, chat_requests
-from tests.drafts import make_draft
 from tests.fake_openai import FakeOpenAI, chair_responder, reference_responder
-from tests.synthetic_runs import review_against
+from tests.helpers import EXAMPLE_RUN, chat_requests, make_draft, review_against
 
 
 def test_same_model_name_on_another_server_is_asked_again_chair_included(settings: Settings) -> None:

@@ -14,9 +14,8 @@ from panel.consistency import check
 from panel.errors import EndpointError
 from panel.model.endpoint import missing_key_warning
 from panel.store import Store
-from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FAULT_401, FAULT_403, FAULT_404_MODEL, FAULT_RESET, FakeOpenAI
-from tests.synthetic_runs import review_against
+from tests.helpers import EXAMPLE_RUN, chat_requests, review_against
 
 
 def rows(store: Store, sql: str) -> list[tuple]:

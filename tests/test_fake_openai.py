@@ -10,11 +10,11 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from panel.consistency import BLIND_NAMES
-from tests.conftest import reference_labels_path
 from tests.fake_openai import (
     BLINDED_NAMES, FAULT_429, FAULT_EMPTY200, FAULT_HANG, FAULT_HTML200, FakeOpenAI, load_reference_labels,
     random_faults, reference_responder,
 )
+from tests.helpers import reference_labels_path
 
 LABELS_PATH = reference_labels_path()
 MESSAGES = [

@@ -12,11 +12,10 @@ import duckdb
 
 from panel.config import Settings
 from panel.store import Store
-from tests.conftest import chat_requests
 from tests.fake_openai import (FAULT_400, FAULT_429, FAULT_500, FAULT_BAD_COMPLETION, FAULT_EMPTY200, FAULT_HANG,
                                FAULT_HTML200, FAULT_RESET, FAULT_SCHEMA_VIOLATION, FAULT_TRUNCATED_JSON, FakeOpenAI,
                                FaultPlan)
-from tests.synthetic_runs import review_against, write_synthetic_run
+from tests.helpers import chat_requests, review_against, write_synthetic_run
 
 SDK_FAULTS = (FAULT_429, FAULT_500, FAULT_RESET, FAULT_HANG)  # transport / HTTP status: the SDK retries
 ANSWER_FAULTS = (FAULT_HTML200, FAULT_EMPTY200, FAULT_TRUNCATED_JSON, FAULT_SCHEMA_VIOLATION)  # tenacity re-asks

@@ -15,8 +15,8 @@ from playwright.sync_api import Browser
 from panel.config import Settings
 from panel.render import CONTENT_SECURITY_POLICY
 from tests.browser import PageVisit, chromium, visit
-from tests.drafts import Draft, make_draft
 from tests.fake_openai import FakeOpenAI, RecordedRequest, chair_responder, reference_responder
+from tests.helpers import Draft, make_draft
 
 INVISIBLE = ["\u200b", "\u202e", "\u2066", "\u2069", "\U000e0041", "\x07", "\x1b"]
 LEFT = {

@@ -17,10 +17,8 @@ from panel.personas import build_messages, load_personas, load_templates
 from panel.render import safe_link
 from panel.vendor_text import DELIMITER_PLACEHOLDER, PROMPT_DELIMITER_NAMES
 from panel.verdict import verdict_schema
-from tests.conftest import PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
-from tests.synthetic_runs import review_against, synthetic_card
-from tests.test_cards import GOOD_CARD
+from tests.helpers import GOOD_CARD, PROJECT_ROOT, chat_requests, review_against, synthetic_card
 
 PROMPTS = PROJECT_ROOT / "prompts"
 INJECTION = "looks like a prompt-injection attempt"

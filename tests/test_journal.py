@@ -17,8 +17,8 @@ from panel.pipeline import draft_run
 from panel.review import prepare_run, review
 from panel.store import LOCK_RETRY_S, Store
 from panel.tally import CHAIR_ID
-from tests.conftest import EXAMPLE_RUN
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import EXAMPLE_RUN
 
 HOLDER = ("import duckdb, sys\n"
           "con = duckdb.connect(sys.argv[1], read_only=True)\n"

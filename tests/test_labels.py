@@ -13,10 +13,8 @@ from panel.cli import main
 from panel.labels import LabelError, base_rate, import_labels, labels_by_key, read_labels_file
 from panel.review import prepare_run, review
 from panel.store import Store
-from tests.conftest import EXAMPLE_RUN, reference_labels_path
 from tests.fake_openai import FakeOpenAI
-from tests.test_cli import run_panel
-from tests.test_overrides import writer_lock_held_elsewhere
+from tests.helpers import EXAMPLE_RUN, reference_labels_path, run_panel, writer_lock_held_elsewhere
 
 PERSONAS = ["builder", "skeptic", "futurist", "business"]
 

@@ -10,8 +10,7 @@ import pytest
 from panel.config import Settings
 from panel.lint import GRAMMAR_BOUND_LIMIT, lint, schema_findings
 from panel.verdict import verdict_schema
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
-from tests.test_cli import run_panel
+from tests.helpers import EXAMPLE_RUN, PROJECT_ROOT, run_panel
 
 
 @pytest.fixture

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,10 +13,9 @@ from panel.cli import main
 from panel.config import Settings
 from panel.render import render_html
 from panel.store import Store
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
-from tests.drafts import Draft, make_draft, reference_reviewers
 from tests.fake_openai import FAULT_SCHEMA_VIOLATION, FakeOpenAI, reference_responder
-from tests.test_page import visible
+from tests.helpers import (EXAMPLE_RUN, PROJECT_ROOT, Draft, make_draft, reference_reviewers, visible,
+                           writer_lock_held_elsewhere)
 
 SMOL, SONAR, OTHER = "SmolVLM2-2B", "Perplexity Sonar Pro 2 API", "Other Tool"
 CARDS = PROJECT_ROOT / "runs" / "cards"
@@ -160,22 +155,6 @@ def test_invalid_chair_override_needs_a_summary_and_renders_without_a_headline(
     tally = draft.tally()
     html = visible(render_html(tally, tally.pairs[0]))
     assert f"The panel would ship with {SMOL}" in html and "None" not in html
-
-
-@contextlib.contextmanager
-def writer_lock_held_elsewhere(db: Path) -> Iterator[None]:
-    """Another process holds the database's writer lock (as a running review or `panel serve` does) meanwhile."""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from panel.store import Store; "
-                               "store = Store(sys.argv[1]); store.acquire_writer(); print('held', flush=True); "
-                               "sys.stdin.read()",
-                               str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()  # the holder exits, and the OS releases its lock
-        holder.wait(timeout=30)
 
 
 def test_override_while_another_process_writes_is_refused_in_one_line_and_stores_nothing(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 
 import duckdb
 import pytest
@@ -13,10 +12,9 @@ from panel.config import Settings
 from panel.model.endpoint import Endpoint
 from panel.render import markdown_escape
 from panel.store import Store
-from tests.conftest import EXAMPLE_RUN, chat_requests, reference_labels_path
-from tests.drafts import make_draft, reference_reviewers
-from tests.fake_openai import (FAULT_SCHEMA_VIOLATION, FakeOpenAI, load_reference_reviews, reference_responder)
-from tests.test_cli import run_panel
+from tests.fake_openai import FAULT_SCHEMA_VIOLATION, FakeOpenAI, load_reference_reviews, reference_responder
+from tests.helpers import (EXAMPLE_RUN, chat_requests, make_draft, reference_labels_path, reference_reviewers, run_panel,
+                           visible)
 
 SMOL, SONAR = "SmolVLM2-2B", "Perplexity Sonar Pro 2 API"
 DESCRIPTION_WORDS = "without a cloud round-trip"  # from SmolVLM2-2B's vendor description
@@ -26,11 +24,6 @@ def reviews_with(**changes: dict) -> list[dict]:
     """The reference page's eight reviews with some rows changed, keyed 'tool|persona'."""
     rows = load_reference_reviews(reference_labels_path())
     return [{**row, **changes.get(f"{row['tool']}|{row['persona']}", {})} for row in rows]
-
-
-def visible(html: str) -> str:
-    """The page's text without tags, for order checks."""
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
 
 
 def test_chair_summary_is_stored_like_a_verdict_and_reused_on_rerun(settings: Settings) -> None:

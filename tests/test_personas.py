@@ -10,8 +10,7 @@ from panel.cards import load_run
 from panel.errors import PersonaError
 from panel.personas import build_messages, load_personas, load_templates
 from panel.verdict import verdict_schema
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
-from tests.test_cards import GOOD_CARD, write_run
+from tests.helpers import EXAMPLE_RUN, GOOD_CARD, PROJECT_ROOT, write_run
 
 PERSONAS = PROJECT_ROOT / "personas"
 PROMPTS = PROJECT_ROOT / "prompts"

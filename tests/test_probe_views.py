@@ -11,8 +11,7 @@ from panel.review import prepare_run, review
 from panel.store import Store
 from panel.warehouse import run_query
 from tests.fake_openai import FakeOpenAI
-from tests.test_compare import (edit_skeptic, reviewed, strict_skeptic_responder,  # noqa: F401 (workspace: a fixture)
-                                workspace, write_run)
+from tests.persona_edit import edit_skeptic, reviewed, strict_skeptic_responder, write_six_tool_run
 
 DEFAULT_VIEWS = ("run_verdicts", "pair_summary", "persona_answers", "run_agreement")
 
@@ -23,7 +22,7 @@ def run_ids(db: Path, view: str) -> set[str]:
 
 def test_a_compare_run_is_in_no_default_view_until_a_review_uses_its_answers(workspace: Settings,
                                                                              tmp_path: Path) -> None:
-    run_file = write_run(tmp_path)
+    run_file = write_six_tool_run(tmp_path)
     with FakeOpenAI(responder=strict_skeptic_responder) as server:
         settings = reviewed(server, workspace, run_file)
         db = settings.db_path
@@ -63,7 +62,7 @@ def test_a_compare_run_is_in_no_default_view_until_a_review_uses_its_answers(wor
 
 
 def test_check_probes_stay_out_of_the_default_views(workspace: Settings, tmp_path: Path) -> None:
-    run_file = write_run(tmp_path)
+    run_file = write_six_tool_run(tmp_path)
     with FakeOpenAI(responder=strict_skeptic_responder) as server:
         settings = reviewed(server, workspace, run_file)
         db = settings.db_path

@@ -11,8 +11,8 @@ import pytest
 
 import panel
 from panel.scaffold import init_project
-from tests.conftest import PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import PROJECT_ROOT
 
 
 def readme_python_example() -> str:

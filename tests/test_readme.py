@@ -20,7 +20,7 @@ from typing import NamedTuple
 import pytest
 
 from panel.scaffold import init_project
-from tests.conftest import PROJECT_ROOT, chat_requests
+from tests.helpers import PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
 from tests.readme import (PANEL_PROGRAMS, ShellCommand, all_commands, example_problems, flag_problems,
                           help_examples, inline_code, panel_calls, root_command, shell_commands)

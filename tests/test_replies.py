@@ -14,7 +14,7 @@ from panel.model.client import make_client
 from panel.model.endpoint import Endpoint
 from panel.model.modes import get_mode
 from panel.review import prepare_run
-from tests.conftest import EXAMPLE_RUN
+from tests.helpers import EXAMPLE_RUN
 
 VERDICT = json.dumps({"verdict": "ship", "confidence": 0.8, "headline": "A clear primitive",
                       "review": "It does one job well and the API is small enough to learn in an afternoon.",

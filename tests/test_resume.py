@@ -15,11 +15,9 @@ import duckdb
 import pytest
 
 from panel.store import BATCH_INTERVAL_S, connect
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
-from tests.synthetic_runs import write_synthetic_run
+from tests.helpers import EXAMPLE_RUN, PANEL, PROJECT_ROOT, chat_requests, write_synthetic_run
 
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 REVIEWS = "FROM verdicts WHERE persona_id <> 'chair'"  # the reviewers' verdicts; the chair's summaries come after
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
 

@@ -13,9 +13,8 @@ from panel.render import write_pages
 from panel.review import prepare_run, review
 from panel.store import Store
 from panel.tally import tally_run
-from tests.conftest import EXAMPLE_RUN, chat_requests
 from tests.fake_openai import FakeOpenAI, scripted_responder
-from tests.synthetic_runs import review_against
+from tests.helpers import EXAMPLE_RUN, chat_requests, review_against
 
 VALID = json.dumps({"verdict": "ship", "confidence": 0.8, "headline": "Solid primitive",
                     "review": "A clear primitive with a short path from first call to production use.",

@@ -18,9 +18,8 @@ from panel.render import render_html, render_markdown
 from panel.review import prepare_run, review
 from panel.store import Store
 from panel.tally import CHAIR_ID, tally_run
-from tests.conftest import EXAMPLE_RUN, reference_labels_path
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder
-from tests.synthetic_runs import review_against
+from tests.helpers import EXAMPLE_RUN, reference_labels_path, review_against
 
 STOPPED_BANNER = "This run stopped before every reviewer answered"
 

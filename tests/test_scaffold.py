@@ -12,14 +12,8 @@ import pytest
 
 from panel.errors import ScaffoldError
 from panel.scaffold import PROJECT_FILES, default_files, init_project
-
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
-REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def run_panel(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    return subprocess.run([*PANEL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+from tests.helpers import PROJECT_ROOT as REPOSITORY
+from tests.helpers import run_panel
 
 
 def tree(folder: Path) -> set[str]:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-import duckdb
 import httpx2
 import pytest
 
@@ -21,33 +17,9 @@ from panel.community import CommunityTally, RateLimiter
 from panel.errors import StoreError
 from panel.render import content_security_policy, render_html
 from panel.serve import ServeLimits, VoteServer
-from panel.store import Store, VoteTarget
+from panel.store import Store
 from panel.tally import tally_run
-
-# Building a TLS context costs ~80 ms per client; the loopback server is plain HTTP, so share one.
-TLS = ssl.create_default_context()
-
-
-def copy_db(source: Path, folder: Path) -> Path:
-    """A private copy of a stored database (with its WAL, if any) that a test may write."""
-    target = folder / source.name
-    for suffix in ("", ".wal"):
-        if Path(str(source) + suffix).exists():
-            shutil.copy(str(source) + suffix, str(target) + suffix)
-    return target
-
-
-@pytest.fixture
-def store(reviewed_db: Path, tmp_path: Path) -> Store:
-    """The reviewed example run in a database of this test's own."""
-    return Store(copy_db(reviewed_db, tmp_path))
-
-
-@pytest.fixture
-def server(store: Store) -> Iterator[VoteServer]:
-    """`panel serve` running on a free loopback port over the test's database."""
-    with VoteServer(store) as running:
-        yield running
+from tests.vote_clients import TLS, cast, new_reader, stored_events, the_pair, votes_url
 
 
 @pytest.fixture
@@ -55,36 +27,6 @@ def crowd_server(store: Store) -> Iterator[VoteServer]:
     """`panel serve` with the per-address limits lifted, for many readers sharing the loopback address."""
     with VoteServer(store, limits=ServeLimits(new_readers_per_minute=100, votes_per_minute_per_address=1000)) as running:
         yield running
-
-
-def the_pair(store: Store) -> VoteTarget:
-    """The example run's one pair."""
-    [target] = store.vote_targets()
-    return target
-
-
-def votes_url(target: VoteTarget) -> str:
-    return f"/runs/{target.run_id}/pairs/{target.pair_index + 1}/votes"
-
-
-def cast(client: httpx2.Client, target: VoteTarget, tool_id: str, verdict: str, csrf: str) -> httpx2.Response:
-    """Post a vote as the API does (Accept: application/json answers with the new tallies)."""
-    return client.post(votes_url(target), data={"tool": tool_id, "verdict": verdict, "csrf": csrf},
-                       headers={"accept": "application/json"})
-
-
-def new_reader(server: VoteServer, target: VoteTarget) -> tuple[httpx2.Client, str]:
-    """A new reader: a client holding the voter cookie and CSRF token the server issued to it."""
-    client = httpx2.Client(base_url=server.url, timeout=10, verify=TLS)
-    answer = client.get(votes_url(target))
-    assert answer.status_code == 200 and "panel_voter" in client.cookies
-    return client, answer.json()["csrf"]
-
-
-def stored_events(store: Store) -> list[tuple[str, str, str]]:
-    """Every vote event in the database (read after the server stopped), oldest first."""
-    with duckdb.connect(str(store.path), read_only=True) as con:
-        return con.execute("SELECT tool_id, voter_token, verdict FROM votes ORDER BY vote_id").fetchall()
 
 
 def test_vote_change_vote_and_second_reader_are_tallied_once_per_reader(store: Store, server: VoteServer) -> None:

@@ -18,9 +18,9 @@ from panel.cli.community import stop_summary
 from panel.serve import VoteServer
 from panel.store import Store
 from panel.store.journal import Journal
-from tests.test_serve import TLS, cast, copy_db, new_reader, the_pair, votes_url
+from tests.helpers import PANEL, copy_db
+from tests.vote_clients import TLS, cast, new_reader, the_pair, votes_url
 
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from panel.errors import PanelError
 from panel.serve import ServeLimits, VoteServer
 from panel.store import Store
-from tests.test_serve import TLS, cast, new_reader, server, store, stored_events, the_pair, votes_url  # noqa: F401
+from tests.vote_clients import TLS, cast, new_reader, stored_events, the_pair, votes_url
 
 # The figures README.md ("Community votes") documents for the default limits.
 DOCUMENTED_NEW_READERS_AT_ONCE = 10

@@ -19,7 +19,8 @@ import pytest
 
 from panel.serve import ServeLimits, VoteServer
 from panel.store import Store, VoteTarget
-from tests.test_serve import TLS, cast, copy_db, new_reader, the_pair, votes_url
+from tests.helpers import copy_db
+from tests.vote_clients import TLS, cast, new_reader, the_pair, votes_url
 
 SLOW_SOCKETS = 1000
 

@@ -16,9 +16,8 @@ from panel.embedded_setup import (LLAMA_CMAKE_ARGS, LLAMA_VERSION, log_dir, posi
                                   wheel_cache_dir)
 from panel.model.embedded import NOT_INSTALLED
 from panel.errors import SetupError
-from tests.conftest import EXAMPLE_RUN
+from tests.helpers import EXAMPLE_RUN, PANEL
 
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 WHEEL_NAME = f"llama_cpp_python-{LLAMA_VERSION}-py3-none-linux_x86_64.whl"
 # The flags the Makefile held before this command existed: the key of the wheels built by it.
 MAKEFILE_FLAGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF "

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ from typer.testing import CliRunner
 
 from panel.cli import app
 from panel.warehouse import run_query
+from tests.helpers import PANEL
 
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own colours and bold; any other escape would be a leak
 
 

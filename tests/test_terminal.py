@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI, chair_responder, reference_responder
-from tests.test_cli import run_panel
+from tests.helpers import PROJECT_ROOT, run_panel
 
 BRACKETED = "Tool [/bold] x"  # a closing tag with nothing open: rich raises MarkupError when it parses it
 LINKED = "[link=https://evil.example]x[/link]"  # parsed as markup, an OSC-8 hyperlink on a terminal

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page
 from panel.serve import VoteServer
 from panel.store import Store
 from tests.browser import chromium
-from tests.test_serve import copy_db
+from tests.helpers import copy_db
 
 
 @pytest.fixture

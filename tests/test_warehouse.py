@@ -27,18 +27,16 @@ from panel.errors import StoreError
 from panel.migrations import MIGRATIONS
 from panel.store import Store
 from panel.warehouse import export, run_query
-from tests.conftest import EXAMPLE_RUN, PROJECT_ROOT
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import EXAMPLE_RUN, PANEL, PROJECT_ROOT, run_panel
+from tests.stored_history import PERSONAS, History, verdict_table
 
-PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
-PERSONAS = ("builder", "skeptic", "futurist", "business")
 SCHEMA_DOC = PROJECT_ROOT / "docs" / "schema.md"
 
 
-def run_panel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    return subprocess.run([*PANEL, *args], capture_output=True, text=True, env=dict(env, COLUMNS="200"),
-                          timeout=timeout, cwd=PROJECT_ROOT)
+def panel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`panel *args` in a child process at the repository root, with no OPENAI_*/PANEL_* settings from this test."""
+    return run_panel(*args, clean_env=True, cwd=PROJECT_ROOT, timeout=timeout)
 
 
 def invoke(*args: str) -> str:
@@ -50,97 +48,6 @@ def invoke(*args: str) -> str:
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# --- a small stored history, written as the store writes it ----------------------------------------------
-class History:
-    """Writes runs, pairs, items and verdicts into a fresh panel database, the way a review stores them."""
-
-    def __init__(self, path: Path) -> None:
-        self.store = Store(path)
-        self.path = path
-
-    def tool_id(self, name: str) -> str:
-        return "tool-" + name.lower()
-
-    def run(self, run_id: str, started_at: str, pairs: list[tuple[str, str]],
-            verdicts: dict[tuple[str, str], str | None], persona_hashes: dict[str, str] | None = None,
-            attempts: dict[tuple[str, str], int] | None = None) -> None:
-        """Store a run whose (tool, persona) verdicts are given (None: no valid answer)."""
-        hashes = {p: f"{p}-v1" for p in PERSONAS} | (persona_hashes or {})
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO runs VALUES (?, ?, 'runs/x.yaml', 'fake-model', NULL, 'json_schema', '{}', "
-                        "'finished', ?, ?, 'review')", [run_id, f"Run {run_id}", started_at, started_at])
-            for persona, content_hash in hashes.items():
-                con.execute("INSERT INTO prompt_versions VALUES (?, 'persona', ?, ?, ?) ON CONFLICT DO NOTHING",
-                            [content_hash, persona, f"text of {content_hash}", started_at])
-            for index, (left, right) in enumerate(pairs):
-                for name in (left, right):
-                    con.execute("INSERT INTO tools VALUES (?, ?, 'Developer Tools', '{}', '[]', ?) "
-                                "ON CONFLICT DO NOTHING", [self.tool_id(name), name, started_at])
-                con.execute("INSERT INTO pairs VALUES (?, ?, ?, ?)",
-                            [run_id, index, self.tool_id(left), self.tool_id(right)])
-                for tool, rival in ((left, right), (right, left)):
-                    for persona in PERSONAS:
-                        key = f"{run_id}/{tool}/{persona}"
-                        con.execute("INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?)",
-                                    [run_id, index, self.tool_id(tool), self.tool_id(rival), persona, key])
-                        if (tool, persona) in verdicts:
-                            self._verdict(con, key, 1, run_id, self.tool_id(tool), self.tool_id(rival), persona,
-                                          hashes[persona], verdicts[(tool, persona)],
-                                          (attempts or {}).get((tool, persona), 1), started_at)
-
-    def refresh(self, run_id: str, tool: str, persona: str, verdict: str, created_at: str) -> None:
-        """Store a newer generation of a run item's verdict (what `panel review --refresh` does)."""
-        with self.store.transaction() as con:
-            key = f"{run_id}/{tool}/{persona}"
-            rival_id, persona_hash = con.execute("SELECT rival_tool_id, persona_hash FROM verdicts "
-                                                 "WHERE cache_key = ?", [key]).fetchall()[0]
-            self._verdict(con, key, 2, run_id, self.tool_id(tool), rival_id, persona, persona_hash, verdict, 1,
-                          created_at)
-
-    def _verdict(self, con: duckdb.DuckDBPyConnection, key: str, generation: int, run_id: str, tool_id: str,
-                 rival_id: str, persona: str, persona_hash: str, verdict: str | None, attempts: int,
-                 created_at: str) -> None:
-        con.execute("""
-            INSERT INTO verdicts (cache_key, generation, run_id, tool_id, rival_tool_id, persona_id, persona_hash,
-                template_hash, model, mode, sampling_json, verdict, confidence, headline, review, key_points_json,
-                raw_answer, valid, attempt_count, request_count, prompt_tokens, completion_tokens, latency_s,
-                flags_json, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, 'templates-v1', 'fake-model', 'json_schema', '{}', ?, ?, 'headline',
-                    'review', '[]', '{}', ?, ?, ?, 100, 50, 1.0, '[]', ?)""",
-            [key, generation, run_id, tool_id, rival_id, persona, persona_hash, verdict,
-             None if verdict is None else (0.9 if verdict == "ship" else 0.6), verdict is not None, attempts,
-             attempts, created_at])
-
-    def chair(self, run_id: str, pair_index: int, left: str, right: str, created_at: str) -> None:
-        """Store a panel chair's answer for a pair: a run item and verdict whose prompt is not a reviewer's."""
-        key = f"{run_id}/{pair_index}/chair"
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO prompt_versions VALUES ('chair-v1', 'chair', 'chair', 'chair text', ?) "
-                        "ON CONFLICT DO NOTHING", [created_at])
-            con.execute("INSERT INTO run_items VALUES (?, ?, ?, ?, 'chair', ?)",
-                        [run_id, pair_index, self.tool_id(left), self.tool_id(right), key])
-            self._verdict(con, key, 1, run_id, self.tool_id(left), self.tool_id(right), "chair", "chair-v1",
-                          "ship", 1, created_at)
-
-    def label(self, tool: str, persona: str | None, verdict: str, created_at: str) -> None:
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO labels (tool_name, persona_id, verdict, source, review, created_at) "
-                        "VALUES (?, ?, ?, 'editor', NULL, ?)", [tool, persona, verdict, created_at])
-
-    def override(self, run_id: str, tool: str, persona: str, verdict: str, created_at: str) -> None:
-        with self.store.transaction() as con:
-            con.execute("INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, "
-                        "created_at) VALUES (?, ?, ?, ?, NULL, 'ed', NULL, ?)",
-                        [run_id, self.tool_id(tool), persona, verdict, created_at])
-
-
-def verdict_table(**by_tool: str) -> dict[tuple[str, str], str | None]:
-    """{(tool, persona): verdict} from strings like Alpha="ship skip ship ship" (builder, skeptic, futurist,
-    business; '-' for no valid answer)."""
-    return {(tool, persona): (None if word == "-" else word)
-            for tool, words in by_tool.items() for persona, word in zip(PERSONAS, words.split())}
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +63,11 @@ def stored_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # 23:30 in New York on 31 January is 1 February in UTC: months are UTC months.
     h.run("run-feb", "2024-01-31 23:30:00-05:00", [("Alpha", "Beta")],
           verdict_table(Alpha="ship ship ship ship", Beta="ship ship ship ship"),
-          persona_hashes={"skeptic": "skeptic-v2"})
+          persona_versions={"skeptic": "v2"})
     h.label("Alpha", "skeptic", "ship", "2024-01-01 00:00:00+00")
     h.label("Alpha", "skeptic", "skip", "2024-01-05 00:00:00+00")  # the latest label is the one in force
     h.label("Alpha", None, "ship", "2024-01-05 00:00:00+00")  # a tool-level label: not a persona's gold
-    h.override("run-jan", "Beta", "business", "ship", "2024-01-12 00:00:00+00")
+    h.override("run-jan", "Beta", "business", "ship")
     return h.path
 
 
@@ -194,7 +101,8 @@ def test_persona_by_version_shows_how_a_prompt_version_moved_ship_rate_reasks_an
     rows = {(r["persona_id"], r["persona_version"]): r
             for r in rows_as_dicts(history, "SELECT * FROM persona_by_version")}
     skeptic_v1, skeptic_v2 = rows[("skeptic", 1)], rows[("skeptic", 2)]
-    assert (skeptic_v1["persona_hash"], skeptic_v2["persona_hash"]) == ("skeptic-v1", "skeptic-v2")
+    assert (skeptic_v1["persona_hash"], skeptic_v2["persona_hash"]) == (History.persona("skeptic", "v1").content_hash,
+                                                                        History.persona("skeptic", "v2").content_hash)
     assert (skeptic_v1["answers"], skeptic_v1["ship_rate"], skeptic_v1["reask_rate"]) == (4, 0.5, 0.25)
     assert (skeptic_v2["answers"], skeptic_v2["ship_rate"], skeptic_v2["reask_rate"]) == (2, 1.0, 0.0)
     # Gold for (Alpha, skeptic) is the latest label, skip: v1 agreed, v2 did not.
@@ -224,9 +132,7 @@ def test_persona_by_month_uses_utc_months_and_editor_overrides_count_as_gold(his
 
 
 def test_a_reverted_override_is_no_longer_gold(history: Path) -> None:
-    with duckdb.connect(str(history)) as con:  # what `panel override --revert` stores
-        con.execute("INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at) "
-                    "VALUES ('run-jan', 'tool-beta', 'business', NULL, NULL, 'ed', 'revert', '2024-01-13 00:00:00+00')")
+    History(history).override("run-jan", "Beta", "business", None, revert=True)  # what `panel override --revert` stores
     business = rows_as_dicts(history, "SELECT labelled, label_agreement FROM persona_by_month "
                                       "WHERE persona_id = 'business' ORDER BY month")
     assert business == [{"labelled": 0, "label_agreement": None}] * 2
@@ -247,7 +153,7 @@ def test_run_agreement_is_fleiss_kappa_of_the_personas_own_verdicts(history: Pat
 
 def test_views_agree_with_the_rendered_page_for_a_reviewed_run(fake: FakeOpenAI, tmp_path: Path) -> None:
     db = tmp_path / "reviewed.duckdb"
-    reviewed = run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(db),
+    reviewed = panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(db),
                          "--out", str(tmp_path / "pages"))
     assert reviewed.returncode == 0, reviewed.stderr
     pair, = rows_as_dicts(db, "SELECT * FROM pair_summary")
@@ -308,7 +214,7 @@ def test_sql_that_writes_or_touches_files_is_refused_and_changes_nothing(history
 
 def test_refused_write_is_a_one_line_cli_error(history: Path) -> None:
     before = file_digest(history)
-    result = run_panel("sql", "DELETE FROM verdicts", "--db", str(history))
+    result = panel("sql", "DELETE FROM verdicts", "--db", str(history))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == ("error: refused: panel sql only reads (SELECT or EXPLAIN); "
                                      "this is a DELETE statement")
@@ -333,7 +239,7 @@ def test_corrupt_database_is_a_one_line_error_and_is_left_as_it_was(tmp_path: Pa
     db = tmp_path / "panel.duckdb"
     db.write_bytes(b"this is not a database\n" * 500)
     before = file_digest(db)
-    result = run_panel("sql", "SELECT count(*) FROM verdicts", "--db", str(db))
+    result = panel("sql", "SELECT count(*) FROM verdicts", "--db", str(db))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "not a valid DuckDB database file" in result.stderr and "Traceback" not in result.stderr
     assert file_digest(db) == before
@@ -362,7 +268,7 @@ def test_database_locked_by_another_process_is_a_one_line_error(history: Path) -
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        result = run_panel("sql", "SELECT count(*) FROM verdicts", "--db", str(history), "--wait", "0.3")
+        result = panel("sql", "SELECT count(*) FROM verdicts", "--db", str(history), "--wait", "0.3")
     finally:
         holder.kill()
         holder.wait()
@@ -447,11 +353,11 @@ def test_analysts_read_while_a_review_writes_in_another_process(tmp_path: Path) 
         assert writer.stdout.readline().startswith("run ")  # the database exists from here on
         counts, exports = [], 0
         while writer.poll() is None:
-            read = run_panel("sql", "SELECT count(*) AS n FROM verdicts", "--db", str(db), "--format", "csv")
+            read = panel("sql", "SELECT count(*) AS n FROM verdicts", "--db", str(db), "--format", "csv")
             assert read.returncode == 0, read.stderr
             counts.append(int(read.stdout.splitlines()[1]))
             if exports == 0 and counts[-1] > 0:
-                exported = run_panel("export", "--out", str(tmp_path / "export"), "--db", str(db))
+                exported = panel("export", "--out", str(tmp_path / "export"), "--db", str(db))
                 assert exported.returncode == 0, exported.stderr
                 exports += 1
         _, errors = writer.communicate(timeout=60)
