@@ -30,7 +30,6 @@ from pathlib import Path
 from panel.errors import PanelError
 from panel.store import Store, VoteEvent
 
-VERDICTS = ("ship", "skip")
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")  # reader id . HMAC-SHA256
 
 

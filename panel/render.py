@@ -14,11 +14,12 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from panel.answer_kinds import CHAIR_ID
 from panel.community import CommunityTally, CommunityVotes, VoteForms
 from panel.errors import PersonaError
 from panel.personas import parse_persona
 from panel.store import Store
-from panel.tally import CHAIR_ID, PairTally, RunTally, ToolTally, tally_run
+from panel.tally import PairTally, RunTally, ToolTally, tally_run
 from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
 

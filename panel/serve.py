@@ -32,14 +32,15 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull,
-                             VoteWriter, load_voter_secret)
+from panel.community import (CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull, VoteWriter,
+                             load_voter_secret)
 from panel.errors import PanelError
 from panel.guards import LOOPBACK_HOSTS, Rejected, allowed_hosts, check_origin, client_address, parse_vote_form
 from panel.page_cache import PageCache
 from panel.render import content_security_policy
 from panel.serve_connections import connections_that_fit, request_deadline_protocol
 from panel.store import Store, VoteTarget
+from panel.verdict import VERDICTS
 
 VOTER_COOKIE = "panel_voter"
 VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600

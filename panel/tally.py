@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from panel.answer_kinds import CHAIR_ID
 from panel.cards import ToolCard
 from panel.personas import PERSONA_ORDER
 from panel.store import StoredRun, StoredVerdict
 
-# The chair writes the page's summary from the reviewers' verdicts; it is stored like a verdict but is no reviewer.
-CHAIR_ID = "chair"
 # Below this a verdict's own confidence says it is more likely wrong than right: it contradicts the verdict.
 CONTRADICTING_CONFIDENCE = 0.5
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from panel.answer_kinds import kind_of
 from panel.ask import Answer
 from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxTokensOption,
@@ -41,7 +42,7 @@ def _rate(value: float | None, percent: bool = False) -> str:
 
 
 def _progress(answer: Answer) -> None:
-    verdict = answer.verdict.verdict if answer.verdict else f"no valid answer ({answer.failure or ''})"
+    verdict = kind_of(answer.verdict).choice(answer.verdict) if answer.verdict else f"no valid answer ({answer.failure or ''})"
     console.print(f"  asked {answer.job.persona.id} on {answer.job.tool.name[:40]}: {verdict}")
 
 
