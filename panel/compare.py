@@ -23,7 +23,7 @@ from panel.ask import Answer
 from panel.cards import content_hash
 from panel.config import Settings
 from panel.cost import Prices, RunCost, dollars, price_text, run_cost
-from panel.errors import PanelError
+from panel.errors import CompareError
 from panel.labels import labels_by_key
 from panel.personas import PromptTemplates, load_personas, load_templates, parse_persona
 from panel.render import CONTENT_SECURITY_POLICY
@@ -34,10 +34,6 @@ from panel.vendor_text import strip_hidden
 WORKING_TREE = "working tree"
 TEMPLATES = "templates"
 MIN_REF_LENGTH = 4
-
-
-class CompareError(PanelError):
-    """A version reference is unknown or ambiguous, or there is nothing to compare."""
 
 
 @dataclass(frozen=True)

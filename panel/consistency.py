@@ -15,7 +15,7 @@ from panel.ask import VerdictJob, cache_key
 from panel.cards import RunSpec, ToolCard, ToolPair, content_hash
 from panel.config import Settings
 from panel.cost import Prices, RunCost, run_cost
-from panel.errors import PanelError
+from panel.errors import CheckError
 from panel.labels import base_rate
 from panel.lint import RIVAL_DELIMITERS, TOOL_DELIMITERS
 from panel.personas import build_messages
@@ -29,10 +29,6 @@ BLIND_NAMES = ("Tool A", "Tool B")
 LOW_CONFIDENCE = 0.5  # below this, the reviewer itself rates the other verdict likelier
 _NEGATION = r"(?:not|never|don't|do not|wouldn't|would not|won't|cannot|can't)"
 _VERDICT_WORD = re.compile(rf"\b(?:(?P<neg>{_NEGATION})\s+(?:\w+\s+){{0,2}}?)?(?P<word>ships?|skips?)\b", re.I)
-
-
-class CheckError(PanelError):
-    """The prompts cannot be probed (e.g. the user message lacks its BEGIN/END delimiters)."""
 
 
 def stated_verdict(text: str | None) -> str | None:
