@@ -29,6 +29,7 @@ from pathlib import Path
 
 from panel.errors import ServeError
 from panel.store import Store, VoteEvent
+from panel.tally import percent
 
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")  # reader id . HMAC-SHA256
 
@@ -53,8 +54,7 @@ class CommunityTally:
     @property
     def ship_percent(self) -> str:
         """The page's figure: '40%', or '—' with no votes."""
-        rate = self.ship_rate
-        return "—" if rate is None else f"{round(rate * 100)}%"
+        return percent(self.ship_rate)
 
     def gap(self, panel_rate: float | None) -> str:
         """Panel minus community ship %, in points ('+35 pts', '−10 pts', '0 pts'); '—' when either is missing."""

@@ -29,6 +29,7 @@ from panel.personas import PromptTemplates, load_personas, load_templates, parse
 from panel.render import CONTENT_SECURITY_POLICY
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
 from panel.store import AnsweredVerdict, PromptVersion, Store
+from panel.tally import percent
 from panel.vendor_text import strip_hidden
 
 WORKING_TREE = "working tree"
@@ -309,7 +310,7 @@ def _report_environment() -> Environment:
                       autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
     env.filters["rate"] = lambda value: "—" if value is None else f"{value:.2f}"
-    env.filters["percent"] = lambda rate: "—" if rate is None else f"{round(rate * 100)}%"
+    env.filters["percent"] = percent
     env.filters["dollars"] = dollars
     env.filters["price"] = price_text
     return env

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 VerdictChoice = Literal["ship", "skip"]
 # A reviewer's verdict, an editor's override of one and a reader's vote all take one of these.
 VERDICTS: tuple[str, ...] = get_args(VerdictChoice)
+# Below this a verdict's own confidence says it is more likely wrong than right: it contradicts the verdict
+# (the page marks it, `panel check` counts it).
+CONTRADICTING_CONFIDENCE = 0.5
 
 
 class Verdict(BaseModel):
