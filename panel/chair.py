@@ -11,10 +11,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from panel.answer_kinds import CHAIR_ID, PICKS, ChairSummary
 from panel.answers import Answer, VerdictJob
 from panel.ask import RunBudget, cache_key
 from panel.config import Settings
@@ -23,44 +21,12 @@ from panel.model.endpoint import Endpoint
 from panel.personas import Persona, PromptTemplates, load_templates, render_template
 from panel.review import ReviewOutcome, ask_jobs
 from panel.store import FOLD_WAIT_S, AnswerWriter, Store
-from panel.tally import CHAIR_ID, PairTally, RunTally, ToolTally, tally_run
+from panel.tally import PairTally, RunTally, ToolTally, tally_run
 
 CHAIR_SYSTEM_TEMPLATE = "chair_system.j2"
 CHAIR_USER_TEMPLATE = "chair_user.j2"
 # Each review is cut to this in the chair's prompt: eight whole reviews crowd the embedded model's 4,096 tokens.
 REVIEW_EXCERPT_CHARS = 600
-PICKS = ("left", "right", "both", "neither")
-
-
-class ChairSummary(BaseModel):
-    """The chair's answer: which tool the panel would ship with, a headline, and why."""
-
-    model_config = ConfigDict(extra="ignore")
-    pick: Literal["left", "right", "both", "neither"] = Field(
-        description="the tool the panel would ship with: left, right, both (each for a different job) or neither")
-    headline: str = Field(min_length=3, max_length=160, description="one line naming the pick")
-    summary: str = Field(min_length=40, max_length=1500, description="3 to 5 sentences: which tool and why")
-
-    # The verdicts table stores the chair like a reviewer: the pick in `verdict`, the summary as `review`.
-    @property
-    def verdict(self) -> str:
-        """The pick, as stored in the verdicts table's verdict column."""
-        return self.pick
-
-    @property
-    def review(self) -> str:
-        """The summary, as stored in the verdicts table's review column."""
-        return self.summary
-
-    @property
-    def confidence(self) -> None:
-        """The chair gives no confidence of its own."""
-        return None
-
-    @property
-    def key_points(self) -> list[str]:
-        """The chair gives no key points."""
-        return []
 
 
 @dataclass

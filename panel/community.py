@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from panel.errors import PanelError
+from panel.errors import ServeError
 from panel.store import Store, VoteEvent
+from panel.tally import percent
 
-VERDICTS = ("ship", "skip")
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")  # reader id . HMAC-SHA256
 
 
@@ -54,8 +54,7 @@ class CommunityTally:
     @property
     def ship_percent(self) -> str:
         """The page's figure: '40%', or '—' with no votes."""
-        rate = self.ship_rate
-        return "—" if rate is None else f"{round(rate * 100)}%"
+        return percent(self.ship_rate)
 
     def gap(self, panel_rate: float | None) -> str:
         """Panel minus community ship %, in points ('+35 pts', '−10 pts', '0 pts'); '—' when either is missing."""
@@ -149,7 +148,7 @@ def voter_secret_path(db_path: Path) -> Path:
 
 
 def load_voter_secret(db_path: Path) -> bytes:
-    """The secret that signs this database's voter tokens, created (0600) on first use; PanelError if unusable.
+    """The secret that signs this database's voter tokens, created (0600) on first use; ServeError if unusable.
 
     A file beside the database rather than a table, so `panel sql` and `panel export` (which read every
     table) never hand it to anyone who could then mint voter tokens.
@@ -163,9 +162,9 @@ def load_voter_secret(db_path: Path) -> bytes:
     except (OSError, UnicodeDecodeError, ValueError):
         secret, mode = b"", 0
     if mode & 0o077:
-        raise PanelError(f"{path}: the voter secret is open to other users; run chmod 600 on it")
+        raise ServeError(f"{path}: the voter secret is open to other users; run chmod 600 on it")
     if len(secret) < 32:
-        raise PanelError(f"{path}: unreadable voter secret; delete it to make a new one (readers then get new cookies)")
+        raise ServeError(f"{path}: unreadable voter secret; delete it to make a new one (readers then get new cookies)")
     return secret
 
 
@@ -181,7 +180,7 @@ def _create_voter_secret(path: Path) -> None:
         with contextlib.suppress(FileExistsError):  # made meanwhile by another process: that one stands
             os.link(partial, path)
     except OSError as error:
-        raise PanelError(f"{path}: cannot create the voter secret ({error.strerror})") from None
+        raise ServeError(f"{path}: cannot create the voter secret ({error.strerror})") from None
     finally:
         partial.unlink(missing_ok=True)
 

@@ -23,21 +23,18 @@ from panel.answers import Answer
 from panel.cards import content_hash
 from panel.config import Settings
 from panel.cost import Prices, RunCost, dollars, price_text, run_cost
-from panel.errors import PanelError
+from panel.errors import CompareError
 from panel.labels import labels_by_key
 from panel.personas import PromptTemplates, load_personas, load_templates, parse_persona
 from panel.render import CONTENT_SECURITY_POLICY
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
 from panel.store import AnsweredVerdict, PromptVersion, Store
+from panel.tally import percent
 from panel.vendor_text import strip_hidden
 
 WORKING_TREE = "working tree"
 TEMPLATES = "templates"
 MIN_REF_LENGTH = 4
-
-
-class CompareError(PanelError):
-    """A version reference is unknown or ambiguous, or there is nothing to compare."""
 
 
 @dataclass(frozen=True)
@@ -313,7 +310,7 @@ def _report_environment() -> Environment:
                       autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
     env.filters["rate"] = lambda value: "—" if value is None else f"{value:.2f}"
-    env.filters["percent"] = lambda rate: "—" if rate is None else f"{round(rate * 100)}%"
+    env.filters["percent"] = percent
     env.filters["dollars"] = dollars
     env.filters["price"] = price_text
     return env

@@ -16,24 +16,19 @@ from panel.ask import cache_key
 from panel.cards import RunSpec, ToolCard, ToolPair, content_hash
 from panel.config import Settings
 from panel.cost import Prices, RunCost, run_cost
-from panel.errors import PanelError
+from panel.errors import CheckError
 from panel.labels import base_rate
-from panel.lint import RIVAL_DELIMITERS, TOOL_DELIMITERS
 from panel.personas import build_messages
 from panel.review import PreparedRun, prepare_run, review
 from panel.store import AnsweredVerdict, GoldLabel, Store
-from panel.verdict import verdict_schema
+from panel.vendor_text import RIVAL_DELIMITERS, TOOL_DELIMITERS
+from panel.verdict import CONTRADICTING_CONFIDENCE, verdict_schema
 
 SWAPPED = "swapped"
 BLINDED = "blinded"
 BLIND_NAMES = ("Tool A", "Tool B")
-LOW_CONFIDENCE = 0.5  # below this, the reviewer itself rates the other verdict likelier
 _NEGATION = r"(?:not|never|don't|do not|wouldn't|would not|won't|cannot|can't)"
 _VERDICT_WORD = re.compile(rf"\b(?:(?P<neg>{_NEGATION})\s+(?:\w+\s+){{0,2}}?)?(?P<word>ships?|skips?)\b", re.I)
-
-
-class CheckError(PanelError):
-    """The prompts cannot be probed (e.g. the user message lacks its BEGIN/END delimiters)."""
 
 
 def stated_verdict(text: str | None) -> str | None:
@@ -52,8 +47,8 @@ def contradiction(answer: AnsweredVerdict) -> str | None:
     """Why a valid verdict contradicts its own ship/skip label (low confidence, or text saying the opposite)."""
     if not answer.valid or answer.verdict is None:
         return None
-    if answer.confidence is not None and answer.confidence < LOW_CONFIDENCE:
-        return f"confidence {answer.confidence:.2f} is below {LOW_CONFIDENCE} for a {answer.verdict}"
+    if answer.confidence is not None and answer.confidence < CONTRADICTING_CONFIDENCE:
+        return f"confidence {answer.confidence:.2f} is below {CONTRADICTING_CONFIDENCE} for a {answer.verdict}"
     for part, text in (("headline", answer.headline), ("review", answer.review)):
         said = stated_verdict(text)
         if said and said != answer.verdict:

@@ -1,4 +1,24 @@
-"""The errors a user can hit; each carries one line naming what to fix."""
+"""The errors a user can hit; each carries one line naming what to fix, and the CLI prints it as `error: ...`.
+
+The whole tree (raised where named):
+
+* PanelError: the base class; caught by the CLI (exit 2, no traceback unless --debug)
+  + CardError: a run file or tool card (cards.py)
+  + PersonaError: a persona file or prompt template (personas.py, chair.py, render.py)
+  + EndpointError: the model endpoint cannot be started, reached or configured (endpoints.py, served_model.py)
+  + SetupError: a step of `panel setup embedded` (embedded_setup.py)
+  + ScaffoldError: `panel init` (scaffold.py)
+  + StoreError: the database is locked, corrupt, newer, or a query was refused (store/)
+  |  + DatabaseBusy: another process held the database past the wait
+  + BudgetExceeded: a run hit its request or token budget (ask.py)
+  + OverrideError: an editor's override (overrides.py)
+  + CompareError: `panel compare`'s version references (compare.py)
+  + CheckError: `panel check` cannot probe the prompts (consistency.py)
+  + LabelError: a gold labels file or label (labels.py)
+  + ServeError: `panel serve` cannot listen, start, or keep its voter secret (serve.py, community.py)
+  + ConfigError: panel.toml, a flag or an environment variable (config.py, config_file.py, guards.py)
+     + ProjectNotFound: no panel.toml here or above (project.py)
+"""
 
 
 class PanelError(Exception):
@@ -39,6 +59,22 @@ class BudgetExceeded(PanelError):
 
 class OverrideError(PanelError):
     """An editor's override names no stored tool, or gives a verdict or quote the page cannot show."""
+
+
+class CompareError(PanelError):
+    """A version reference is unknown or ambiguous, or there is nothing to compare."""
+
+
+class CheckError(PanelError):
+    """The prompts cannot be probed (e.g. the user message lacks its BEGIN/END delimiters)."""
+
+
+class LabelError(PanelError):
+    """A labels file or a label is malformed or names an unknown persona."""
+
+
+class ServeError(PanelError):
+    """`panel serve` cannot listen on its address, did not start, or cannot read or create its voter secret."""
 
 
 class ConfigError(PanelError):

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 
-from panel.errors import PanelError
+from panel.errors import ConfigError
 
 _VOTE_FIELDS = {"tool", "verdict", "csrf"}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the Host names answered by default, with any port
@@ -46,7 +46,7 @@ def parse_vote_form(content_type: str | None, body: bytes) -> dict[str, str]:
 
 def allowed_hosts(extra: Iterable[str] = (), bound_address: str = "") -> tuple[str, ...]:
     """The Host names the server answers (any port): the loopback names, the address it is bound to (unless a
-    wildcard) and `extra` (--allow-host); PanelError naming --allow-host for a name that is not a host."""
+    wildcard) and `extra` (--allow-host); ConfigError naming --allow-host for a name that is not a host."""
     names = list(LOOPBACK_HOSTS)
     with contextlib.suppress(ValueError):  # a host name passed to --host is not added: --allow-host names it
         address = ipaddress.ip_address(bound_address)
@@ -57,7 +57,7 @@ def allowed_hosts(extra: Iterable[str] = (), bound_address: str = "") -> tuple[s
         with contextlib.suppress(ValueError):  # a bare IPv6 address is written [addr] in a Host header
             host = f"[{ipaddress.IPv6Address(host)}]"
         if _HOST_NAME.fullmatch(host) is None:
-            raise PanelError("--allow-host takes a host name such as example.org, *.example.org or 192.168.1.5 "
+            raise ConfigError("--allow-host takes a host name such as example.org, *.example.org or 192.168.1.5 "
                              "(no scheme, port or path)")
         names.append(host)
     return tuple(dict.fromkeys(names))

@@ -8,25 +8,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from panel.errors import PanelError
+from panel.errors import LabelError
 from panel.store import GoldLabel, Store
+from panel.verdict import VERDICTS, VerdictChoice
 
 LabelKey = tuple[str, str | None]  # (tool name, persona id or None for the tool overall)
-
-
-class LabelError(PanelError):
-    """A labels file or a label is malformed or names an unknown persona."""
 
 
 class _LabelLine(BaseModel):
     model_config = ConfigDict(extra="ignore")
     tool: str = Field(min_length=1)
     persona: str | None = None
-    verdict: Literal["ship", "skip"]
+    verdict: VerdictChoice
     review: str | None = None
 
 
@@ -59,7 +55,7 @@ def make_label(tool: str, verdict: str, persona: str | None, source: str, known_
                review: str | None = None, where: str = "label") -> GoldLabel:
     """One checked GoldLabel; raise LabelError for an unknown persona or a verdict other than ship/skip."""
     known = set(known_personas)
-    if verdict not in ("ship", "skip"):
+    if verdict not in VERDICTS:
         raise LabelError(f"{where}: verdict must be ship or skip, not {verdict!r}")
     if persona is not None and persona not in known:
         raise LabelError(f"{where}: unknown persona '{persona}' (have: {', '.join(sorted(known))})")

@@ -21,13 +21,12 @@ from panel.model.modes import get_mode
 from panel.errors import PanelError, PersonaError
 from panel.personas import (SYSTEM_TEMPLATE, USER_TEMPLATE, Persona, PromptTemplates, build_messages,
                             load_templates, parse_persona)
+from panel.vendor_text import RIVAL_DELIMITERS, TOOL_DELIMITERS
 from panel.verdict import verdict_schema
 
 EMBEDDED_CONTEXT_TOKENS = 4096  # the embedded server's n_ctx (panel.model.embedded.embedded_server)
 CHARS_PER_TOKEN = 3.5  # measured ~4.0 on our prompts with SmolLM2's tokenizer; 3.5 errs on the safe side
 TOKENS_PER_MESSAGE = 4
-TOOL_DELIMITERS = ("BEGIN TOOL UNDER REVIEW", "END TOOL UNDER REVIEW")
-RIVAL_DELIMITERS = ("BEGIN RIVAL TOOL", "END RIVAL TOOL")
 CANARY = "lintcanary"
 # llama.cpp compiles a length bound into one grammar rule per character; thousands crash its server.
 GRAMMAR_BOUND_LIMIT = 500

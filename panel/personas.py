@@ -22,6 +22,11 @@ SYSTEM_TEMPLATE = "system.j2"
 USER_TEMPLATE = "user.j2"
 
 
+def persona_order(persona_id: str) -> tuple[int, str]:
+    """Sort key: the four reference personas in PERSONA_ORDER first, then any other by id."""
+    return (PERSONA_ORDER.index(persona_id) if persona_id in PERSONA_ORDER else len(PERSONA_ORDER), persona_id)
+
+
 class _PersonaHeader(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
@@ -93,7 +98,7 @@ def load_personas(folder: str | Path, only: list[str] | None = None) -> list[Per
     for persona in personas:
         if persona.id != Path(persona.path).stem:
             raise PersonaError(f"{persona.path}: id '{persona.id}' must match the file name")
-    personas.sort(key=lambda p: (PERSONA_ORDER.index(p.id) if p.id in PERSONA_ORDER else 99, p.id))
+    personas.sort(key=lambda p: persona_order(p.id))
     if only:
         known = {p.id for p in personas}
         for wanted in only:

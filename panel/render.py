@@ -14,11 +14,12 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from panel.answer_kinds import CHAIR_ID
 from panel.community import CommunityTally, CommunityVotes, VoteForms
 from panel.errors import PersonaError
 from panel.personas import parse_persona
 from panel.store import Store
-from panel.tally import CHAIR_ID, PairTally, RunTally, ToolTally, tally_run
+from panel.tally import PairTally, RunTally, ToolTally, percent, tally_run
 from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
 
@@ -119,7 +120,7 @@ def _environment() -> Environment:
     env.filters["md_quote"] = markdown_quote
     env.filters["safe_link"] = safe_link
     env.filters["cut"] = marked_truncation
-    env.filters["percent"] = lambda rate: "—" if rate is None else f"{round(rate * 100)}%"
+    env.filters["percent"] = percent
     return env
 
 

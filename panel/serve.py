@@ -32,14 +32,15 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from panel.community import (VERDICTS, CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull,
-                             VoteWriter, load_voter_secret)
-from panel.errors import PanelError
+from panel.community import (CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull, VoteWriter,
+                             load_voter_secret)
+from panel.errors import PanelError, ServeError
 from panel.guards import LOOPBACK_HOSTS, Rejected, allowed_hosts, check_origin, client_address, parse_vote_form
 from panel.page_cache import PageCache
 from panel.render import content_security_policy
 from panel.serve_connections import connections_that_fit, request_deadline_protocol
 from panel.store import Store, VoteTarget
+from panel.verdict import VERDICTS
 
 VOTER_COOKIE = "panel_voter"
 VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -292,7 +293,7 @@ class VoteServer:
             try:
                 self._socket.bind((self.host, self.port))
             except OSError as error:
-                raise PanelError(f"cannot listen on {self.host}:{self.port} ({error.strerror}); "
+                raise ServeError(f"cannot listen on {self.host}:{self.port} ({error.strerror}); "
                                  "pick another --port") from None
             self._socket.listen(2048)  # connections queue from here on, before uvicorn's loop starts
             self.port = self._socket.getsockname()[1]
@@ -327,7 +328,7 @@ class VoteServer:
         while not server.started:
             if not self._thread.is_alive():
                 self._close()
-                raise PanelError(f"panel serve could not start on {self.url}")
+                raise ServeError(f"panel serve could not start on {self.url}")
             threading.Event().wait(0.01)
         return self
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from panel.answer_kinds import CHAIR_ID
 from panel.cards import ToolCard
-from panel.personas import PERSONA_ORDER
+from panel.personas import persona_order
 from panel.store import StoredRun, StoredVerdict
+from panel.verdict import CONTRADICTING_CONFIDENCE
 
-# The chair writes the page's summary from the reviewers' verdicts; it is stored like a verdict but is no reviewer.
-CHAIR_ID = "chair"
-# Below this a verdict's own confidence says it is more likely wrong than right: it contradicts the verdict.
-CONTRADICTING_CONFIDENCE = 0.5
+
+def percent(rate: float | None) -> str:
+    """A rate as the pages and the CLI print it: '75%', or '—' for None."""
+    return "—" if rate is None else f"{round(rate * 100)}%"
 
 
 @dataclass
@@ -49,14 +51,7 @@ class ToolTally:
     @property
     def ship_percent(self) -> str:
         """The page's figure: '75%', or '—' with no verdicts."""
-        rate = self.ship_rate
-        return "—" if rate is None else f"{round(rate * 100)}%"
-
-    @property
-    def agreement(self) -> float | None:
-        """Share of answering personas that sided with the majority (1.0 = unanimous, 0.5 = split)."""
-        answered = len(self.ship) + len(self.skip)
-        return max(len(self.ship), len(self.skip)) / answered if answered else None
+        return percent(self.ship_rate)
 
     @property
     def split_evenly(self) -> bool:
@@ -152,7 +147,7 @@ def tally_run(run: StoredRun, personas: list[str] | None = None) -> RunTally:
     """Aggregate a stored run into per-tool ship rates and splits; the chair is kept apart from the personas."""
     # The run's items name every persona asked, so one with no stored verdict shows as "no valid answer".
     asked = {*run.persona_ids, *(key[2] for key in run.verdicts)} - {CHAIR_ID}
-    persona_ids = personas or sorted(asked, key=_persona_order)
+    persona_ids = personas or sorted(asked, key=persona_order)
     result = RunTally(run, persona_ids)
     for index, ((left, right), (left_id, right_id)) in enumerate(zip(run.pairs, run.tool_ids)):
         tallies = []
@@ -162,7 +157,3 @@ def tally_run(run: StoredRun, personas: list[str] | None = None) -> RunTally:
             tallies.append(ToolTally(card, tool_id, verdicts, persona_ids, answers))
         result.pairs.append(PairTally(index, tallies[0], tallies[1], run.verdicts.get((index, left_id, CHAIR_ID))))
     return result
-
-
-def _persona_order(persona_id: str) -> tuple[int, str]:
-    return (PERSONA_ORDER.index(persona_id) if persona_id in PERSONA_ORDER else 99, persona_id)

@@ -29,9 +29,13 @@ FIELD_LIMITS: dict[str, int] = {
     "title": 200,  # a run file's title: not vendor text, but it reaches the served index page the same way
 }
 
-# The blocks prompts/user.j2 and prompts/chair_user.j2 wrap data in ("BEGIN <name>" ... "END <name>").
-# tests/test_injection.py fails when a template gains a delimiter missing here.
-PROMPT_DELIMITER_NAMES = ("TOOL UNDER REVIEW", "RIVAL TOOL", "PANEL VERDICTS")
+# The blocks prompts/user.j2 and prompts/chair_user.j2 wrap data in ("BEGIN <name>" ... "END <name>"): the one
+# definition, which the forged-delimiter detector below and `panel lint`/`panel check` read. The templates are
+# the user's files, so they spell the lines out; tests/test_injection.py fails when they and these disagree.
+TOOL_BLOCK, RIVAL_BLOCK, VERDICTS_BLOCK = "TOOL UNDER REVIEW", "RIVAL TOOL", "PANEL VERDICTS"
+PROMPT_DELIMITER_NAMES = (TOOL_BLOCK, RIVAL_BLOCK, VERDICTS_BLOCK)
+TOOL_DELIMITERS = (f"BEGIN {TOOL_BLOCK}", f"END {TOOL_BLOCK}")
+RIVAL_DELIMITERS = (f"BEGIN {RIVAL_BLOCK}", f"END {RIVAL_BLOCK}")
 
 # One character a reader cannot see or a terminal acts on: C0 and C1 controls and DEL (newline and tab
 # kept), zero-width, bidi marks/overrides/isolates, BOM and Unicode tag characters. These are the usual

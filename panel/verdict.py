@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+VerdictChoice = Literal["ship", "skip"]
+# A reviewer's verdict, an editor's override of one and a reader's vote all take one of these.
+VERDICTS: tuple[str, ...] = get_args(VerdictChoice)
+# Below this a verdict's own confidence says it is more likely wrong than right: it contradicts the verdict
+# (the page marks it, `panel check` counts it).
+CONTRADICTING_CONFIDENCE = 0.5
 
 
 class Verdict(BaseModel):
     """One reviewer's structured ship/skip verdict on one tool."""
 
     model_config = ConfigDict(extra="ignore")
-    verdict: Literal["ship", "skip"]
+    verdict: VerdictChoice
     confidence: float = Field(ge=0.0, le=1.0, description="0 to 1: how sure the reviewer is")
     headline: str = Field(min_length=3, max_length=160, description="one-line summary of the verdict")
     review: str = Field(min_length=40, max_length=3000, description="the quotable review paragraph")

@@ -9,10 +9,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from panel.answer_kinds import PICKS, AnswerRow, ChairSummary, kind_for, kind_of
 from panel.cli import main
 from panel.config import Settings
+from panel.errors import OverrideError
+from panel.overrides import OverrideRequest, apply_override
 from panel.render import render_html
 from panel.store import Store
+from panel.verdict import VERDICTS, Verdict
 from tests.fake_openai import FAULT_SCHEMA_VIOLATION, FakeOpenAI, reference_responder
 from tests.helpers import (EXAMPLE_RUN, PROJECT_ROOT, Draft, make_draft, reference_reviewers, visible,
                            writer_lock_held_elsewhere)
@@ -169,3 +173,26 @@ def test_override_while_another_process_writes_is_refused_in_one_line_and_stores
     assert store.overrides(store.resolve_run_id(None)) == [] and not settings.out_dir.exists()
     code, out, err = override(settings, "--tool", SMOL, "--persona", "business", "--verdict", "ship", capsys=capsys)
     assert code == 0 and "skip → ship" in out, err  # once the other writer is gone
+
+
+def test_a_python_caller_meets_the_same_override_rules_without_the_cli(two_pairs: Draft) -> None:
+    store, run_id = two_pairs.store, two_pairs.review.run_id
+    with pytest.raises(OverrideError, match="'ship' is not a pick .use one of: left, right, both, neither."):
+        apply_override(store, run_id, OverrideRequest("chair", "py", pair_number=1, verdict="ship"))
+    with pytest.raises(OverrideError, match=f"'{SMOL}' is in pairs 1, 2"):
+        apply_override(store, run_id, OverrideRequest("business", "py", SMOL, verdict="ship"))
+    assert store.overrides(run_id) == []
+    saved, target = apply_override(store, run_id, OverrideRequest("business", "py", SMOL, 2, verdict="ship"))
+    assert (saved.pair_index, saved.verdict, target.subject) == (1, "ship", f"{SMOL} in pair 2")
+
+
+def test_each_answer_kind_maps_its_own_fields_to_the_verdicts_row() -> None:
+    summary = ChairSummary(pick="left", headline="Ship with the left tool",
+                           summary="The left tool serves teams that host their own models; the right one does not.")
+    assert not hasattr(summary, "verdict") and not hasattr(summary, "review")  # no reviewer fields faked
+    assert kind_of(summary).row(summary) == AnswerRow("left", None, summary.headline, summary.summary, [])
+    verdict = Verdict(verdict="skip", confidence=0.7, headline="Not for buyers", key_points=["no SLA"],
+                      review="The buyer here is a developer who needs an SLA, and this tool offers none at all.")
+    assert kind_of(Verdict).row(verdict) == AnswerRow("skip", 0.7, verdict.headline, verdict.review, ["no SLA"])
+    assert (kind_for("chair").choices, kind_for("business").choices) == (PICKS, VERDICTS) == (
+        ("left", "right", "both", "neither"), ("ship", "skip"))

@@ -121,13 +121,14 @@ def test_quote_edit_keeps_an_earlier_verdict_edit_and_revert_restores_the_model(
         draft = make_draft(server, settings, EXAMPLE_RUN)
     store, run_id = draft.store, draft.review.run_id
     tool_id = draft.tally().pairs[0].left.tool_id
-    store.add_override(run_id, tool_id, "business", "alice", verdict="ship")
-    store.add_override(run_id, tool_id, "business", "bob", review="Edited: free weights are a distribution play.")
+    store.add_override(run_id, tool_id, "business", "alice", pair_index=0, verdict="ship")
+    store.add_override(run_id, tool_id, "business", "bob", pair_index=0,
+                       review="Edited: free weights are a distribution play.")
     verdict = draft.tally().pairs[0].left.verdicts["business"]
     assert (verdict.verdict, verdict.review, verdict.override_editor) == (
         "ship", "Edited: free weights are a distribution play.", "bob")
     assert verdict.model_verdict == "skip" and verdict.model_review.startswith("The buyer here is a developer")
-    store.add_override(run_id, tool_id, "business", "carol", revert=True)
+    store.add_override(run_id, tool_id, "business", "carol", pair_index=0, revert=True)
     verdict = draft.tally().pairs[0].left.verdicts["business"]
     assert (verdict.verdict, verdict.overridden) == ("skip", False)
     assert [(o.editor, o.verdict) for o in store.overrides(run_id)] == [("alice", "ship"), ("bob", "ship"),
@@ -138,7 +139,7 @@ def test_summary_is_marked_stale_after_a_verdict_edit_until_the_chair_reads_it(s
     with FakeOpenAI(responder=reference_reviewers()) as server:
         draft = make_draft(server, settings, EXAMPLE_RUN)
         draft.store.add_override(draft.review.run_id, draft.tally().pairs[0].right.tool_id, "business", "alice",
-                                 verdict="ship")
+                                 pair_index=0, verdict="ship")
         draft.rerender()
         assert draft.tally().pairs[0].chair_predates_edits and "rerun <code>panel review</code>" in draft.html
         summarize_run(draft.store, draft.review.run_id, draft.settings,

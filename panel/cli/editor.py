@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from panel.answer_kinds import CHAIR_ID, kind_of
 from panel.answers import Answer
 from panel.chair import ChairOutcome
 from panel.cli.app import (AllowOutsideCardsOption, BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption,
@@ -22,7 +23,7 @@ from panel.pipeline import DraftOutcome, DraftProgress, draft_run
 from panel.render import write_run_pages
 from panel.review import PreparedRun, ReviewOutcome
 from panel.store import Store
-from panel.tally import CHAIR_ID, RunTally
+from panel.tally import RunTally
 
 
 def _summary_table(tally: RunTally) -> Table:
@@ -173,7 +174,7 @@ class _ReviewPrinter(DraftProgress):
 
 
 def _answer_line(answer: Answer) -> str:
-    verdict = answer.verdict.verdict if answer.verdict else f"no valid answer ({answer.failure})"
+    verdict = kind_of(answer.verdict).choice(answer.verdict) if answer.verdict else f"no valid answer ({answer.failure})"
     subject = answer.job.tool.name[:40]
     if answer.job.persona.id == CHAIR_ID:  # the chair judges the pair, not one tool
         subject = f"{answer.job.tool.name[:30]} vs {answer.job.rival.name[:30]}"

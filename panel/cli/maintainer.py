@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from panel.answer_kinds import kind_of
 from panel.answers import Answer
 from panel.cli.app import AllowOutsideCardsOption
 from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxTokensOption,
@@ -23,6 +24,7 @@ from panel.labels import import_labels, make_label, save_labels
 from panel.lint import default_token_budget, lint
 from panel.personas import load_personas, load_templates
 from panel.store import Store
+from panel.tally import percent as percent_text
 
 RunFilesArgument = Annotated[Optional[list[Path]], typer.Argument(help="Run files (default: every runs/*.yaml).")]
 
@@ -37,11 +39,11 @@ def _run_files(given: list[Path] | None, settings: Settings) -> list[Path]:
 def _rate(value: float | None, percent: bool = False) -> str:
     if value is None:
         return "—"
-    return f"{round(value * 100)}%" if percent else f"{value:.2f}"
+    return percent_text(value) if percent else f"{value:.2f}"
 
 
 def _progress(answer: Answer) -> None:
-    verdict = answer.verdict.verdict if answer.verdict else f"no valid answer ({answer.failure or ''})"
+    verdict = kind_of(answer.verdict).choice(answer.verdict) if answer.verdict else f"no valid answer ({answer.failure or ''})"
     console.print(f"  asked {answer.job.persona.id} on {answer.job.tool.name[:40]}: {verdict}")
 
 

@@ -259,27 +259,16 @@ class Store:
             else:
                 self.journal.append(record)
 
-    def add_override(self, run_id: str, tool_id: str, persona_id: str, editor: str, verdict: str | None = None,
-                     review: str | None = None, note: str | None = None, revert: bool = False,
-                     pair_index: int | None = None, headline: str | None = None) -> Override:
+    def add_override(self, run_id: str, tool_id: str, persona_id: str, editor: str, *, pair_index: int,
+                     verdict: str | None = None, review: str | None = None, note: str | None = None,
+                     revert: bool = False, headline: str | None = None) -> Override:
         """Store an editor's change beside the model's verdict; what is not given carries over from the last one.
 
-        The override belongs to pair `pair_index` (0-based); None finds it when the tool has this persona's
-        item in one pair only. `revert` stores a row that changes nothing, so the model's answer shows again
-        and the history stays. Raises StoreError when the run has no such item, or when the pair is ambiguous.
+        The override belongs to pair `pair_index` (0-based). The item and the values are not checked here:
+        panel.overrides.apply_override holds the rules and calls this with what passed them. `revert` stores a
+        row that changes nothing, so the model's answer shows again and the history stays.
         """
         with self.transaction() as con:
-            pairs = [row[0] for row in con.execute(
-                """SELECT pair_index FROM run_items WHERE run_id = ? AND tool_id = ? AND persona_id = ?
-                   AND (? IS NULL OR pair_index = ?) ORDER BY pair_index""",
-                [run_id, tool_id, persona_id, pair_index, pair_index]).fetchall()]
-            if not pairs:
-                where = f" in pair {pair_index + 1}" if pair_index is not None else ""
-                raise StoreError(f"run {run_id} has no verdict by '{persona_id}' on tool {tool_id[:12]}{where}")
-            if len(pairs) > 1:
-                raise StoreError(f"tool {tool_id[:12]} is in pairs {', '.join(str(p + 1) for p in pairs)} "
-                                 f"of run {run_id}: say which pair")
-            pair_index = pairs[0]
             if revert:
                 verdict = review = headline = None
             else:

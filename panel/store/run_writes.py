@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from panel.answer_kinds import kind_of
 from panel.answers import Answer, VerdictJob
 from panel.cards import RunSpec
 from panel.config import Settings
@@ -92,11 +93,12 @@ def answers_record(run_id: str, answers: list[Answer], settings: Settings,
     verdicts = []
     for answer in answers:
         job, verdict = answer.job, answer.verdict
+        row_of = kind_of(job.answer_model).row(verdict) if verdict is not None else None
         row = [job.cache_key, run_id, job.tool.card_hash, job.rival.card_hash, job.persona.id,
                job.persona.content_hash, job.template_hash, settings.model_name, settings.structured_mode, sampling,
-               verdict.verdict if verdict else None, verdict.confidence if verdict else None,
-               verdict.headline if verdict else None, verdict.review if verdict else None,
-               json.dumps(verdict.key_points, ensure_ascii=False) if verdict else None,
+               row_of.verdict if row_of else None, row_of.confidence if row_of else None,
+               row_of.headline if row_of else None, row_of.review if row_of else None,
+               json.dumps(row_of.key_points, ensure_ascii=False) if row_of else None,
                answer.raw_text, verdict is not None, len(answer.attempts), answer.requests,
                answer.prompt_tokens, answer.completion_tokens, answer.latency_s,
                json.dumps(job.tool.flags, ensure_ascii=False), now]
