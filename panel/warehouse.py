@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 
 from panel.errors import StoreError
-from panel.migrations import pending
+from panel.store.migrations import pending
 from panel.store import LOCK_RETRY_S, Store, connect
 from panel.store.schema import missing_data, missing_views, read_schema
 

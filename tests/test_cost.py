@@ -16,7 +16,7 @@ from panel.config import Settings
 from tests.conftest import PROJECT_ROOT
 from panel.cost import Prices, RunCost, dollars
 from panel.endpoints import Endpoint
-from panel.migrations import MIGRATIONS
+from panel.store.migrations import MIGRATIONS
 from panel.review import prepare_run, review
 from panel.store import Store
 from panel.store.run_writes import answers_record

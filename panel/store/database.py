@@ -17,7 +17,7 @@ from panel.ask import Answer, VerdictJob
 from panel.cards import RunSpec, ToolCard
 from panel.config import Settings
 from panel.errors import DatabaseBusy, StoreError
-from panel.migrations import migrate, pending
+from panel.store.migrations import migrate, pending
 from panel.personas import Persona, PromptTemplates
 from panel.store.connection import LOCK_RETRY_S, connect, unusable
 from panel.store.journal import Journal, JournalRecord

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from panel.errors import StoreError
-from panel.migrations import migrate
+from panel.store.migrations import migrate
 
 # A probe row's value per column type: never a real key (ids count from 1, run and tool ids are hashes).
 _PROBE_VALUES: dict[str, Any] = {"VARCHAR": "panel write probe", "INTEGER": -1, "BIGINT": -1, "DOUBLE": 0.0,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import duckdb
 
 from panel.errors import StoreError
-from panel.views import create_views
+from panel.store.views import create_views
 
 
 def _m001_core(con: duckdb.DuckDBPyConnection) -> None:

@@ -8,7 +8,7 @@ it or one of a review run's items uses it (a verdict a compare asked for, reused
 review's). `spend` is one row per run, persona version and model with what its attempts cost, probes included
 (they spend real money). docs/schema.md describes every column.
 
-Frozen like any migration (panel/migrations.py): to change a view, add a migration that replaces it.
+Frozen like any migration (panel/store/migrations.py): to change a view, add a migration that replaces it.
 """
 
 from __future__ import annotations
