@@ -91,9 +91,15 @@ def check_schema(con: duckdb.DuckDBPyConnection) -> None:
     found = read_schema(con)
     refuse_missing_data(found)
     if stale_views(found):
-        # Every table and column is there (refused above otherwise), so every view can be made. Each statement
-        # commits on its own: a view is derived, so a repair cut short loses nothing.
-        create_views(con)
+        # Every table and column is there (refused above otherwise), so every view can be made; in one
+        # transaction, as a migration, so the file is written (and synced) once, not once per view.
+        con.execute("BEGIN TRANSACTION")
+        try:
+            create_views(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
 
 def insert_probe_rows(con: duckdb.DuckDBPyConnection) -> None:
