@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -23,20 +21,6 @@ from panel.store.run_writes import (answers_record, copy_run, fold, items_record
                                     status_record)
 from panel.store.schema import insert_probe_rows
 from panel.store.views import current_verdicts
-
-
-@dataclass(frozen=True)
-class _RunRow:
-    """A row of the runs table as load_run reads it."""
-
-    run_id: str
-    title: str
-    model: str
-    mode: str
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    run_file: str
 
 
 def _stored_verdict(row: dict[str, Any]) -> StoredVerdict:
@@ -133,8 +117,8 @@ class RunStore(Database):
         an answer a reader kept from the database. Raises StoreError when there is no such run.
         """
         with self._run_reader(run_id) as con:
-            found = records(con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at, run_file
-                                           FROM runs WHERE run_id = ?""", [run_id]), _RunRow)
+            found = named_rows(con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at,
+                                                     run_file FROM runs WHERE run_id = ?""", [run_id]))
             if not found:
                 raise StoreError(f"{self.path}: no run '{run_id}'")
             pair_rows = named_rows(con.execute("""
@@ -148,9 +132,7 @@ class RunStore(Database):
             texts = {row["content_hash"]: (row["name"], row["text"]) for row in named_rows(con.execute(
                 "SELECT content_hash, name, text FROM prompt_versions WHERE content_hash IN (SELECT unnest(?))",
                 [sorted({row["persona_hash"] for row in item_rows if row["persona_hash"]})]))}
-        run = found[0]
-        stored = StoredRun(run.run_id, run.title, run.model, run.mode, run.status, run.started_at, run.finished_at,
-                           pairs=[], tool_ids=[], run_file=run.run_file)
+        stored = StoredRun(**found[0], pairs=[], tool_ids=[])
         for row in pair_rows:
             left = ToolCard.model_validate_json(row["left_json"])
             left.flags = json.loads(row["left_flags"])
