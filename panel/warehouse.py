@@ -28,9 +28,9 @@ from typing import Any
 import duckdb
 
 from panel.errors import StoreError
-from panel.migrations import pending
+from panel.store.migrations import pending
 from panel.store import LOCK_RETRY_S, Store, connect
-from panel.store.schema import missing_data, missing_views, read_schema
+from panel.store.schema import missing_data, read_schema, stale_views
 
 QUERY_TIMEOUT_S = 10.0
 _RESULT_VIEW = "panel_sql_result"  # a temporary view, private to the query's own read-only connection
@@ -112,9 +112,9 @@ def _open_current(path: Path, wait_s: float, sandboxed: bool) -> duckdb.DuckDBPy
     con = connect(path, read_only=True, wait_s=wait_s, config=config)
     try:
         outdated = bool(pending(con))  # raises StoreError for a database from a newer panel
-        # A dropped view is recreated, a dropped table refused, by the Store's check on open.
+        # A dropped or outdated view is recreated, a dropped table refused, by the Store's check on open.
         found = read_schema(con)
-        outdated = outdated or bool(missing_data(found) or missing_views(found))
+        outdated = outdated or bool(missing_data(found) or stale_views(found))
     except duckdb.Error:
         con.close()
         raise StoreError(f"{path}: not a panel database (it has no schema_migrations table)") from None

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from panel.ask import Answer, Attempt, VerdictJob
+from panel.answers import Answer, Attempt, VerdictJob
 from panel.cards import Pricing, RunSpec, ToolCard, ToolPair
 from panel.chair import ChairSummary
 from panel.config import Settings

@@ -13,7 +13,7 @@ import pytest
 from panel.config import Settings
 from panel.cost import Prices, RunCost, dollars
 from panel.model.endpoint import Endpoint
-from panel.migrations import MIGRATIONS
+from panel.store.migrations import MIGRATIONS
 from panel.review import prepare_run, review
 from panel.store import Store
 from panel.store.run_writes import answers_record

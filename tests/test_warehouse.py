@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from panel.agreement import fleiss_kappa
 from panel.cli import app
 from panel.errors import StoreError
-from panel.migrations import MIGRATIONS
+from panel.store.migrations import MIGRATIONS
 from panel.store import Store
 from panel.warehouse import export, run_query
 from tests.fake_openai import FakeOpenAI

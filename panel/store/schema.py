@@ -1,9 +1,10 @@
 """What a panel database must hold, and the check every open for writing runs after the migrations.
 
 The expected tables (with their columns), views and sequences are read from a scratch in-memory database
-built by the same MIGRATIONS, so there is no second list to keep in step with them. A missing view is
-recreated from that scratch copy (views are derived: nothing stored is lost); a missing table, column or
-sequence holds or numbers data, so the database is refused with one line naming what is gone.
+built by the same MIGRATIONS and store/views.py, so there is no second list to keep in step with them. Views
+missing or defined otherwise than in views.py are all recreated from it (views are derived: nothing stored is
+lost), so a database migrated from any old version ends with the same views as a new one; a missing table,
+column or sequence holds or numbers data, so the database is refused with one line naming what is gone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import duckdb
 
 from panel.errors import StoreError
-from panel.migrations import migrate
+from panel.store.migrations import migrate
+from panel.store.views import create_views
 
 # A probe row's value per column type: never a real key (ids count from 1, run and tool ids are hashes).
 _PROBE_VALUES: dict[str, Any] = {"VARCHAR": "panel write probe", "INTEGER": -1, "BIGINT": -1, "DOUBLE": 0.0,
@@ -52,10 +54,11 @@ def read_schema(con: duckdb.DuckDBPyConnection) -> Schema:
 
 @functools.cache
 def expected_schema() -> Schema:
-    """The schema the migrations build, read from a scratch in-memory database (built once per process)."""
+    """The schema the migrations and views.py build, read from a scratch in-memory database (once per process)."""
     con = duckdb.connect(":memory:")
     try:
         migrate(con)
+        create_views(con)
         return read_schema(con)
     finally:
         con.close()
@@ -70,9 +73,9 @@ def missing_data(found: Schema) -> list[str]:
     return gone + [f"sequence {name}" for name in sorted(expected.sequences - found.sequences)]
 
 
-def missing_views(found: Schema) -> list[str]:
-    """The views the migrations made that `found` lacks."""
-    return [name for name in expected_schema().views if name not in found.views]
+def stale_views(found: Schema) -> list[str]:
+    """The views of views.py that `found` lacks or defines otherwise (e.g. by an older panel's SQL)."""
+    return [name for name, sql in expected_schema().views.items() if found.views.get(name) != sql]
 
 
 def refuse_missing_data(found: Schema) -> None:
@@ -84,30 +87,19 @@ def refuse_missing_data(found: Schema) -> None:
 
 
 def check_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Recreate missing views; raise StoreError naming a missing table, column or sequence (they hold data)."""
+    """Recreate stale views; raise StoreError naming a missing table, column or sequence (they hold data)."""
     found = read_schema(con)
     refuse_missing_data(found)
-    views = missing_views(found)
-    if views:
-        _recreate_views(con, views)
-
-
-def _recreate_views(con: duckdb.DuckDBPyConnection, views: list[str]) -> None:
-    # A view binds the views it reads when it is created, so create in rounds until none is left. Each
-    # statement commits on its own: a view is derived, so a repair cut short loses nothing.
-    statements = expected_schema().views
-    todo = list(views)
-    while todo:
-        failed = []
-        for name in todo:
-            try:
-                con.execute(statements[name])
-            except duckdb.CatalogException:
-                failed.append(name)
-        if len(failed) == len(todo):
-            raise StoreError(f"view {', '.join(failed)} cannot be recreated: a table it reads is missing; "
-                             "restore the database from a backup")
-        todo = failed
+    if stale_views(found):
+        # Every table and column is there (refused above otherwise), so every view can be made; in one
+        # transaction, as a migration, so the file is written (and synced) once, not once per view.
+        con.execute("BEGIN TRANSACTION")
+        try:
+            create_views(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
 
 def insert_probe_rows(con: duckdb.DuckDBPyConnection) -> None:

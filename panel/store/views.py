@@ -1,4 +1,8 @@
-"""The analysts' views of migration 11: editors' runs by default, maintainers' probes in `*_all` twins, and spend.
+"""Every view of the panel database, defined once here and (re)created after the migrations on every open.
+
+No migration creates a view: the store's schema check (store/schema.py) replaces any view that is missing or
+whose SQL differs from the one below, so an old database and a new one end with the same views. To change a
+view, change it here.
 
 `panel compare` and `panel check` store their runs like reviews (runs.purpose 'compare' or 'check'). The default
 views (run_verdicts, pair_summary, persona_answers, persona_by_version, persona_by_month, run_agreement) leave
@@ -8,44 +12,85 @@ it or one of a review run's items uses it (a verdict a compare asked for, reused
 review's). `spend` is one row per run, persona version and model with what its attempts cost, probes included
 (they spend real money). docs/schema.md describes every column.
 
-Frozen like any migration (panel/migrations.py): to change a view, add a migration that replaces it.
+Two definitions are shared with the Store's reads: CURRENT_VERDICTS (Store.load_run, run_verdicts) and
+GOLD_LABELS (Store.gold_labels, persona_answers).
 """
 
 from __future__ import annotations
 
 import duckdb
 
-# As migration 8's run_verdicts, with the run's purpose.
-_RUN_VERDICTS = """
-    CREATE OR REPLACE VIEW {name} AS
-    WITH reviewers AS (
-        SELECT DISTINCT name AS persona_id FROM prompt_versions WHERE kind = 'persona'
-    ), refreshed AS (
-        SELECT cache_key, max(generation) AS latest FROM verdicts WHERE generation > 1 GROUP BY cache_key
+
+def current_verdicts(items: str | None = None) -> str:
+    """A query: per run item (of run_items `i`, those matching the SQL condition `items` if given), its current
+    verdict and the override in force.
+
+    The current verdict is its cache key's highest generation (generations start at 1, so only refreshed keys
+    need a max); an item never answered has NULL verdict columns but still names its persona. The override in
+    force is the latest of the item's own pair's rows and old rows without a pair (a revert row, all NULL,
+    changes nothing). `verdict` is what the page shows: the override's verdict, else the model's.
+    """
+    keys = f" AND cache_key IN (SELECT i.cache_key FROM run_items i WHERE {items})" if items else ""
+    items = items or "true"
+    return f"""
+    WITH refreshed AS (
+        SELECT cache_key, max(generation) AS latest FROM verdicts WHERE generation > 1{keys} GROUP BY cache_key
     ), item_override AS (
-        SELECT i.run_id, i.pair_index, i.tool_id, i.persona_id, o.verdict, o.review
+        SELECT i.run_id, i.pair_index, i.tool_id, i.persona_id, o.verdict, o.review, o.headline, o.editor,
+               o.created_at
         FROM run_items i
         JOIN overrides o ON o.run_id = i.run_id AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
                         AND (o.pair_index IS NULL OR o.pair_index = i.pair_index)
+        WHERE {items}
         QUALIFY row_number() OVER (PARTITION BY i.run_id, i.pair_index, i.tool_id, i.persona_id
                                    ORDER BY o.created_at DESC, o.override_id DESC) = 1
     )
-    SELECT i.run_id, i.pair_index, i.tool_id, t.name AS tool_name, i.rival_tool_id, i.persona_id,
-           v.verdict_id, v.generation, v.persona_hash, v.model, coalesce(v.valid, false) AS valid,
-           v.verdict AS model_verdict,
+    SELECT i.run_id, i.pair_index, i.tool_id, i.rival_tool_id, i.persona_id,
+           v.verdict_id, v.generation, v.persona_hash, v.model, v.valid, v.verdict AS model_verdict,
            CASE WHEN v.verdict_id IS NOT NULL THEN coalesce(o.verdict, v.verdict) END AS verdict,
-           v.confidence, v.headline, v.attempt_count, v.created_at,
-           v.verdict_id IS NOT NULL AND (o.verdict IS NOT NULL OR o.review IS NOT NULL) AS overridden{purpose_column}
+           v.confidence, v.headline AS model_headline, v.review AS model_review, v.key_points_json,
+           v.attempt_count, v.flags_json, v.created_at,
+           o.verdict AS override_verdict, o.review AS override_review, o.headline AS override_headline,
+           o.editor AS override_editor, o.created_at AS override_at
     FROM run_items i
-    LEFT JOIN runs ru ON ru.run_id = i.run_id
-    LEFT JOIN tools t ON t.tool_id = i.tool_id
     LEFT JOIN refreshed r ON r.cache_key = i.cache_key
     LEFT JOIN verdicts v ON v.cache_key = i.cache_key AND v.generation = coalesce(r.latest, 1)
     LEFT JOIN item_override o ON o.run_id = i.run_id AND o.pair_index = i.pair_index
                              AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
-    WHERE i.persona_id IN (SELECT persona_id FROM reviewers){only_reviews}"""
+    WHERE {items}"""
 
-# As migration 6's pair_summary, over the matching run_verdicts.
+
+# The label in force per (tool name, persona or overall, NULL): the latest of labels and editors' overrides. An
+# override's latest row per item is in force; only ship/skip are labels: not a revert (NULL verdict), nor the
+# chair's pick of a tool (test_labels: a chair override is not a gold label).
+GOLD_LABELS = """
+    SELECT tool_name, persona_id, verdict, source, review, created_at FROM (
+        SELECT tool_name, persona_id, verdict, source, review, created_at, label_id AS seq FROM labels
+        UNION ALL
+        SELECT t.name, o.persona_id, o.verdict, 'override by ' || o.editor, o.review, o.created_at, o.override_id
+        FROM (SELECT * FROM overrides
+              QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, persona_id
+                                         ORDER BY created_at DESC, override_id DESC) = 1) o
+        JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IN ('ship', 'skip'))
+    QUALIFY row_number() OVER (PARTITION BY tool_name, persona_id ORDER BY created_at DESC, seq DESC) = 1"""
+
+# Reviewers are personas with a 'persona' prompt version (so not e.g. the chair).
+_RUN_VERDICTS = """
+    CREATE OR REPLACE VIEW {{name}} AS
+    WITH reviewers AS (
+        SELECT DISTINCT name AS persona_id FROM prompt_versions WHERE kind = 'persona'
+    ), current AS ({current})
+    SELECT c.run_id, c.pair_index, c.tool_id, t.name AS tool_name, c.rival_tool_id, c.persona_id,
+           c.verdict_id, c.generation, c.persona_hash, c.model, coalesce(c.valid, false) AS valid,
+           c.model_verdict, c.verdict, c.confidence, c.model_headline AS headline, c.attempt_count, c.created_at,
+           c.verdict_id IS NOT NULL AND (c.override_verdict IS NOT NULL OR c.override_review IS NOT NULL)
+               AS overridden{{purpose_column}}
+    FROM current c
+    LEFT JOIN runs ru ON ru.run_id = c.run_id
+    LEFT JOIN tools t ON t.tool_id = c.tool_id
+    WHERE c.persona_id IN (SELECT persona_id FROM reviewers){{only_reviews}}""".format(current=current_verdicts())
+
+# Per pair, over the matching run_verdicts.
 _PAIR_SUMMARY = """
     CREATE OR REPLACE VIEW {name} AS
     WITH sides AS MATERIALIZED (
@@ -87,24 +132,15 @@ _PAIR_SUMMARY = """
     WHERE true{only_reviews}
     ORDER BY r.started_at, c.run_id, c.pair_index"""
 
-# As migration 6's persona_answers, with each answer's purpose: 'review' when a review run asked for it or uses it.
+# One row per stored answer with its persona version and gold, and its purpose: 'review' when a review run
+# asked for it or uses it.
 _PERSONA_ANSWERS = """
     CREATE OR REPLACE VIEW {name} AS
     WITH versions AS (
         SELECT content_hash, row_number() OVER (PARTITION BY name ORDER BY first_seen_at, content_hash)
                AS persona_version
         FROM prompt_versions WHERE kind = 'persona'
-    ), gold AS (
-        SELECT tool_name, persona_id, verdict, source FROM (
-            SELECT tool_name, persona_id, verdict, source, created_at, label_id AS seq
-            FROM labels WHERE persona_id IS NOT NULL
-            UNION ALL
-            SELECT t.name, o.persona_id, o.verdict, 'override by ' || o.editor, o.created_at, o.override_id
-            FROM (SELECT * FROM overrides  -- an override's latest row is in force; a NULL verdict reverts it
-                  QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, persona_id
-                                             ORDER BY created_at DESC, override_id DESC) = 1) o
-            JOIN tools t ON t.tool_id = o.tool_id WHERE o.verdict IS NOT NULL)
-        QUALIFY row_number() OVER (PARTITION BY tool_name, persona_id ORDER BY created_at DESC, seq DESC) = 1
+    ), gold AS ({gold}
     ), probe_keys AS (  -- answers a probe asked for (few: compare and check ask little) ...
         SELECT v.cache_key FROM verdicts v JOIN runs r ON r.run_id = v.run_id WHERE r.purpose <> 'review'
     ), adopted AS (  -- ... that a review run uses
@@ -122,13 +158,14 @@ _PERSONA_ANSWERS = """
     LEFT JOIN tools t ON t.tool_id = v.tool_id
     JOIN versions pv ON pv.content_hash = v.persona_hash  -- reviewers only
     LEFT JOIN gold g ON g.tool_name = t.name AND g.persona_id = v.persona_id
-    WHERE true{only_reviews}"""
+    WHERE true{only_reviews}""".replace("{gold}", GOLD_LABELS)
 
 # An answer's purpose in persona_answers: a review's when a review run asked for it or uses it (`adopted`).
 _ANSWER_PURPOSE = ("CASE WHEN coalesce(ru.purpose, 'review') = 'review' OR v.cache_key IN (SELECT cache_key FROM adopted) "
                    "THEN 'review' ELSE ru.purpose END")
 
-# Migration 6's per-persona figures.
+# The per-persona figures, computed the same way by version and by month over persona_answers (one row per
+# stored answer). A rate is NULL when there is nothing to divide by.
 _PERSONA_FIGURES = """
     count(*) AS answers,
     count(*) FILTER (WHERE valid) AS verdicts,
@@ -154,7 +191,8 @@ _PERSONA_BY_MONTH = f"""
     FROM persona_answers{{suffix}} GROUP BY persona_id, month{{purpose_key}}
     ORDER BY persona_id, month{{purpose_key}}"""
 
-# As migration 6's run_agreement, over the matching run_verdicts.
+# Fleiss' kappa over the personas' own (model) verdicts: a subject is one tool of one pair, the raters are
+# the personas. Subjects with fewer than two valid verdicts are left out, as in agreement.fleiss_kappa.
 _RUN_AGREEMENT = """
     CREATE OR REPLACE VIEW {name} AS
     WITH subjects AS (
@@ -216,7 +254,7 @@ def _twins(con: duckdb.DuckDBPyConnection, statement: str, name: str, purpose: s
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Migration 11: (re)create every analysts' view with its `_all` twin, and the spend view."""
+    """(Re)create every view (each analysts' view with its `_all` twin, and spend), in dependency order."""
     _twins(con, _RUN_VERDICTS, "run_verdicts", "ru.purpose")
     _twins(con, _PAIR_SUMMARY, "pair_summary", "r.purpose")
     _twins(con, _PERSONA_ANSWERS, "persona_answers", _ANSWER_PURPOSE)
