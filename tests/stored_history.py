@@ -14,6 +14,7 @@ from panel.answers import Answer, Attempt, VerdictJob
 from panel.cards import Pricing, RunSpec, ToolCard, ToolPair
 from panel.chair import ChairSummary
 from panel.config import Settings
+from panel.overrides import find_target
 from panel.personas import Persona, PromptTemplates
 from panel.store import GoldLabel, Store
 from panel.store.journal import JournalRecord
@@ -116,7 +117,9 @@ class History:
 
     def override(self, run_id: str, tool: str, persona: str, verdict: str | None, revert: bool = False) -> None:
         """Store an editor's override of a verdict (now: overrides are dated when made)."""
-        self.store.add_override(run_id, self.tool_id(tool), persona, "ed", verdict=verdict, revert=revert)
+        pair_index = find_target(self.store.load_run(run_id), tool, persona, None).pair_index  # as panel override
+        self.store.add_override(run_id, self.tool_id(tool), persona, "ed", pair_index=pair_index, verdict=verdict,
+                                revert=revert)
 
 
 def verdict_table(**by_tool: str) -> dict[tuple[str, str], str | None]:
