@@ -46,13 +46,18 @@ def served_models(settings: Settings) -> list[str]:
                             f"({error.__class__.__name__}): {choose_hint(settings)}") from None
 
 
+def asks_served_model(settings: Settings) -> bool:
+    """True when a model must be looked up on the endpoint (a request): an endpoint with no model configured."""
+    return not (settings.embedded or settings.model)
+
+
 def with_served_model(settings: Settings) -> tuple[Settings, str | None]:
     """`settings` with a model to ask, and the one line to tell the user when it was found on the endpoint.
 
     The embedded model and an endpoint with a model configured are returned as they are (no request).
     Raises EndpointError listing the served models when there is not exactly one.
     """
-    if settings.embedded or settings.model:
+    if not asks_served_model(settings):
         return settings, None
     names = served_models(settings)
     where = f"{(settings.base_url or '').rstrip('/')}/models"

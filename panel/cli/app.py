@@ -21,7 +21,7 @@ from panel.cli.terminal import console, err_console  # noqa: F401  (the commands
 from panel.config import Settings, project_settings
 from panel.errors import PanelError
 from panel.model.modes import MODES
-from panel.served_model import with_served_model
+from panel.served_model import asks_served_model, with_served_model
 
 app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -90,8 +90,9 @@ def model_settings(db: Path | None = None, out: Path | None = None, run_files: S
     `run_files` are checked first, so a broken card is reported before the endpoint is asked anything.
     """
     settings = make_settings(db, out, **flags)
-    for run_file in run_files:
-        load_run(run_file, settings.allow_outside_cards)
+    if asks_served_model(settings):  # the command loads its run files anyway; only a request needs them first
+        for run_file in run_files:
+            load_run(run_file, settings.allow_outside_cards)
     settings, note = with_served_model(settings)
     if note:
         err_console.print(note)
