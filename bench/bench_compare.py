@@ -41,9 +41,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             shutil.copytree(ROOT / "personas", folder / "personas")
-            settings = Settings(base_url=base_url, model="fake-model", concurrency=args.concurrency,
-                                db_path=folder / "bench.duckdb", out_dir=folder / "pages",
-                                personas_dir=folder / "personas")
+            settings = Settings(
+                base_url=base_url,
+                model="fake-model",
+                concurrency=args.concurrency,
+                db_path=folder / "bench.duckdb",
+                out_dir=folder / "pages",
+                personas_dir=folder / "personas",
+            )
             run_file = write_synthetic_run(folder, args.pairs)
             started = time.perf_counter()
             full = draft_run(run_file, settings, chair=False, render=False)
@@ -51,8 +56,9 @@ def main() -> None:
             full_s = time.perf_counter() - started
 
             skeptic = folder / "personas" / "skeptic.md"
-            skeptic.write_text(skeptic.read_text(encoding="utf-8") + "\nName the cheapest rival first.\n",
-                               encoding="utf-8")
+            skeptic.write_text(
+                skeptic.read_text(encoding="utf-8") + "\nName the cheapest rival first.\n", encoding="utf-8"
+            )
             started = time.perf_counter()
             first = compare([run_file], settings, store)
             first_s = time.perf_counter() - started
@@ -64,14 +70,20 @@ def main() -> None:
         fake.terminate()
         fake.wait(timeout=10)
 
-    print(f"pairs: {args.pairs}  verdicts in the full review: {full.needed}  latency: {args.latency * 1000:.0f} ms  "
-          f"concurrency: {args.concurrency}")
+    print(
+        f"pairs: {args.pairs}  verdicts in the full review: {full.needed}  latency: {args.latency * 1000:.0f} ms  "
+        f"concurrency: {args.concurrency}"
+    )
     print(f"full review: {full.requests} requests, {full_s:.2f} s")
-    print(f"compare after editing skeptic: before-side {first.requests['before']} requests (target 0), "
-          f"after-side {first.requests['after']} (target {2 * args.pairs}), {first_s:.2f} s "
-          f"= {first_s / full_s:.2f} x the full review")
-    print(f"same compare again: {again.requests['before'] + again.requests['after']} requests (target 0), "
-          f"{again_s:.2f} s = {again_s / full_s:.3f} x the full review")
+    print(
+        f"compare after editing skeptic: before-side {first.requests['before']} requests (target 0), "
+        f"after-side {first.requests['after']} (target {2 * args.pairs}), {first_s:.2f} s "
+        f"= {first_s / full_s:.2f} x the full review"
+    )
+    print(
+        f"same compare again: {again.requests['before'] + again.requests['after']} requests (target 0), "
+        f"{again_s:.2f} s = {again_s / full_s:.3f} x the full review"
+    )
 
 
 if __name__ == "__main__":

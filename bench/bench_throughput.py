@@ -47,8 +47,12 @@ VERDICTS_PER_PAIR = 8
 
 def start_fake(latency: float) -> tuple[subprocess.Popen, str]:
     """Start the fake endpoint in its own process; return it and its base URL."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--latency", str(latency)],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--latency", str(latency)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = process.stdout.readline() if process.stdout else ""
     if not line.startswith("READY "):
         process.kill()
@@ -58,6 +62,7 @@ def start_fake(latency: float) -> tuple[subprocess.Popen, str]:
 
 def warm_up(endpoint: Endpoint, settings: Settings) -> float:
     """Seconds to open and close one client, sending nothing: the process's first-use imports and CA bundle."""
+
     async def open_and_close() -> None:
         async with make_client(endpoint, settings):
             pass
@@ -87,9 +92,14 @@ def timed_review(run_file: Path, settings: Settings, refresh: bool = False) -> t
         return outcome, clock.ended - clock.started, "no requests"
     first = min(a.started_at.timestamp() for a in attempts)
     last = max(a.started_at.timestamp() + a.latency_s for a in attempts)
-    return outcome, clock.ended - clock.started, (
-        f"{first - clock.started:.2f} s before the first request, {last - first:.2f} s "
-        f"of requests, {clock.ended - last:.2f} s after the last answer")
+    return (
+        outcome,
+        clock.ended - clock.started,
+        (
+            f"{first - clock.started:.2f} s before the first request, {last - first:.2f} s "
+            f"of requests, {clock.ended - last:.2f} s after the last answer"
+        ),
+    )
 
 
 def transport_seconds(base_url: str, jobs: list[VerdictJob], settings: Settings) -> float:
@@ -99,9 +109,11 @@ def transport_seconds(base_url: str, jobs: list[VerdictJob], settings: Settings)
 
     async def send_all() -> None:
         async with httpx2.AsyncClient(timeout=60) as client:
+
             async def worker() -> None:
                 while bodies:
                     (await client.post(base_url + "/chat/completions", json=bodies.pop())).json()
+
             await asyncio.gather(*(worker() for _ in range(settings.effective_concurrency)))
 
     started = time.perf_counter()
@@ -121,8 +133,13 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            settings = Settings(base_url=base_url, model="fake-model", concurrency=args.concurrency,
-                                db_path=folder / "bench.duckdb", out_dir=folder / "pages")
+            settings = Settings(
+                base_url=base_url,
+                model="fake-model",
+                concurrency=args.concurrency,
+                db_path=folder / "bench.duckdb",
+                out_dir=folder / "pages",
+            )
             run_file = write_synthetic_run(folder, pairs)
 
             warm_up_s = warm_up(Endpoint(base_url, "fake-model", embedded=False), settings)
@@ -141,19 +158,29 @@ def main() -> None:
 
     print(f"verdicts: {n}  concurrency: {args.concurrency}  latency: {args.latency * 1000:.0f} ms")
     print(f"process warm-up, once per panel process (HTTP stack imports, CA bundle): {warm_up_s:.2f} s")
-    print(f"first run: {first.status}, {first.asked} asked, {first.failed} failed, {first.requests} requests, "
-          f"{elapsed:.2f} s ({n / elapsed:.1f} verdicts/s)")
+    print(
+        f"first run: {first.status}, {first.asked} asked, {first.failed} failed, {first.requests} requests, "
+        f"{elapsed:.2f} s ({n / elapsed:.1f} verdicts/s)"
+    )
     print(f"  {first_split}")
     print(f"ideal: {ideal:.2f} s ({n / ideal:.1f} verdicts/s)")
-    print(f"throughput / ideal: {ideal / elapsed:.3f}  (target >= 0.95; "
-          f"{ideal / (elapsed + warm_up_s):.3f} counting the warm-up)")
-    print(f"--refresh run: {again.asked} asked, {again.requests} requests, {again_elapsed:.2f} s, "
-          f"throughput / ideal: {ideal / again_elapsed:.3f}")
+    print(
+        f"throughput / ideal: {ideal / elapsed:.3f}  (target >= 0.95; "
+        f"{ideal / (elapsed + warm_up_s):.3f} counting the warm-up)"
+    )
+    print(
+        f"--refresh run: {again.asked} asked, {again.requests} requests, {again_elapsed:.2f} s, "
+        f"throughput / ideal: {ideal / again_elapsed:.3f}"
+    )
     print(f"  {again_split}")
-    print(f"bare httpx2, same requests: {bare:.2f} s, / ideal: {ideal / bare:.3f}  "
-          f"(panel's --refresh run reaches {bare / again_elapsed:.0%} of it)")
-    print(f"cached rerun: {rerun_elapsed:.3f} s, {rerun.cached} cached, {rerun.asked} asked, "
-          f"{rerun.requests} model calls  (target 0), {rerun.status}")
+    print(
+        f"bare httpx2, same requests: {bare:.2f} s, / ideal: {ideal / bare:.3f}  "
+        f"(panel's --refresh run reaches {bare / again_elapsed:.0%} of it)"
+    )
+    print(
+        f"cached rerun: {rerun_elapsed:.3f} s, {rerun.cached} cached, {rerun.asked} asked, "
+        f"{rerun.requests} model calls  (target 0), {rerun.status}"
+    )
 
 
 if __name__ == "__main__":

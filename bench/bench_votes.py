@@ -5,7 +5,8 @@ Reviews the example run into a fresh database (fake endpoint), starts `panel ser
 write path, not the policy), then lets R readers vote as fast as answers come back, each reader one vote
 at a time (so its last acknowledged vote per tool is known), R in flight at once. After Ctrl-C to the
 server (which folds its vote journal into the database as it stops) it checks the database: stored events ==
-acknowledged votes (0 lost) and every reader's current vote == its last acknowledged one. Prints votes/s, latency, batches, and the ratio to one transaction
+acknowledged votes (0 lost) and every reader's current vote == its last acknowledged one. Prints votes/s, latency,
+batches, and the ratio to one transaction
 per vote (the unbatched write path, measured directly on the store).
 
     .venv/bin/python bench/bench_votes.py
@@ -35,8 +36,8 @@ import httpcore2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.fake_openai when run as a script
 
-from panel.community import VoterKeys  # noqa: E402
 from panel.store import Store, VoteEvent, VoteTarget  # noqa: E402
+from panel.web.voter_keys import VoterKeys  # noqa: E402
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder  # noqa: E402
 
 PANEL = [sys.executable, "-c", "from panel.cli import main; main()"]
@@ -48,9 +49,23 @@ def reviewed_database(folder: Path) -> Store:
     labels = LABELS if LABELS.exists() else ROOT / "tests" / "data" / "labelled-reviews.jsonl"
     db = folder / "panel.duckdb"
     with FakeOpenAI(responder=chair_responder(reference_responder(load_reference_labels(labels)))) as fake:
-        subprocess.run([*PANEL, "review", str(ROOT / "runs" / "example.yaml"), "--base-url", fake.base_url,
-                        "--db", str(db), "--out", str(folder / "pages")], check=True, capture_output=True, cwd=ROOT,
-                       env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))})
+        subprocess.run(
+            [
+                *PANEL,
+                "review",
+                str(ROOT / "runs" / "example.yaml"),
+                "--base-url",
+                fake.base_url,
+                "--db",
+                str(db),
+                "--out",
+                str(folder / "pages"),
+            ],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))},
+        )
     return Store(db)
 
 
@@ -73,13 +88,20 @@ async def crowd(base_url: str, target: VoteTarget, readers: int, votes_each: int
 
         async def reader(index: int) -> None:
             cookie, csrf = readers_keys[index]
-            headers = {"cookie": cookie, "accept": "application/json",
-                       "content-type": "application/x-www-form-urlencoded"}
+            headers = {
+                "cookie": cookie,
+                "accept": "application/json",
+                "content-type": "application/x-www-form-urlencoded",
+            }
             for n in range(votes_each):
                 tool, verdict = tools[n % 2], ("ship", "skip")[(index + n // 2) % 2]
                 started = time.perf_counter()
-                answer = await pool.request("POST", url, headers=headers,
-                                            content=urlencode({"tool": tool, "verdict": verdict, "csrf": csrf}).encode())
+                answer = await pool.request(
+                    "POST",
+                    url,
+                    headers=headers,
+                    content=urlencode({"tool": tool, "verdict": verdict, "csrf": csrf}).encode(),
+                )
                 if answer.status != 200:
                     raise SystemExit(f"vote refused: {answer.status} {answer.content.decode().strip()}")
                 latencies.append(time.perf_counter() - started)
@@ -93,10 +115,28 @@ async def crowd(base_url: str, target: VoteTarget, readers: int, votes_each: int
 
 def start_serving(store: Store) -> tuple[subprocess.Popen[str], str]:
     """`panel serve` over `store` as a process of its own, rate limits lifted (one address plays every reader)."""
-    server = subprocess.Popen([*PANEL, "serve", "--port", "0", "--db", str(store.path), "--burst", "1000000",
-                               "--votes-per-second", "1000000", "--new-readers-per-minute", "1000000",
-                               "--votes-per-minute-per-address", "1000000"], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT, env=dict(os.environ, COLUMNS="200"))
+    server = subprocess.Popen(
+        [
+            *PANEL,
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(store.path),
+            "--burst",
+            "1000000",
+            "--votes-per-second",
+            "1000000",
+            "--new-readers-per-minute",
+            "1000000",
+            "--votes-per-minute-per-address",
+            "1000000",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, COLUMNS="200"),
+    )
     assert server.stdout is not None
     match = re.search(r"serving (\S+)/", server.stdout.readline())
     if not match:
@@ -116,8 +156,9 @@ def unbatched_votes_per_second(store: Store, target: VoteTarget, count: int) -> 
     """Votes/s when every vote is its own transaction (what the writer would do without batching)."""
     started = time.perf_counter()
     for n in range(count):
-        store.add_votes([VoteEvent(target.run_id, target.left_tool_id, f"unbatched-{n}", "ship",
-                                   datetime.now(timezone.utc))])
+        store.add_votes(
+            [VoteEvent(target.run_id, target.left_tool_id, f"unbatched-{n}", "ship", datetime.now(timezone.utc))]
+        )
     return count / (time.perf_counter() - started)
 
 
@@ -146,11 +187,17 @@ def main() -> None:
         single_rate = unbatched_votes_per_second(store, target, args.unbatched)
     quantiles = statistics.quantiles(latencies, n=100)
     print(f"readers {args.readers} x {args.votes} votes, {args.readers} in flight")
-    print(f"acknowledged {acknowledged}, stored {stored}, lost {lost}, "
-          f"current vote != last acknowledged: {mismatched}  -> {'OK' if lost == 0 and mismatched == 0 else 'FAIL'}")
-    print(f"sustained {batched_rate:,.0f} votes/s over {seconds:.1f} s; latency p50 {quantiles[49] * 1000:.0f} ms, "
-          f"p95 {quantiles[94] * 1000:.0f} ms; server: {out.strip().splitlines()[-1]}")
-    print(f"one transaction per vote: {single_rate:,.1f} votes/s; batched/unbatched = {batched_rate / single_rate:.0f}x")
+    print(
+        f"acknowledged {acknowledged}, stored {stored}, lost {lost}, "
+        f"current vote != last acknowledged: {mismatched}  -> {'OK' if lost == 0 and mismatched == 0 else 'FAIL'}"
+    )
+    print(
+        f"sustained {batched_rate:,.0f} votes/s over {seconds:.1f} s; latency p50 {quantiles[49] * 1000:.0f} ms, "
+        f"p95 {quantiles[94] * 1000:.0f} ms; server: {out.strip().splitlines()[-1]}"
+    )
+    print(
+        f"one transaction per vote: {single_rate:,.1f} votes/s; batched/unbatched = {batched_rate / single_rate:.0f}x"
+    )
     if lost or mismatched:
         raise SystemExit(1)
 

@@ -37,11 +37,13 @@ REFRESH_EVERY = 49  # one item in 49 was refreshed: a second generation of its v
 # million Python tuples measures Python, not the query).
 ANSWER_VIEWS = ("pair_summary", "persona_by_version", "persona_by_month", "run_agreement", "spend")
 ROW_VIEWS = ("run_verdicts", "persona_answers")
-WORDS = ("primitive weekend latency pricing moat buyer budget thesis trend dependency competitor churn "
-         "edge device inference privacy benchmark developer workflow integration roadmap retention "
-         "margin seat usage enterprise open weights hosted API quantized document OCR pipeline cost "
-         "vendor lock-in switching distribution wedge adoption platform risk regulation scale agent "
-         "context window evaluation quality reliability support community ecosystem SDK docs").split()
+WORDS = (
+    "primitive weekend latency pricing moat buyer budget thesis trend dependency competitor churn "
+    "edge device inference privacy benchmark developer workflow integration roadmap retention "
+    "margin seat usage enterprise open weights hosted API quantized document OCR pipeline cost "
+    "vendor lock-in switching distribution wedge adoption platform risk regulation scale agent "
+    "context window evaluation quality reliability support community ecosystem SDK docs"
+).split()
 
 # {u(i, k)}: a deterministic uniform number in [0, 1) for row i and stream k.
 U = "((hash({i}, {k}) % 1000000) / 1000000.0)"
@@ -55,8 +57,8 @@ def u(i: str, k: int) -> str:
 def words(i: str, k: int, n: int) -> str:
     """SQL for `n` pseudo-random vocabulary words for row `i` (stream `k`), as one string."""
     vocab = "[" + ", ".join(f"'{w}'" for w in WORDS) + "]"
-    return (f"array_to_string(list_transform(range({n}), lambda x: {vocab}[1 + (hash({i}, {k}, x) % {len(WORDS)})::INTEGER]),"
-            " ' ')")
+    pick = f"{vocab}[1 + (hash({i}, {k}, x) % {len(WORDS)})::INTEGER]"
+    return f"array_to_string(list_transform(range({n}), lambda x: {pick}), ' ')"
 
 
 def generate(path: Path, verdicts: int) -> dict[str, int]:
@@ -75,14 +77,15 @@ def generate(path: Path, verdicts: int) -> dict[str, int]:
             SELECT sha256(p || ':v' || v), 'persona', p, repeat('You are the ' || p || ' reviewer. ', 40),
                    {start} + to_days(((v - 1) * {days} // {VERSIONS})::INTEGER) - INTERVAL 1 DAY
             FROM unnest({personas}) AS t(p), range(1, {VERSIONS} + 1) AS s(v)""")
-        con.execute(f"INSERT INTO prompt_versions VALUES (sha256('templates'), 'templates', 'prompts', "
-                    f"'{{}}', {start})")
+        con.execute(
+            f"INSERT INTO prompt_versions VALUES (sha256('templates'), 'templates', 'prompts', '{{}}', {start})"
+        )
         con.execute(f"""
             INSERT INTO tools
             SELECT sha256('tool' || k), 'Tool ' || k,
                    ['Developer Tools', 'Search', 'Agents', 'Vision', 'Voice'][1 + k % 5],
-                   json_object('name', 'Tool ' || k, 'tagline', {words('k', 1, 8)},
-                               'description', {words('k', 2, 60)})::VARCHAR,
+                   json_object('name', 'Tool ' || k, 'tagline', {words("k", 1, 8)},
+                               'description', {words("k", 2, 60)})::VARCHAR,
                    '[]', {start}
             FROM range({TOOLS}) AS t(k)""")
         con.execute(f"""
@@ -96,17 +99,18 @@ def generate(path: Path, verdicts: int) -> dict[str, int]:
                    {start} + to_seconds((r * {days} * 86400 // {runs} + 1800)::BIGINT), 'review'
             FROM range({runs}) AS t(r)""")
         tool_no = "(((r * {n} + p * 2 + s) * 7919) % {tools})".replace("{n}", str(PAIRS_PER_RUN * 2)).replace(
-            "{tools}", str(TOOLS))
+            "{tools}", str(TOOLS)
+        )
         con.execute(f"""
             INSERT INTO pairs
             SELECT substr(sha256('run' || r), 1, 12), p,
-                   sha256('tool' || {tool_no.replace('s)', '0)')}), sha256('tool' || {tool_no.replace('s)', '1)')})
+                   sha256('tool' || {tool_no.replace("s)", "0)")}), sha256('tool' || {tool_no.replace("s)", "1)")})
             FROM range({runs}) AS a(r), range({PAIRS_PER_RUN}) AS b(p)""")
         con.execute(f"""
             CREATE TEMP TABLE plan AS
             SELECT i, r, p, s, q, {personas}[q + 1] AS persona_id,
                    sha256('tool' || {tool_no}) AS tool_id,
-                   sha256('tool' || {tool_no.replace('+ s)', '+ (1 - s))')}) AS rival_tool_id,
+                   sha256('tool' || {tool_no.replace("+ s)", "+ (1 - s))")}) AS rival_tool_id,
                    1 + (r * {VERSIONS}) // {runs} AS version
             FROM (SELECT i, i // {ITEMS_PER_RUN} AS r, (i // 8) % {PAIRS_PER_RUN} AS p, (i // 4) % 2 AS s,
                          i % 4 AS q FROM range({items}) AS t(i))""")
@@ -120,7 +124,9 @@ def generate(path: Path, verdicts: int) -> dict[str, int]:
             g = generation * 10
             valid = f"{u('i', g)} >= 0.01"
             attempts = f"CASE WHEN NOT ({valid}) THEN 4 WHEN {u('i', g + 1)} < 0.08 THEN 2 ELSE 1 END"
-            verdict = f"CASE WHEN NOT ({valid}) THEN NULL WHEN {u('i', g + 2)} < {ship_odds} THEN 'ship' ELSE 'skip' END"
+            verdict = (
+                f"CASE WHEN NOT ({valid}) THEN NULL WHEN {u('i', g + 2)} < {ship_odds} THEN 'ship' ELSE 'skip' END"
+            )
             con.execute(f"""
                 INSERT INTO verdicts (cache_key, generation, run_id, tool_id, rival_tool_id, persona_id,
                     persona_hash, template_hash, model, mode, sampling_json, verdict, confidence, headline,
@@ -133,18 +139,18 @@ def generate(path: Path, verdicts: int) -> dict[str, int]:
                             'headline', headline, 'review', review, 'key_points', key_points_json::JSON)::VARCHAR
                             ELSE '{{"verdict": "maybe"}}' END,
                        valid, attempts, attempts + (i % 17 = 0)::INTEGER, 850 + (i % 300), 120 + (i % 90),
-                       0.8 + {u('i', g + 4)} * 4, '[]',
+                       0.8 + {u("i", g + 4)} * 4, '[]',
                        started_at + to_seconds((({generation} - 1) * 86400 * 7 + (i % {ITEMS_PER_RUN}) * 3)::BIGINT)
                 FROM (
                     SELECT plan.i, sha256('item' || plan.i) AS cache_key, runs.run_id, plan.tool_id,
                            plan.rival_tool_id, plan.persona_id, sha256(plan.persona_id || ':v' || plan.version)
                            AS persona_hash, runs.model, runs.mode, runs.sampling_json, runs.started_at,
                            {verdict} AS verdict, {valid} AS valid, {attempts} AS attempts,
-                           CASE WHEN {valid} THEN round(0.5 + {u('i', g + 3)} * 0.5, 2) END AS confidence,
-                           CASE WHEN {valid} THEN {words('i', g + 5, 6)} END AS headline,
-                           CASE WHEN {valid} THEN {words('i', g + 6, 45)} END AS review,
-                           CASE WHEN {valid} THEN to_json([{words('i', g + 7, 3)}, {words('i', g + 8, 3)},
-                                                          {words('i', g + 9, 3)}])::VARCHAR END AS key_points_json
+                           CASE WHEN {valid} THEN round(0.5 + {u("i", g + 3)} * 0.5, 2) END AS confidence,
+                           CASE WHEN {valid} THEN {words("i", g + 5, 6)} END AS headline,
+                           CASE WHEN {valid} THEN {words("i", g + 6, 45)} END AS review,
+                           CASE WHEN {valid} THEN to_json([{words("i", g + 7, 3)}, {words("i", g + 8, 3)},
+                                                          {words("i", g + 9, 3)}])::VARCHAR END AS key_points_json
                     FROM plan JOIN runs ON runs.run_id = substr(sha256('run' || plan.r), 1, 12)
                     WHERE {where})""")
         con.execute("""
@@ -164,7 +170,8 @@ def generate(path: Path, verdicts: int) -> dict[str, int]:
         con.execute(f"""
             INSERT INTO labels (tool_name, persona_id, verdict, source, review, created_at)
             SELECT 'Tool ' || k, {personas}[q + 1],
-                   CASE WHEN ((hash(k * 4 + q, 50 + e) % 1000000) / 1000000.0) < [0.7, 0.45, 0.65, 0.3][q + 1] THEN 'ship' ELSE 'skip' END,
+                   CASE WHEN ((hash(k * 4 + q, 50 + e) % 1000000) / 1000000.0) < [0.7, 0.45, 0.65, 0.3][q + 1]
+                        THEN 'ship' ELSE 'skip' END,
                    'editor', NULL, {start} + to_days((30 * e + k % 300)::INTEGER)
             FROM range({labelled_tools}) AS a(k), range({len(PERSONAS)}) AS b(q), range(2) AS c(e)
             WHERE e = 1 OR k % 5 = 0""")
@@ -175,8 +182,12 @@ def generate(path: Path, verdicts: int) -> dict[str, int]:
                    {start} + to_days((r * {days} // {runs})::INTEGER) + INTERVAL 2 DAY
             FROM plan WHERE i % 997 = 0""")
         con.execute("COMMIT")
-        tables = [row[0] for row in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY table_name").fetchall()]
+        tables = [
+            row[0]
+            for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY table_name"
+            ).fetchall()
+        ]
         counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables}
         con.execute("CHECKPOINT")
     finally:
@@ -226,12 +237,17 @@ def main(argv: list[str] | None = None) -> None:
         args.db.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         counts = generate(args.db, args.verdicts)
-        print(f"loaded {counts['verdicts']:,} verdicts ({sum(counts.values()):,} rows in {len(counts)} tables) "
-              f"in {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"loaded {counts['verdicts']:,} verdicts ({sum(counts.values()):,} rows in {len(counts)} tables) "
+            f"in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         # Timed in a fresh process, as `panel sql` runs: after a million-row load this one's allocator is
         # warm with garbage and DuckDB's first queries here run up to twice as slow.
-        subprocess.run([sys.executable, __file__, "--reuse", "--keep", "--db", str(args.db),
-                        "--repeat", str(args.repeat)], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--reuse", "--keep", "--db", str(args.db), "--repeat", str(args.repeat)],
+            check=True,
+        )
     else:
         time_database(args.db, args.repeat)
     if not args.keep:
@@ -241,8 +257,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def time_database(db: Path, repeat: int) -> None:
     """Print the database's rows and size, each view's timings, and the export's."""
-    counts = {name: run_query(db, f'SELECT count(*) FROM "{name}"').rows[0][0] for name, in run_query(
-        db, "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY 1").rows}
+    counts = {
+        name: run_query(db, f'SELECT count(*) FROM "{name}"').rows[0][0]
+        for (name,) in run_query(db, "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY 1").rows
+    }
     size = db.stat().st_size
     print("  " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
     print(f"database: {size:,} bytes = {size / counts['verdicts']:,.0f} bytes per verdict")
@@ -259,7 +277,9 @@ def time_database(db: Path, repeat: int) -> None:
         started = time.perf_counter()
         rows = len(run_query(db, f"SELECT * FROM pair_summary WHERE run_id = '{latest}'").rows)
         seconds.append(time.perf_counter() - started)
-    print(f"{'  one run':<20} {rows:>10,} {'':>8} {statistics.median(seconds):>12.3f}   (pair_summary WHERE run_id = ...)")
+    print(
+        f"{'  one run':<20} {rows:>10,} {'':>8} {statistics.median(seconds):>12.3f}   (pair_summary WHERE run_id = ...)"
+    )
     for view in ROW_VIEWS:
         rows, seconds = time_count(db, view, repeat)
         print(f"{view:<20} {rows:>10,} {'':>8} {seconds:>12.3f}   (count(*) over the view)")

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import duckdb
 import httpx2
-
 from bench_votes import PANEL, reviewed_database  # run as a script: bench/ is on sys.path
 
 Strategy = Callable[[httpx2.Client, str, tuple[str, str], int], int]
@@ -42,8 +41,11 @@ def made_up_cookie(client: httpx2.Client, url: str, tools: tuple[str, str], roun
     answer = client.get(url, headers=cookie)
     csrf = answer.json()["csrf"] if answer.status_code == 200 else ""  # past the address's limit: a plain 429
     client.cookies.clear()  # keep the made-up cookie, not the one the server may have issued instead
-    answer = client.post(url, headers={**cookie, "accept": "application/json"},
-                         data={"tool": tools[round_ % 2], "verdict": "ship", "csrf": csrf})
+    answer = client.post(
+        url,
+        headers={**cookie, "accept": "application/json"},
+        data={"tool": tools[round_ % 2], "verdict": "ship", "csrf": csrf},
+    )
     return int(answer.status_code == 200)
 
 
@@ -54,9 +56,15 @@ def discarded_cookie(client: httpx2.Client, url: str, tools: tuple[str, str], ro
     issued = client.get(url, headers=spoofed)
     if issued.status_code != 200:
         return 0
-    return sum(client.post(url, headers={**spoofed, "accept": "application/json"},
-                           data={"tool": tool, "verdict": "ship", "csrf": issued.json()["csrf"]}).status_code == 200
-               for tool in tools)
+    return sum(
+        client.post(
+            url,
+            headers={**spoofed, "accept": "application/json"},
+            data={"tool": tool, "verdict": "ship", "csrf": issued.json()["csrf"]},
+        ).status_code
+        == 200
+        for tool in tools
+    )
 
 
 def stuff(db: Path, strategy: Strategy, seconds: float, concurrency: int) -> tuple[int, int, int]:
@@ -105,8 +113,11 @@ def main() -> None:
             db.parent.mkdir()
             shutil.copy(reviewed, db)
             rounds, accepted, counted = stuff(db, strategy, args.seconds, args.concurrency)
-            print(f"{name:8} {args.seconds:g} s: {rounds} rounds, {accepted} votes accepted, "
-                  f"{counted} counted votes stored", flush=True)
+            print(
+                f"{name:8} {args.seconds:g} s: {rounds} rounds, {accepted} votes accepted, "
+                f"{counted} counted votes stored",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

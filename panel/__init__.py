@@ -17,14 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {"draft_run": "panel.pipeline", "DraftOutcome": "panel.pipeline", "DraftProgress": "panel.pipeline",
-            "Settings": "panel.config", "project_settings": "panel.config", "PanelError": "panel.errors"}
+_EXPORTS = {
+    "draft_run": "panel.pipeline",
+    "DraftOutcome": "panel.pipeline",
+    "DraftProgress": "panel.pipeline",
+    "Settings": "panel.config",
+    "project_settings": "panel.config",
+    "PanelError": "panel.errors",
+}
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from panel.config import Settings, project_settings
-    from panel.errors import PanelError
-    from panel.pipeline import DraftOutcome, DraftProgress, draft_run
+    from panel.config import Settings as Settings
+    from panel.config import project_settings as project_settings
+    from panel.errors import PanelError as PanelError
+    from panel.pipeline import DraftOutcome as DraftOutcome
+    from panel.pipeline import DraftProgress as DraftProgress
+    from panel.pipeline import draft_run as draft_run
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,8 @@ class ChairSummary(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     pick: PickChoice = Field(
-        description="the tool the panel would ship with: left, right, both (each for a different job) or neither")
+        description="the tool the panel would ship with: left, right, both (each for a different job) or neither"
+    )
     headline: str = Field(min_length=3, max_length=160, description="one line naming the pick")
     summary: str = Field(min_length=40, max_length=1500, description="3 to 5 sentences: which tool and why")
 
@@ -66,7 +67,8 @@ class AnswerKind:
             confidence=getattr(answer, self.confidence_field) if self.confidence_field else None,
             headline=getattr(answer, "headline"),
             review=getattr(answer, self.quote_field),
-            key_points=list(getattr(answer, self.key_points_field)) if self.key_points_field else [])
+            key_points=list(getattr(answer, self.key_points_field)) if self.key_points_field else [],
+        )
 
     def text_limit(self, field_name: str) -> int:
         """The most characters `field_name` may hold: the bound the model's own answer had to meet."""

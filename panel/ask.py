@@ -83,20 +83,29 @@ class RunBudget:
         self.fault = self.fault or fault
 
 
-def cache_key(messages: list[dict[str, str]], settings: Settings, mode: str,
-              answer_model: type[BaseModel] = Verdict) -> str:
+def cache_key(
+    messages: list[dict[str, str]], settings: Settings, mode: str, answer_model: type[BaseModel] = Verdict
+) -> str:
     """Content hash of everything that decides an answer: endpoint, messages, model, sampling, schema, mode.
 
     The endpoint is its normalised base URL, or the embedded model's GGUF hash (model.identity.endpoint_identity):
     the same model name on another server is another answer.
     """
-    return content_hash({"endpoint": endpoint_identity(settings), "messages": messages,
-                         "model": settings.model_name, "sampling": settings.sampling(),
-                         "schema": verdict_schema(answer_model), "mode": mode})
+    return content_hash(
+        {
+            "endpoint": endpoint_identity(settings),
+            "messages": messages,
+            "model": settings.model_name,
+            "sampling": settings.sampling(),
+            "schema": verdict_schema(answer_model),
+            "mode": mode,
+        }
+    )
 
 
-def plan_run(spec: RunSpec, personas: list[Persona], templates: PromptTemplates,
-             settings: Settings) -> list[VerdictJob]:
+def plan_run(
+    spec: RunSpec, personas: list[Persona], templates: PromptTemplates, settings: Settings
+) -> list[VerdictJob]:
     """Render every prompt of a run up front, so a template or card error costs no tokens."""
     schema = verdict_schema()
     jobs: list[VerdictJob] = []
@@ -104,13 +113,23 @@ def plan_run(spec: RunSpec, personas: list[Persona], templates: PromptTemplates,
         for tool, rival in ((pair.left, pair.right), (pair.right, pair.left)):
             for persona in personas:
                 messages = build_messages(persona, templates, tool, rival, schema)
-                jobs.append(VerdictJob(cache_key(messages, settings, settings.structured_mode), index,
-                                       persona, tool, rival, messages, templates.content_hash))
+                jobs.append(
+                    VerdictJob(
+                        cache_key(messages, settings, settings.structured_mode),
+                        index,
+                        persona,
+                        tool,
+                        rival,
+                        messages,
+                        templates.content_hash,
+                    )
+                )
     return jobs
 
 
-async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Settings,
-                      mode: Mode, budget: RunBudget | None = None) -> Answer:
+async def ask_verdict(
+    client: openai.AsyncOpenAI, job: VerdictJob, settings: Settings, mode: Mode, budget: RunBudget | None = None
+) -> Answer:
     """Ask for one verdict; re-ask (bounded) when the answer does not parse or validate.
 
     Never raises for a failed request: the Answer then has no verdict and says why in its attempts.
@@ -121,8 +140,10 @@ async def ask_verdict(client: openai.AsyncOpenAI, job: VerdictJob, settings: Set
     request_args = _request_args(mode, job.answer_model)
     try:
         async for retry in AsyncRetrying(
-                stop=stop_after_attempt(settings.reasks + 1), reraise=True,
-                retry=retry_if_exception_type((InvalidAnswer, MalformedResponse))):
+            stop=stop_after_attempt(settings.reasks + 1),
+            reraise=True,
+            retry=retry_if_exception_type((InvalidAnswer, MalformedResponse)),
+        ):
             with retry:
                 text = await _attempt(client, messages, settings, mode, request_args, answer, budget)
                 try:
@@ -148,8 +169,15 @@ def _request_args(mode: Mode, answer_model: type[BaseModel]) -> dict[str, Any]:
     return mode.build_request(verdict_schema(answer_model))
 
 
-async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], settings: Settings,
-                   mode: Mode, request_args: dict, answer: Answer, budget: RunBudget | None) -> str | None:
+async def _attempt(
+    client: openai.AsyncOpenAI,
+    messages: list[dict[str, str]],
+    settings: Settings,
+    mode: Mode,
+    request_args: dict,
+    answer: Answer,
+    budget: RunBudget | None,
+) -> str | None:
     attempt = Attempt(number=len(answer.attempts) + 1, status="ok", started_at=datetime.now(timezone.utc))
     answer.attempts.append(attempt)
     start = time.monotonic()
@@ -159,8 +187,11 @@ async def _attempt(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
             # built: the typed create() walks every message and the schema through its TypedDict transform
             # to produce the same JSON (2.0 ms of CPU per request here, against 1.2 ms for post). It hands
             # back the decoded JSON (or the text of a body not labelled JSON), and ChatReply validates it.
-            raw = await client.post("/chat/completions", cast_to=object, body={
-                "model": settings.model_name, "messages": messages, **settings.sampling(), **request_args})
+            raw = await client.post(
+                "/chat/completions",
+                cast_to=object,
+                body={"model": settings.model_name, "messages": messages, **settings.sampling(), **request_args},
+            )
             attempt.http_status = sent.last_status
         except OverBudget as refused:
             _fail(attempt, "over_budget", refused, start)
@@ -201,31 +232,41 @@ def refusal(error: openai.APIStatusError, settings: Settings) -> str | None:
     model = "".join(c for c in settings.model_name[:80] if c.isprintable())
     if error.status_code == 401:
         unset = "" if os.environ.get(settings.api_key_env) else " (it is not set)"
-        return (f"the endpoint refused the API key (HTTP 401): set {settings.api_key_env}{unset} "
-                "to a key it accepts")
+        return f"the endpoint refused the API key (HTTP 401): set {settings.api_key_env}{unset} to a key it accepts"
     if error.status_code == 403:
-        return (f"the endpoint denied access (HTTP 403): check that the key in {settings.api_key_env} may use model "
-                f"'{model}', or pick another with --model")
+        return (
+            f"the endpoint denied access (HTTP 403): check that the key in {settings.api_key_env} may use model "
+            f"'{model}', or pick another with --model"
+        )
     if error.status_code == 404:
         # An unknown model (OpenAI: code model_not_found; vLLM, Ollama: a message naming the model) or a wrong URL.
         if error.code == "model_not_found" or "model" in json.dumps(error.body, default=str).lower():
             return f"the endpoint has no model '{model}' (HTTP 404): pass one it serves with --model"
-        return ("the endpoint's URL has no chat-completions API (HTTP 404): check OPENAI_BASE_URL or --base-url "
-                "(it usually ends in /v1)")
+        return (
+            "the endpoint's URL has no chat-completions API (HTTP 404): check OPENAI_BASE_URL or --base-url "
+            "(it usually ends in /v1)"
+        )
     return None
 
 
 def _unreachable(answer: Answer, settings: Settings) -> str | None:
     """The fault of an answer whose every request failed to connect (refused, reset, unknown host), else None."""
-    if answer.verdict is not None or not answer.attempts or any(
-            a.error_class != "APIConnectionError" for a in answer.attempts):  # a timeout is a slow server, not none
+    if (
+        answer.verdict is not None
+        or not answer.attempts
+        or any(a.error_class != "APIConnectionError" for a in answer.attempts)
+    ):  # a timeout is a slow server, not none
         return None
     tries = f"{answer.requests} request{'s' if answer.requests != 1 else ''}"
     if settings.embedded:
-        return (f"cannot connect to the embedded model server ({tries} failed): "
-                "see logs/embedded-server.log beside the database")
-    return (f"cannot connect to the endpoint ({tries} failed): check OPENAI_BASE_URL or --base-url, "
-            "and that its server is running")
+        return (
+            f"cannot connect to the embedded model server ({tries} failed): "
+            "see logs/embedded-server.log beside the database"
+        )
+    return (
+        f"cannot connect to the endpoint ({tries} failed): check OPENAI_BASE_URL or --base-url, "
+        "and that its server is running"
+    )
 
 
 def _fail(attempt: Attempt, status: str, error: Exception, start: float) -> None:
@@ -235,9 +276,14 @@ def _fail(attempt: Attempt, status: str, error: Exception, start: float) -> None
     attempt.latency_s = time.monotonic() - start
 
 
-async def ask_all(jobs: list[VerdictJob], client: openai.AsyncOpenAI, settings: Settings,
-                  on_answer: Callable[[Answer], None], budget: RunBudget | None = None,
-                  concurrency: int | None = None) -> None:
+async def ask_all(
+    jobs: list[VerdictJob],
+    client: openai.AsyncOpenAI,
+    settings: Settings,
+    on_answer: Callable[[Answer], None],
+    budget: RunBudget | None = None,
+    concurrency: int | None = None,
+) -> None:
     """Ask for every job with at most `concurrency` in flight, handing each Answer to `on_answer`.
 
     The first job is asked alone, so a refused key, an unknown model or a dead endpoint costs one verdict's

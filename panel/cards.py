@@ -90,8 +90,9 @@ class ToolCard(BaseModel):
             category=take(self.category, "category"),
             tagline=take(self.tagline, "tagline"),
             description=take(self.description, "description", single_line=False),
-            pricing=Pricing(entry=self.pricing.entry,
-                            details=take(self.pricing.details, "pricing.details", single_line=False)),
+            pricing=Pricing(
+                entry=self.pricing.entry, details=take(self.pricing.details, "pricing.details", single_line=False)
+            ),
             links=links,
             flags=flags,
         )
@@ -126,7 +127,7 @@ def content_hash(value: Any) -> str:
 def shown_path(path: str | Path) -> str:
     """A path as an error may print it: control and invisible characters removed, long ones cut in the middle."""
     text = clean_vendor_text(str(path), "path", 10_000, single_line=True).text or "(empty path)"
-    return text if len(text) <= MAX_SHOWN_PATH else text[:40] + "…" + text[-(MAX_SHOWN_PATH - 41):]
+    return text if len(text) <= MAX_SHOWN_PATH else text[:40] + "…" + text[-(MAX_SHOWN_PATH - 41) :]
 
 
 def _shown(value: object, limit: int = 60) -> str:
@@ -200,8 +201,9 @@ def card_file(reference: str, run_file: Path, allow_outside: bool = False) -> Pa
             via = "through a symlink" if os.path.commonpath([folder, lexical]) == folder else "with '..'"
             problem = f"leads outside the run file's folder {via}"
         if problem:
-            raise CardError(f"{shown_path(run_file)}: card path {shown_path(reference)!r} {problem} "
-                            f"(or pass {OUTSIDE_CARDS_FLAG})")
+            raise CardError(
+                f"{shown_path(run_file)}: card path {shown_path(reference)!r} {problem} (or pass {OUTSIDE_CARDS_FLAG})"
+            )
     if target == os.path.realpath(run_file):
         raise CardError(f"{shown_path(run_file)}: card path {shown_path(reference)!r} is the run file itself")
     return Path(target)
@@ -238,8 +240,10 @@ def _run_title(raw: Any, path: Path, pairs: list[ToolPair]) -> str:
         raise CardError(f"{shown_path(path)}: 'title' must be text")
     title = clean_vendor_text(str(raw), "title", FIELD_LIMITS["title"], single_line=True).text
     if not title:
-        raise CardError(f"{shown_path(path)}: 'title' is empty once invisible characters and spaces are removed "
-                        "(leave it out for '<left> vs <right>')")
+        raise CardError(
+            f"{shown_path(path)}: 'title' is empty once invisible characters and spaces are removed "
+            "(leave it out for '<left> vs <right>')"
+        )
     return title
 
 
@@ -266,7 +270,8 @@ def load_run(path: str | Path, allow_outside: bool = False) -> RunSpec:
         left = load_card(pair[0], path, f"pair {index} tool 1", allow_outside)
         right = load_card(pair[1], path, f"pair {index} tool 2", allow_outside)
         if left.name.casefold() == right.name.casefold():
-            raise CardError(f"{where}: pair {index} names the tool {_shown(left.name)} twice; "
-                            "a pair compares two different tools")
+            raise CardError(
+                f"{where}: pair {index} names the tool {_shown(left.name)} twice; a pair compares two different tools"
+            )
         pairs.append(ToolPair(left=left, right=right))
     return RunSpec(path=str(path), title=_run_title(data.get("title"), path, pairs), pairs=pairs)

@@ -51,15 +51,24 @@ class ChairOutcome:
 
 
 def chair_persona(templates: PromptTemplates) -> Persona:
-    """The chair as a Persona record; its version is the hash of its two templates. Raises PersonaError if one is missing."""
+    """The chair as a Persona record, versioned by the hash of its two templates; PersonaError if one is missing."""
     for name in (CHAIR_SYSTEM_TEMPLATE, CHAIR_USER_TEMPLATE):
         if name not in templates.sources:
             raise PersonaError(f"{Path(templates.folder) / name}: prompt template not found")
-    text = json.dumps({name: templates.sources[name] for name in (CHAIR_SYSTEM_TEMPLATE, CHAIR_USER_TEMPLATE)},
-                      sort_keys=True, ensure_ascii=False)
-    return Persona(CHAIR_ID, "Chair", "Panel chair",
-                   "reads the four reviewers' verdicts and says which tool the panel would ship with",
-                   "", str(Path(templates.folder) / CHAIR_SYSTEM_TEMPLATE), text)
+    text = json.dumps(
+        {name: templates.sources[name] for name in (CHAIR_SYSTEM_TEMPLATE, CHAIR_USER_TEMPLATE)},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return Persona(
+        CHAIR_ID,
+        "Chair",
+        "Panel chair",
+        "reads the four reviewers' verdicts and says which tool the panel would ship with",
+        "",
+        str(Path(templates.folder) / CHAIR_SYSTEM_TEMPLATE),
+        text,
+    )
 
 
 def _excerpt(text: str | None) -> str:
@@ -77,15 +86,22 @@ def chair_messages(pair: PairTally, personas: list[str], templates: PromptTempla
     for persona_id in personas:
         for side_name, side in (("left", pair.left), ("right", pair.right)):
             verdict = side.verdicts.get(persona_id)
-            verdicts.append({
-                "persona": persona_id, "side": side_name,
-                "verdict": verdict.verdict if verdict else None,
-                "confidence": f"{verdict.confidence:.2f}" if verdict and verdict.confidence is not None else "n/a",
-                "headline": (verdict.headline or "") if verdict else "",
-                "review": _excerpt(verdict.review) if verdict else ""})
+            verdicts.append(
+                {
+                    "persona": persona_id,
+                    "side": side_name,
+                    "verdict": verdict.verdict if verdict else None,
+                    "confidence": f"{verdict.confidence:.2f}" if verdict and verdict.confidence is not None else "n/a",
+                    "headline": (verdict.headline or "") if verdict else "",
+                    "review": _excerpt(verdict.review) if verdict else "",
+                }
+            )
     system = render_template(templates, CHAIR_SYSTEM_TEMPLATE, {"picks": list(PICKS)})
-    user = render_template(templates, CHAIR_USER_TEMPLATE, {
-        "left": _side_variables(pair.left), "right": _side_variables(pair.right), "verdicts": verdicts})
+    user = render_template(
+        templates,
+        CHAIR_USER_TEMPLATE,
+        {"left": _side_variables(pair.left), "right": _side_variables(pair.right), "verdicts": verdicts},
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -98,14 +114,30 @@ def chair_jobs(tally: RunTally, templates: PromptTemplates, settings: Settings) 
             continue
         messages = chair_messages(pair, tally.personas, templates)
         key = cache_key(messages, settings, settings.structured_mode, ChairSummary)
-        jobs.append(VerdictJob(key, pair.index, persona, pair.left.tool, pair.right.tool, messages,
-                               templates.content_hash, answer_model=ChairSummary))
+        jobs.append(
+            VerdictJob(
+                key,
+                pair.index,
+                persona,
+                pair.left.tool,
+                pair.right.tool,
+                messages,
+                templates.content_hash,
+                answer_model=ChairSummary,
+            )
+        )
     return jobs
 
 
-def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool = False,
-                  endpoint: Endpoint | None = None, on_answer: Callable[[Answer], None] | None = None,
-                  after: ReviewOutcome | None = None) -> ChairOutcome:
+def summarize_run(
+    store: Store,
+    run_id: str,
+    settings: Settings,
+    refresh: bool = False,
+    endpoint: Endpoint | None = None,
+    on_answer: Callable[[Answer], None] | None = None,
+    after: ReviewOutcome | None = None,
+) -> ChairOutcome:
     """Ask the chair for every pair summary the run lacks (all with `refresh`) and store each as it lands.
 
     `after` is the review this follows: what it spent counts against the run's request and token budget.
@@ -117,16 +149,22 @@ def summarize_run(store: Store, run_id: str, settings: Settings, refresh: bool =
     jobs = chair_jobs(tally_run(run), load_templates(settings.prompts_dir), settings)
     if not jobs:
         return ChairOutcome(0, 0)
-    budget = RunBudget(settings.max_requests, settings.token_budget,
-                       after.requests if after else 0, after.tokens if after else 0)
+    budget = RunBudget(
+        settings.max_requests, settings.token_budget, after.requests if after else 0, after.tokens if after else 0
+    )
     store.acquire_writer()
     try:
         done = set() if refresh else store.answered_keys([job.cache_key for job in jobs])
         todo = [job for job in jobs if job.cache_key not in done]
         outcome = ChairOutcome(len(jobs), len(jobs) - len(todo))
         # Like the reviewers' answers: through the journal, off the event loop; the run's status is not the chair's.
-        with AnswerWriter(store, run_id, settings, status_on_error=None, first=lambda: store.add_run_items(
-                run_id, jobs, prompt_kind=CHAIR_ID, wait_s=FOLD_WAIT_S)) as writer:
+        with AnswerWriter(
+            store,
+            run_id,
+            settings,
+            status_on_error=None,
+            first=lambda: store.add_run_items(run_id, jobs, prompt_kind=CHAIR_ID, wait_s=FOLD_WAIT_S),
+        ) as writer:
 
             def land(answer: Answer) -> None:
                 writer.submit(answer)

@@ -74,8 +74,13 @@ class ComparedVerdict:
     @property
     def flipped(self) -> bool:
         """True when both sides gave a valid verdict and they differ."""
-        return bool(self.before and self.after and self.before.valid and self.after.valid
-                    and self.before.verdict != self.after.verdict)
+        return bool(
+            self.before
+            and self.after
+            and self.before.valid
+            and self.after.valid
+            and self.before.verdict != self.after.verdict
+        )
 
 
 @dataclass
@@ -130,12 +135,18 @@ class Comparison:
         """A unified diff of each changed persona file or template, for the report."""
         diffs: dict[str, str] = {}
         for name, _, _ in self.changes():
-            pairs = ([(f"{name}.md", self.base.personas[name], self.candidate.personas[name])] if name != TEMPLATES
-                     else [(t, self.base.templates.get(t, ""), self.candidate.templates.get(t, ""))
-                           for t in sorted(set(self.base.templates) | set(self.candidate.templates))])
+            pairs = (
+                [(f"{name}.md", self.base.personas[name], self.candidate.personas[name])]
+                if name != TEMPLATES
+                else [
+                    (t, self.base.templates.get(t, ""), self.candidate.templates.get(t, ""))
+                    for t in sorted(set(self.base.templates) | set(self.candidate.templates))
+                ]
+            )
             for file_name, old, new in pairs:
-                lines = difflib.unified_diff(old.splitlines(), new.splitlines(), f"before/{file_name}",
-                                             f"after/{file_name}", lineterm="")
+                lines = difflib.unified_diff(
+                    old.splitlines(), new.splitlines(), f"before/{file_name}", f"after/{file_name}", lineterm=""
+                )
                 text = "\n".join(lines)
                 if text:
                     diffs[file_name] = text
@@ -177,8 +188,9 @@ def _latest_used(versions: list[PromptVersion], kind: str, name: str | None) -> 
     return max(mine, key=lambda v: (v.last_used_at is not None, v.last_used_at or v.first_seen_at), default=None)
 
 
-def choose_sides(store: Store, settings: Settings, base_refs: list[str], candidate_refs: list[str],
-                 persona_ids: list[str] | None) -> tuple[PromptSet, PromptSet, list[str]]:
+def choose_sides(
+    store: Store, settings: Settings, base_refs: list[str], candidate_refs: list[str], persona_ids: list[str] | None
+) -> tuple[PromptSet, PromptSet, list[str]]:
     """Both sides and the personas to compare; the base defaults to each prompt's most recently used version."""
     versions = store.prompt_versions()
     candidate = _working_set(settings)
@@ -204,8 +216,10 @@ def choose_sides(store: Store, settings: Settings, base_refs: list[str], candida
     if not compared and not versions:
         raise CompareError("no stored prompt versions to compare with: run `panel review` first")
     if not compared:
-        raise CompareError("nothing changed: the working tree matches the latest stored versions; "
-                           "pass --base <hash> (see `panel personas`) or --persona")
+        raise CompareError(
+            "nothing changed: the working tree matches the latest stored versions; "
+            "pass --base <hash> (see `panel personas`) or --persona"
+        )
     return base, candidate, compared
 
 
@@ -233,8 +247,15 @@ class _SideRun:
     answers: dict[str, AnsweredVerdict]
 
 
-def _run_side(run_file: Path, side: PromptSet, personas: list[str], settings: Settings, store: Store,
-              folder: Path, on_answer: Callable[[Answer], None] | None) -> _SideRun:
+def _run_side(
+    run_file: Path,
+    side: PromptSet,
+    personas: list[str],
+    settings: Settings,
+    store: Store,
+    folder: Path,
+    on_answer: Callable[[Answer], None] | None,
+) -> _SideRun:
     side_settings = _materialise(side, personas, settings, folder)
     prepared = replace(prepare_run(run_file, side_settings, personas), purpose="compare")
     outcome = review(prepared, side_settings, store, on_answer=on_answer)
@@ -247,23 +268,34 @@ def side_stats(items: list[ComparedVerdict], after: bool, prices: Prices) -> Sid
     """Figures for one side of these items (one persona's, typically)."""
     answers = [(item, item.after if after else item.before) for item in items]
     valid = [(item, a) for item, a in answers if a and a.valid]
-    labelled = [(item.gold, a.verdict) for item, a in valid if item.gold]
+    labelled = [(item.gold, a.verdict) for item, a in valid if item.gold and a.verdict is not None]
     gold, predicted = [g for g, _ in labelled], [p for _, p in labelled]
     confidences = [a.confidence for _, a in valid if a.confidence is not None]
     prompt = sum(a.prompt_tokens for _, a in answers if a)
     completion = sum(a.completion_tokens for _, a in answers if a)
     return SideStats(
-        verdicts=len(valid), invalid=len(answers) - len(valid),
+        verdicts=len(valid),
+        invalid=len(answers) - len(valid),
         ship_rate=sum(a.verdict == "ship" for _, a in valid) / len(valid) if valid else None,
-        labelled=len(labelled), accuracy=accuracy(gold, predicted),
-        balanced_accuracy=balanced_accuracy(gold, predicted), kappa=cohen_kappa(gold, predicted),
+        labelled=len(labelled),
+        accuracy=accuracy(gold, predicted),
+        balanced_accuracy=balanced_accuracy(gold, predicted),
+        kappa=cohen_kappa(gold, predicted),
         mean_confidence=sum(confidences) / len(confidences) if confidences else None,
-        tokens=prompt + completion, cost=prices.cost(prompt, completion))
+        tokens=prompt + completion,
+        cost=prices.cost(prompt, completion),
+    )
 
 
-def compare(run_files: list[Path], settings: Settings, store: Store, base_refs: list[str] | None = None,
-            candidate_refs: list[str] | None = None, persona_ids: list[str] | None = None,
-            on_answer: Callable[[Answer], None] | None = None) -> Comparison:
+def compare(
+    run_files: list[Path],
+    settings: Settings,
+    store: Store,
+    base_refs: list[str] | None = None,
+    candidate_refs: list[str] | None = None,
+    persona_ids: list[str] | None = None,
+    on_answer: Callable[[Answer], None] | None = None,
+) -> Comparison:
     """Run both sides over every pair of `run_files` (cached answers reused) and score each persona.
 
     Costs use the settings' prices (Prices.of).
@@ -284,15 +316,30 @@ def compare(run_files: list[Path], settings: Settings, store: Store, base_refs: 
             before_jobs = {(j.pair_index, j.tool.card_hash, j.persona.id): j for j in before.prepared.jobs}
             for job in after.prepared.jobs:
                 old = before_jobs[(job.pair_index, job.tool.card_hash, job.persona.id)]
-                items.append(ComparedVerdict(job.persona.id, job.tool.name, job.rival.name,
-                                             before.answers.get(old.cache_key), after.answers.get(job.cache_key),
-                                             gold.get((job.tool.name, job.persona.id))))
+                items.append(
+                    ComparedVerdict(
+                        job.persona.id,
+                        job.tool.name,
+                        job.rival.name,
+                        before.answers.get(old.cache_key),
+                        after.answers.get(job.cache_key),
+                        gold.get((job.tool.name, job.persona.id)),
+                    )
+                )
     items.sort(key=lambda item: personas.index(item.persona_id))
     by_persona = {p: [item for item in items if item.persona_id == p] for p in personas}
-    return Comparison(base, candidate, personas, [str(f) for f in run_files], items,
-                      {p: side_stats(by_persona[p], False, prices) for p in personas},
-                      {p: side_stats(by_persona[p], True, prices) for p in personas}, requests, prices,
-                      run_cost(asked, prices))
+    return Comparison(
+        base,
+        candidate,
+        personas,
+        [str(f) for f in run_files],
+        items,
+        {p: side_stats(by_persona[p], False, prices) for p in personas},
+        {p: side_stats(by_persona[p], True, prices) for p in personas},
+        requests,
+        prices,
+        run_cost(asked, prices),
+    )
 
 
 def _finalize(value: object) -> object:
@@ -306,9 +353,14 @@ def _finalize(value: object) -> object:
 
 def _report_environment() -> Environment:
     # Same rules as the page: autoescape on, undefined is an error, and a CSP that allows no script.
-    env = Environment(loader=PackageLoader("panel", "templates"), undefined=StrictUndefined,
-                      autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
+    env = Environment(
+        loader=PackageLoader("panel", "templates"),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+    )
     env.filters["rate"] = lambda value: "—" if value is None else f"{value:.2f}"
     env.filters["percent"] = percent
     env.filters["dollars"] = dollars
@@ -318,13 +370,21 @@ def _report_environment() -> Environment:
 
 def render_compare_html(comparison: Comparison) -> str:
     """The comparison as a self-contained HTML report (escaped like the page, no script)."""
-    return _report_environment().get_template("compare.html.j2").render(
-        c=comparison, csp=CONTENT_SECURITY_POLICY, changes=comparison.changes(), diffs=comparison.diffs())
+    return (
+        _report_environment()
+        .get_template("compare.html.j2")
+        .render(c=comparison, csp=CONTENT_SECURITY_POLICY, changes=comparison.changes(), diffs=comparison.diffs())
+    )
 
 
 def report_name(comparison: Comparison) -> str:
     """A stable file name for the report of this comparison: same sides and runs, same name."""
-    digest = content_hash({"before": [comparison.base.personas, comparison.base.templates],
-                           "after": [comparison.candidate.personas, comparison.candidate.templates],
-                           "runs": comparison.run_files, "personas": comparison.personas})
+    digest = content_hash(
+        {
+            "before": [comparison.base.personas, comparison.base.templates],
+            "after": [comparison.candidate.personas, comparison.candidate.templates],
+            "runs": comparison.run_files,
+            "personas": comparison.personas,
+        }
+    )
     return f"compare-{'-'.join(comparison.personas)[:40]}-{digest[:10]}.html"

@@ -15,12 +15,23 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from panel.config_file import (EMBEDDED_PROFILE, MAX_REPLY_TOKENS, ConfigFile, EndpointTable, PathsTable,
-                               RunTable, SamplingTable, check_value, got, read_config_file,
-                               shown_path)
+from panel.config_file import (
+    EMBEDDED_PROFILE,
+    MAX_REPLY_TOKENS,
+    ConfigFile,
+    EndpointTable,
+    PathsTable,
+    RunTable,
+    SamplingTable,
+    check_value,
+    got,
+    read_config_file,
+    shown_path,
+)
 from panel.errors import ConfigError
 from panel.model.modes import StructuredMode
 from panel.project import Project, find_project
@@ -84,8 +95,11 @@ class Settings:
             return self.model
         if self.embedded:
             return EMBEDDED_MODEL_NAME
-        where = ("a profile's model = in panel.toml" if self.endpoint_name == EMBEDDED_PROFILE
-                 else f"model = in [endpoints.{self.endpoint_name}] of panel.toml")
+        where = (
+            "a profile's model = in panel.toml"
+            if self.endpoint_name == EMBEDDED_PROFILE
+            else f"model = in [endpoints.{self.endpoint_name}] of panel.toml"
+        )
         raise ConfigError(f"no model for the endpoint {self.base_url}: give --model, or {where}")
 
     @property
@@ -108,7 +122,7 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> "Settings":
         """A copy with the non-None `changes` applied (their origin: `set in code`)."""
-        given = {k: v for k, v in changes.items() if v is not None}
+        given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
         return replace(self, **given, origins={**self.origins, **{k: "set in code" for k in given}})
 
 
@@ -150,8 +164,12 @@ KEYS: tuple[Key, ...] = (
     Key("allow_outside_cards", flag="--allow-outside-cards"),
 )
 _BY_FIELD = {key.field: key for key in KEYS}
-_TABLES: dict[str, type[BaseModel]] = {"sampling": SamplingTable, "run": RunTable, "paths": PathsTable,
-                                       PROFILE: EndpointTable}
+_TABLES: dict[str, type[BaseModel]] = {
+    "sampling": SamplingTable,
+    "run": RunTable,
+    "paths": PathsTable,
+    PROFILE: EndpointTable,
+}
 _PATHS = {"db_path", "personas_dir", "prompts_dir", "runs_dir", "out_dir"}
 _PROFILE_KEYS = [key for key in KEYS if key.table == PROFILE]
 # Picking a profile with --endpoint or $PANEL_ENDPOINT takes it whole: what it leaves out is its default.
@@ -172,8 +190,9 @@ class _Layers:
         self.origins[name] = origin
 
 
-def load_settings(project: Project, flags: Mapping[str, object] | None = None,
-                  environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    project: Project, flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Settings for `project`: `flags` (Settings field -> value; None = not given) over `environ` (default
     os.environ) over the project's panel.toml over defaults. Raise ConfigError (one line) on a bad value."""
     flags = {name: value for name, value in (flags or {}).items() if value is not None}
@@ -220,25 +239,31 @@ def _profiles(config: ConfigFile) -> dict[str, EndpointTable]:
 def _pick_profile(config: ConfigFile, flags: Mapping[str, object], env: Mapping[str, str]) -> tuple[str, str]:
     """(profile name, the layer that picked it: flag, env, file or default); ConfigError for an unknown name."""
     known = _profiles(config)
-    for layer, name, where in (("flag", flags.get("endpoint_name"), "--endpoint"),
-                               ("env", env.get("endpoint_name"), "$PANEL_ENDPOINT"),
-                               ("file", config.content.endpoint, f"{shown_path(config.path)}: endpoint")):
+    for layer, name, where in (
+        ("flag", flags.get("endpoint_name"), "--endpoint"),
+        ("env", env.get("endpoint_name"), "$PANEL_ENDPOINT"),
+        ("file", config.content.endpoint, f"{shown_path(config.path)}: endpoint"),
+    ):
         if name is None:
             continue
         if name not in known:
-            raise ConfigError(f"{where}: no endpoint profile {got(name)} (known: {', '.join(known)}; "
-                              f"define it as [endpoints.{name}] in {shown_path(config.path)})")
+            raise ConfigError(
+                f"{where}: no endpoint profile {got(name)} (known: {', '.join(known)}; "
+                f"define it as [endpoints.{name}] in {shown_path(config.path)})"
+            )
         return str(name), layer
     return EMBEDDED_PROFILE, "default"
 
 
 def _profile_origin(config: ConfigFile, picked_by: str) -> str:
     return {"flag": "flag --endpoint", "env": "env PANEL_ENDPOINT", "default": DEFAULT_ORIGIN}.get(
-        picked_by, config.where("", "endpoint"))
+        picked_by, config.where("", "endpoint")
+    )
 
 
-def _apply_profile(layers: _Layers, config: ConfigFile, name: str, profile: EndpointTable, whole: bool,
-                   prefix: str) -> None:
+def _apply_profile(
+    layers: _Layers, config: ConfigFile, name: str, profile: EndpointTable, whole: bool, prefix: str
+) -> None:
     """The profile's values; with `whole`, its unset keys too (as their defaults), so nothing below leaks in."""
     table = f"endpoints.{name}"
     for key in _PROFILE_KEYS:
@@ -257,16 +282,19 @@ def _apply_file(layers: _Layers, config: ConfigFile, project: Project) -> None:
             continue
         value = getattr(getattr(config.content, key.table), key.key or "")
         if value is not None:
-            layers.set(key.field, project.path(value) if key.field in _PATHS else value,
-                       config.where(key.table, key.key or ""))
+            layers.set(
+                key.field, project.path(value) if key.field in _PATHS else value, config.where(key.table, key.key or "")
+            )
 
 
 def _checked(name: str, value: object, origin: str) -> object:
     """A flag's or environment variable's value, held to the same rule as in panel.toml."""
     key = _BY_FIELD[name]
     if name == "max_tokens" and isinstance(value, int) and value > MAX_REPLY_TOKENS:
-        raise ConfigError(f"{key.flag} {value}: that is the per-reply limit (at most {MAX_REPLY_TOKENS}); "
-                          "the run-wide budget is --token-budget (token_budget in [run] of panel.toml)")
+        raise ConfigError(
+            f"{key.flag} {value}: that is the per-reply limit (at most {MAX_REPLY_TOKENS}); "
+            "the run-wide budget is --token-budget (token_budget in [run] of panel.toml)"
+        )
     if name in _PATHS:
         return Path(str(value)).expanduser().absolute()
     if key.table in _TABLES and key.key:

@@ -44,8 +44,12 @@ class SamplingTable(_Table):
     """[sampling]: sent with every request; part of each answer's cache key."""
 
     temperature: float | None = Field(None, ge=0, le=2, description="a number 0-2")
-    max_tokens: int | None = Field(None, ge=1, le=MAX_REPLY_TOKENS, description=(
-        f"an integer 1-{MAX_REPLY_TOKENS} (per reply; the run-wide budget is [run] token_budget)"))
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_REPLY_TOKENS,
+        description=(f"an integer 1-{MAX_REPLY_TOKENS} (per reply; the run-wide budget is [run] token_budget)"),
+    )
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="a whole number 0 or more")
 
 
@@ -66,8 +70,9 @@ class EndpointTable(_Table):
     base_url: str | None = Field(None, pattern=_URL, description="an http:// or https:// URL")
     model: str | None = Field(None, min_length=1, description="a model name (a string)")
     mode: StructuredMode | None = Field(None, description=f"one of {', '.join(MODES)}")
-    api_key_env: str | None = Field(None, pattern=_ENV_NAME, description=(
-        "the NAME of an environment variable (letters, digits, _), never a key"))
+    api_key_env: str | None = Field(
+        None, pattern=_ENV_NAME, description=("the NAME of an environment variable (letters, digits, _), never a key")
+    )
     price_input: float | None = Field(None, ge=0, description="USD per million tokens, 0 or more")
     price_output: float | None = Field(None, ge=0, description="USD per million tokens, 0 or more")
     price_batch_input: float | None = Field(None, ge=0, description="USD per million tokens, 0 or more")

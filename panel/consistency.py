@@ -67,8 +67,13 @@ def swap_blocks(messages: list[dict[str, str]]) -> list[dict[str, str]]:
             first, second = sorted((tool, rival))
             if first[1] > second[0]:
                 raise CheckError("the tool and rival blocks of the user message overlap: run `panel lint`")
-            lines = (lines[:first[0]] + lines[second[0]:second[1]] + lines[first[1]:second[0]]
-                     + lines[first[0]:first[1]] + lines[second[1]:])
+            lines = (
+                lines[: first[0]]
+                + lines[second[0] : second[1]]
+                + lines[first[1] : second[0]]
+                + lines[first[0] : first[1]]
+                + lines[second[1] :]
+            )
             message = {**message, "content": "\n".join(lines)}
             swapped.append(message)
             continue
@@ -87,7 +92,7 @@ def _name_pattern(name: str) -> re.Pattern[str]:
 
 
 def blind_pair(pair: ToolPair) -> ToolPair:
-    """The pair with both tools' names (and their first words) replaced by 'Tool A'/'Tool B' everywhere, links dropped."""
+    """The pair with both tools' names (and first words) replaced by 'Tool A'/'Tool B' everywhere, links dropped."""
     patterns = [(_name_pattern(card.name), label) for card, label in zip(pair.tools, BLIND_NAMES)]
 
     def blind(text: str) -> str:
@@ -97,10 +102,17 @@ def blind_pair(pair: ToolPair) -> ToolPair:
 
     cards = []
     for card, label in zip(pair.tools, BLIND_NAMES):
-        cards.append(ToolCard(name=label, category=card.category, tagline=blind(card.tagline),
-                              description=blind(card.description),
-                              pricing=card.pricing.model_copy(update={"details": blind(card.pricing.details)}),
-                              links={}, flags=list(card.flags)))
+        cards.append(
+            ToolCard(
+                name=label,
+                category=card.category,
+                tagline=blind(card.tagline),
+                description=blind(card.description),
+                pricing=card.pricing.model_copy(update={"details": blind(card.pricing.details)}),
+                links={},
+                flags=list(card.flags),
+            )
+        )
     return ToolPair(left=cards[0], right=cards[1])
 
 
@@ -169,31 +181,64 @@ def _variant_run(prepared: PreparedRun, sample: list[VerdictJob], variant: str, 
         jobs = []
         for job in sample:
             pair = pairs[job.pair_index]
-            tool, rival = pair.tools if job.tool.card_hash == prepared.spec.pairs[job.pair_index].left.card_hash \
+            tool, rival = (
+                pair.tools
+                if job.tool.card_hash == prepared.spec.pairs[job.pair_index].left.card_hash
                 else pair.tools[::-1]
+            )
             messages = build_messages(job.persona, prepared.templates, tool, rival, schema)
-            jobs.append(VerdictJob(cache_key(messages, settings, settings.structured_mode), job.pair_index,
-                                   job.persona, tool, rival, messages, job.template_hash))
+            jobs.append(
+                VerdictJob(
+                    cache_key(messages, settings, settings.structured_mode),
+                    job.pair_index,
+                    job.persona,
+                    tool,
+                    rival,
+                    messages,
+                    job.template_hash,
+                )
+            )
         spec = RunSpec(path=prepared.spec.path, title=f"{prepared.spec.title} (check: names blinded)", pairs=pairs)
     else:
-        jobs = [VerdictJob(cache_key(swap_blocks(job.messages), settings, settings.structured_mode), job.pair_index,
-                           job.persona, job.tool, job.rival, swap_blocks(job.messages), job.template_hash)
-                for job in sample]
+        jobs = [
+            VerdictJob(
+                cache_key(swap_blocks(job.messages), settings, settings.structured_mode),
+                job.pair_index,
+                job.persona,
+                job.tool,
+                job.rival,
+                swap_blocks(job.messages),
+                job.template_hash,
+            )
+            for job in sample
+        ]
         spec = prepared.spec.model_copy(update={"title": f"{prepared.spec.title} (check: order swapped)"})
     run_id = content_hash({"check": variant, "of": prepared.run_id, "keys": [j.cache_key for j in jobs]})[:12]
     return PreparedRun(run_id, spec, prepared.personas, prepared.templates, jobs, purpose="check")
 
 
-def _persona_figures(persona_id: str, answers: list[tuple[str, AnsweredVerdict | None]], probes: list[Probe],
-                     labels: list[GoldLabel], max_flip_rate: float, tolerance: float) -> PersonaConsistency:
+def _persona_figures(
+    persona_id: str,
+    answers: list[tuple[str, AnsweredVerdict | None]],
+    probes: list[Probe],
+    labels: list[GoldLabel],
+    max_flip_rate: float,
+    tolerance: float,
+) -> PersonaConsistency:
     valid = [(tool, a) for tool, a in answers if a and a.valid]
     ship_rate = sum(a.verdict == "ship" for _, a in valid) / len(valid) if valid else None
     flips = {}
     for variant in (SWAPPED, BLINDED):
         mine = [p for p in probes if p.persona_id == persona_id and p.variant == variant and p.compared]
         flips[variant] = (sum(p.flipped for p in mine), len(mine))
-    result = PersonaConsistency(persona_id, len(valid), ship_rate, base_rate(labels, persona_id), flips,
-                                [(tool, why) for tool, a in valid if (why := contradiction(a))])
+    result = PersonaConsistency(
+        persona_id,
+        len(valid),
+        ship_rate,
+        base_rate(labels, persona_id),
+        flips,
+        [(tool, why) for tool, a in valid if (why := contradiction(a))],
+    )
     for variant in (SWAPPED, BLINDED):
         rate = result.flip_rate(variant)
         if rate is not None and rate > max_flip_rate:
@@ -215,9 +260,16 @@ def _rate_problems(ship_rate: float | None, labelled: float | None, verdicts: in
     return []
 
 
-def check(run_file: str | Path, settings: Settings, store: Store, sample: int | None = None, seed: int = 7,
-          persona_ids: list[str] | None = None, max_flip_rate: float = 0.25,
-          tolerance: float = 0.25) -> ConsistencyReport:
+def check(
+    run_file: str | Path,
+    settings: Settings,
+    store: Store,
+    sample: int | None = None,
+    seed: int = 7,
+    persona_ids: list[str] | None = None,
+    max_flip_rate: float = 0.25,
+    tolerance: float = 0.25,
+) -> ConsistencyReport:
     """Review the run (cached answers reused), probe a sample swapped and blinded, and score consistency."""
     # A probe unless the editor already reviewed exactly this run (begin_run keeps a review a review).
     prepared = replace(prepare_run(run_file, settings, persona_ids), purpose="check")
@@ -238,15 +290,25 @@ def check(run_file: str | Path, settings: Settings, store: Store, sample: int | 
         asked += probed.answers
         answers = store.answered_verdicts([j.cache_key for j in variant_run.jobs])
         for job, probe in zip(sampled, variant_run.jobs):
-            probes.append(Probe(job.persona.id, job.tool.name, variant, original.get(job.cache_key),
-                                answers.get(probe.cache_key)))
+            probes.append(
+                Probe(job.persona.id, job.tool.name, variant, original.get(job.cache_key), answers.get(probe.cache_key))
+            )
     labels = store.gold_labels()
-    personas = [_persona_figures(p.id, [(j.tool.name, original.get(j.cache_key)) for j in prepared.jobs
-                                        if j.persona.id == p.id], probes, labels, max_flip_rate, tolerance)
-                for p in prepared.personas]
+    personas = [
+        _persona_figures(
+            p.id,
+            [(j.tool.name, original.get(j.cache_key)) for j in prepared.jobs if j.persona.id == p.id],
+            probes,
+            labels,
+            max_flip_rate,
+            tolerance,
+        )
+        for p in prepared.personas
+    ]
     valid = [a for a in original.values() if a.valid]
     panel_rate = sum(a.verdict == "ship" for a in valid) / len(valid) if valid else None
-    report = ConsistencyReport(prepared.run_id, personas, probes, panel_rate, base_rate(labels), requests,
-                               run_cost(asked, Prices.of(settings)))
+    report = ConsistencyReport(
+        prepared.run_id, personas, probes, panel_rate, base_rate(labels), requests, run_cost(asked, Prices.of(settings))
+    )
     report.problems = _rate_problems(panel_rate, report.panel_base_rate, len(valid), tolerance)
     return report

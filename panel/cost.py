@@ -39,9 +39,11 @@ class Prices:
     def batch_of(cls, settings: Settings) -> Prices:
         """The Batch API prices: price_batch_input/output, else half the live price, else unknown."""
         live = cls.of(settings)
-        return cls(_half(live.input) if settings.price_batch_input is None else settings.price_batch_input,
-                   _half(live.output) if settings.price_batch_output is None else settings.price_batch_output,
-                   live.embedded)
+        return cls(
+            _half(live.input) if settings.price_batch_input is None else settings.price_batch_input,
+            _half(live.output) if settings.price_batch_output is None else settings.price_batch_output,
+            live.embedded,
+        )
 
     @property
     def known(self) -> bool:
@@ -79,8 +81,10 @@ class RunCost:
             return f"cost $0 (embedded model; {tokens})"
         if not self.prices.known:  # nothing spent: no price needed
             return f"cost $0 ({tokens})"
-        return (f"cost {dollars(self.usd)} ({tokens} at {price_text(self.prices.input)}/"
-                f"{price_text(self.prices.output)} per M)")
+        return (
+            f"cost {dollars(self.usd)} ({tokens} at {price_text(self.prices.input)}/"
+            f"{price_text(self.prices.output)} per M)"
+        )
 
 
 def run_cost(answers: Iterable[Answer], prices: Prices) -> RunCost:

@@ -23,8 +23,10 @@ LLAMA_VERSION = "0.3.36"
 SMOLLM2_VERSION = "0.1.2"
 # Pin the ISA to what every machine of this project has had: a native build picked an AMX code path that
 # segfaults on the Intel machines, and AVX-512 is an illegal instruction (SIGILL) on the AMD ones.
-LLAMA_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
-                    "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF")
+LLAMA_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
+)
 
 
 def _crc_table() -> list[int]:
@@ -91,9 +93,21 @@ def build_step(python: str, into: Path) -> Step:
     """The pip command that builds llama-cpp-python from its sdist with LLAMA_CMAKE_ARGS into folder `into`."""
     # --no-binary: only a build from the sdist has our flags; --no-cache-dir: pip's wheel cache ignores
     # CMAKE_ARGS and would hand back a build with other flags.
-    return Step("build llama-cpp-python", [
-        *_pip(python), "wheel", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python",
-        "-w", str(into), f"llama-cpp-python=={LLAMA_VERSION}"], {"CMAKE_ARGS": LLAMA_CMAKE_ARGS})
+    return Step(
+        "build llama-cpp-python",
+        [
+            *_pip(python),
+            "wheel",
+            "--no-deps",
+            "--no-cache-dir",
+            "--no-binary",
+            "llama-cpp-python",
+            "-w",
+            str(into),
+            f"llama-cpp-python=={LLAMA_VERSION}",
+        ],
+        {"CMAKE_ARGS": LLAMA_CMAKE_ARGS},
+    )
 
 
 def install_steps(python: str, wheel: Path) -> list[Step]:
@@ -171,8 +185,14 @@ def _run(step: Step) -> None:
         out.write(("$ " + " ".join(step.argv) + "\n").encode())
         out.flush()
         try:
-            result = subprocess.run(step.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **step.env}, check=False)
+            result = subprocess.run(
+                step.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **step.env},
+                check=False,
+            )
         except OSError as error:
             raise SetupError(f"{step.name} failed: cannot run {step.argv[0]} ({error.strerror})") from None
     if result.returncode != 0:

@@ -44,15 +44,23 @@ def read_labels_file(path: str | Path, source: str, known_personas: Iterable[str
             first = error.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "line"
             raise LabelError(f"{path}:{number}: field '{field}': {first['msg']}") from None
-        labels.append(make_label(row.tool, row.verdict, row.persona, source, known, row.review,
-                                 where=f"{path}:{number}"))
+        labels.append(
+            make_label(row.tool, row.verdict, row.persona, source, known, row.review, where=f"{path}:{number}")
+        )
     if not labels:
         raise LabelError(f"{path}: no labels in the file")
     return labels
 
 
-def make_label(tool: str, verdict: str, persona: str | None, source: str, known_personas: Iterable[str],
-               review: str | None = None, where: str = "label") -> GoldLabel:
+def make_label(
+    tool: str,
+    verdict: str,
+    persona: str | None,
+    source: str,
+    known_personas: Iterable[str],
+    review: str | None = None,
+    where: str = "label",
+) -> GoldLabel:
     """One checked GoldLabel; raise LabelError for an unknown persona or a verdict other than ship/skip."""
     known = set(known_personas)
     if verdict not in VERDICTS:
@@ -84,6 +92,9 @@ def labels_by_key(labels: Iterable[GoldLabel]) -> dict[LabelKey, str]:
 
 def base_rate(labels: Iterable[GoldLabel], persona_id: str | None = None) -> float | None:
     """Share of per-persona labels that say ship (one persona's, or all personas' when None); None without labels."""
-    verdicts = [label.verdict for label in labels if label.persona_id is not None
-                and (persona_id is None or label.persona_id == persona_id)]
+    verdicts = [
+        label.verdict
+        for label in labels
+        if label.persona_id is not None and (persona_id is None or label.persona_id == persona_id)
+    ]
     return verdicts.count("ship") / len(verdicts) if verdicts else None

@@ -17,10 +17,17 @@ from typing import Any
 
 from panel.cards import ToolCard, load_card, load_run
 from panel.config import Settings
-from panel.model.modes import get_mode
 from panel.errors import PanelError, PersonaError
-from panel.personas import (SYSTEM_TEMPLATE, USER_TEMPLATE, Persona, PromptTemplates, build_messages,
-                            load_templates, parse_persona)
+from panel.model.modes import get_mode
+from panel.personas import (
+    SYSTEM_TEMPLATE,
+    USER_TEMPLATE,
+    Persona,
+    PromptTemplates,
+    build_messages,
+    load_templates,
+    parse_persona,
+)
 from panel.vendor_text import RIVAL_DELIMITERS, TOOL_DELIMITERS
 from panel.verdict import verdict_schema
 
@@ -31,12 +38,31 @@ CANARY = "lintcanary"
 # llama.cpp compiles a length bound into one grammar rule per character; thousands crash its server.
 GRAMMAR_BOUND_LIMIT = 500
 # JSON-schema keywords llama.cpp's grammar converter ignores: the server cannot enforce them.
-LLAMA_IGNORED_KEYWORDS = frozenset({"not", "if", "then", "else", "dependentRequired", "dependentSchemas",
-                                    "patternProperties", "propertyNames", "uniqueItems", "contains",
-                                    "minProperties", "maxProperties", "multipleOf"})
+LLAMA_IGNORED_KEYWORDS = frozenset(
+    {
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentRequired",
+        "dependentSchemas",
+        "patternProperties",
+        "propertyNames",
+        "uniqueItems",
+        "contains",
+        "minProperties",
+        "maxProperties",
+        "multipleOf",
+    }
+)
 
-SPARSE_CARD: dict[str, Any] = {"name": "S", "category": "c", "tagline": "t", "description": "d",
-                               "pricing": {"entry": "Free", "details": "-"}}
+SPARSE_CARD: dict[str, Any] = {
+    "name": "S",
+    "category": "c",
+    "tagline": "t",
+    "description": "d",
+    "pricing": {"entry": "Free", "details": "-"},
+}
 
 
 @dataclass(frozen=True)
@@ -82,16 +108,28 @@ def default_token_budget(settings: Settings) -> int:
 def canary_card(role: str) -> ToolCard:
     """A card whose every vendor field is a unique marker (with a line break), to trace where vendor text lands."""
     mark = f"{CANARY}{role}"
-    return load_card({"name": f"{mark}name", "category": f"{mark}category", "tagline": f"{mark}tagline",
-                      "description": f"{mark}description\n{mark}description line two",
-                      "pricing": {"entry": "Paid", "details": f"{mark}pricing\n{mark}pricing line two"},
-                      "links": {"website": f"https://example.com/{mark}link"}},
-                     Path("<canary card>"), f"{role} canary card")
+    return load_card(
+        {
+            "name": f"{mark}name",
+            "category": f"{mark}category",
+            "tagline": f"{mark}tagline",
+            "description": f"{mark}description\n{mark}description line two",
+            "pricing": {"entry": "Paid", "details": f"{mark}pricing\n{mark}pricing line two"},
+            "links": {"website": f"https://example.com/{mark}link"},
+        },
+        Path("<canary card>"),
+        f"{role} canary card",
+    )
 
 
 def _vendor_fields(card: ToolCard) -> dict[str, str]:
-    fields = {"name": card.name, "category": card.category, "tagline": card.tagline,
-              "description": card.description, "pricing.details": card.pricing.details}
+    fields = {
+        "name": card.name,
+        "category": card.category,
+        "tagline": card.tagline,
+        "description": card.description,
+        "pricing.details": card.pricing.details,
+    }
     fields.update({f"links.{label}": url for label, url in card.links.items()})
     return fields
 
@@ -111,14 +149,19 @@ def _load_personas(folder: Path, report: LintReport) -> list[Persona]:
             report.add("error", str(path), f"id '{persona.id}' must match the file name")
             continue
         if re.search(r"\{\{|\{%|\{#", persona.brief):
-            report.add("warning", str(path), "the brief contains jinja syntax; it is sent as plain text, "
-                                             "never evaluated (personas/README.md forbids it)")
+            report.add(
+                "warning",
+                str(path),
+                "the brief contains jinja syntax; it is sent as plain text, "
+                "never evaluated (personas/README.md forbids it)",
+            )
         personas.append(persona)
     return personas
 
 
-def _card_pairs(run_files: list[Path], report: LintReport,
-                allow_outside: bool = False) -> Iterator[tuple[str, ToolCard, ToolCard]]:
+def _card_pairs(
+    run_files: list[Path], report: LintReport, allow_outside: bool = False
+) -> Iterator[tuple[str, ToolCard, ToolCard]]:
     sparse = load_card(SPARSE_CARD, Path("<sparse card>"), "sparse card")
     for run_file in run_files:
         try:
@@ -134,17 +177,25 @@ def _card_pairs(run_files: list[Path], report: LintReport,
     yield "sparse card", sparse, sparse
 
 
-def _render_each_template(persona: Persona, templates: PromptTemplates, tool: ToolCard, rival: ToolCard,
-                          schema: dict, report: LintReport, where: str) -> list[dict[str, str]] | None:
+def _render_each_template(
+    persona: Persona,
+    templates: PromptTemplates,
+    tool: ToolCard,
+    rival: ToolCard,
+    schema: dict,
+    report: LintReport,
+    where: str,
+) -> list[dict[str, str]] | None:
     """Render with build_messages, isolating each template (others blanked) so every broken one is named."""
     try:
         return build_messages(persona, templates, tool, rival, schema)
     except PersonaError:
         pass
     for name in (SYSTEM_TEMPLATE, USER_TEMPLATE):
-        alone = PromptTemplates(templates.folder, {**templates.sources,
-                                                   **{other: "" for other in (SYSTEM_TEMPLATE, USER_TEMPLATE)
-                                                      if other != name}})
+        alone = PromptTemplates(
+            templates.folder,
+            {**templates.sources, **{other: "" for other in (SYSTEM_TEMPLATE, USER_TEMPLATE) if other != name}},
+        )
         try:
             build_messages(persona, alone, tool, rival, schema)
         except PersonaError as error:
@@ -160,8 +211,9 @@ def _block(lines: list[str], delimiters: tuple[str, str]) -> tuple[int, int] | N
     return lines.index(begin), lines.index(end)
 
 
-def check_messages(messages: list[dict[str, str]], tool: ToolCard, rival: ToolCard,
-                   persona_brief: str = "") -> list[tuple[str, str]]:
+def check_messages(
+    messages: list[dict[str, str]], tool: ToolCard, rival: ToolCard, persona_brief: str = ""
+) -> list[tuple[str, str]]:
     """(culprit, problem) for vendor text out of place; culprit is 'persona', 'system' or 'user' (the file to fix)."""
     problems: list[tuple[str, str]] = []
     system = "\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -175,18 +227,24 @@ def check_messages(messages: list[dict[str, str]], tool: ToolCard, rival: ToolCa
     for role, card, delimiters in (("tool", tool, TOOL_DELIMITERS), ("rival", rival, RIVAL_DELIMITERS)):
         block = _block(lines, delimiters)
         if block is None:
-            problems.append(("user", f"the user message needs the lines {delimiters[0]!r} and {delimiters[1]!r} "
-                                     "exactly once each, in that order"))
+            problems.append(
+                (
+                    "user",
+                    f"the user message needs the lines {delimiters[0]!r} and {delimiters[1]!r} "
+                    "exactly once each, in that order",
+                )
+            )
             continue
         mark = f"{CANARY}{role}"
-        outside = lines[:block[0]] + lines[block[1] + 1:]
+        outside = lines[: block[0]] + lines[block[1] + 1 :]
         if card.name.startswith(mark) and any(mark in line for line in outside):
             problems.append(("user", f"{role} vendor text appears outside {delimiters[0]} ... {delimiters[1]}"))
     for line in lines:
         if line.lstrip().startswith(CANARY):
-            field_name = line.lstrip()[len(CANARY):].split()[0]
-            problems.append(("user", f"vendor text can start a line of its own ({field_name}): "
-                                     "render it with the `quoted` filter"))
+            field_name = line.lstrip()[len(CANARY) :].split()[0]
+            problems.append(
+                ("user", f"vendor text can start a line of its own ({field_name}): render it with the `quoted` filter")
+            )
     return problems
 
 
@@ -209,19 +267,34 @@ def schema_findings(schema: dict, mode: str, prompt_text: str) -> list[tuple[str
     if mode == "prompt":
         for key in schema.get("properties", {}):
             if f'"{key}"' not in prompt_text:
-                findings.append(("error", f"mode prompt sends no schema, but the prompt never names the key "
-                                          f'"{key}": describe it in the system template'))
+                findings.append(
+                    (
+                        "error",
+                        f"mode prompt sends no schema, but the prompt never names the key "
+                        f'"{key}": describe it in the system template',
+                    )
+                )
     if mode == "json_object_schema":
         for path, node in _walk(schema):
             for bound in ("minLength", "maxLength", "minItems", "maxItems"):
                 if isinstance(node.get(bound), int) and node[bound] > GRAMMAR_BOUND_LIMIT:
-                    findings.append(("error", f"mode json_object_schema: {path}.{bound} = {node[bound]} becomes "
-                                              f"a llama.cpp grammar rule per unit (limit {GRAMMAR_BOUND_LIMIT}); "
-                                              "keep the bound in pydantic only"))
+                    findings.append(
+                        (
+                            "error",
+                            f"mode json_object_schema: {path}.{bound} = {node[bound]} becomes "
+                            f"a llama.cpp grammar rule per unit (limit {GRAMMAR_BOUND_LIMIT}); "
+                            "keep the bound in pydantic only",
+                        )
+                    )
             ignored = sorted(LLAMA_IGNORED_KEYWORDS & set(node))
             if ignored and "properties" not in path.split(".")[-1:]:
-                findings.append(("warning", f"mode json_object_schema: llama.cpp ignores {', '.join(ignored)} "
-                                            f"at {path}; only pydantic enforces it (answers get re-asked)"))
+                findings.append(
+                    (
+                        "warning",
+                        f"mode json_object_schema: llama.cpp ignores {', '.join(ignored)} "
+                        f"at {path}; only pydantic enforces it (answers get re-asked)",
+                    )
+                )
     return findings
 
 
@@ -242,21 +315,29 @@ def lint(run_files: list[Path], settings: Settings, token_budget: int | None = N
     for persona in personas:
         for where, tool, rival in combos:
             report.renders += 1
-            messages = _render_each_template(persona, templates, tool, rival, schema, report,
-                                             f"{where}: {tool.name[:40]}")
+            messages = _render_each_template(
+                persona, templates, tool, rival, schema, report, f"{where}: {tool.name[:40]}"
+            )
             if messages is None:
                 continue
             first_prompt = first_prompt or "\n".join(m["content"] for m in messages)
             example = f"persona {persona.id}, {where}: {tool.name[:40]}"
-            culprits = {"persona": persona.path, "system": str(Path(templates.folder) / SYSTEM_TEMPLATE),
-                        "user": str(Path(templates.folder) / USER_TEMPLATE)}
+            culprits = {
+                "persona": persona.path,
+                "system": str(Path(templates.folder) / SYSTEM_TEMPLATE),
+                "user": str(Path(templates.folder) / USER_TEMPLATE),
+            }
             for culprit, problem in check_messages(messages, tool, rival, persona.brief):
                 report.add("error", culprits[culprit], problem, example)
             tokens = estimate_tokens(messages)
             report.largest_prompt = max(report.largest_prompt, tokens)
             if tokens > budget:
-                report.add("error", persona.path, f"prompt is over the token budget of {budget} "
-                                                  "(--token-budget)", f"~{tokens} tokens: {example}")
+                report.add(
+                    "error",
+                    persona.path,
+                    f"prompt is over the token budget of {budget} (--token-budget)",
+                    f"~{tokens} tokens: {example}",
+                )
     if first_prompt or not personas:
         for severity, message in schema_findings(schema, settings.structured_mode, first_prompt):
             report.add(severity, f"answer schema in mode {settings.structured_mode}", message)

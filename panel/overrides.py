@@ -47,10 +47,13 @@ class OverrideRequest:
             raise OverrideError("nothing to change: give --verdict, --quote, --quote-file or --headline (or --revert)")
         kind = kind_for(self.persona_id)
         if self.verdict is not None and self.verdict not in kind.choices:
-            raise OverrideError(f"--verdict: '{self.verdict}' is not a {kind.choice_noun} "
-                                f"(use one of: {', '.join(kind.choices)})")
-        for option, text, field_name in (("--quote", self.quote, kind.quote_field),
-                                         ("--headline", self.headline, "headline")):
+            raise OverrideError(
+                f"--verdict: '{self.verdict}' is not a {kind.choice_noun} (use one of: {', '.join(kind.choices)})"
+            )
+        for option, text, field_name in (
+            ("--quote", self.quote, kind.quote_field),
+            ("--headline", self.headline, "headline"),
+        ):
             limit = kind.text_limit(field_name)
             if text is not None and not 1 <= len(text) <= limit:
                 raise OverrideError(f"{option}: {len(text)} characters; give 1 to {limit}")
@@ -71,17 +74,22 @@ def find_target(run: StoredRun, tool_ref: str | None, persona_id: str, pair_numb
         found = [(pair_number - 1, run.tool_ids[pair_number - 1][0])]
     else:
         wanted = tool_ref.strip().casefold()
-        found = [(index, tool_id) for index in indexes
-                 for card, tool_id in zip(run.pairs[index], run.tool_ids[index])
-                 if card.name.casefold() == wanted or (len(wanted) >= 6 and tool_id.startswith(wanted))]
+        found = [
+            (index, tool_id)
+            for index in indexes
+            for card, tool_id in zip(run.pairs[index], run.tool_ids[index])
+            if card.name.casefold() == wanted or (len(wanted) >= 6 and tool_id.startswith(wanted))
+        ]
     if not found:
         names = ", ".join(sorted({card.name for index in indexes for card in run.pairs[index]}))
         where = f"pair {pair_number} of run" if pair_number is not None else "run"
         raise OverrideError(f"--tool: {where} {run.run_id} has no tool '{tool_ref}' (tools: {names})")
     pairs = sorted({index for index, _ in found})
     if len(pairs) > 1:
-        raise OverrideError(f"--pair: '{tool_ref}' is in pairs {', '.join(str(i + 1) for i in pairs)} "
-                            f"of run {run.run_id}; give --pair N")
+        raise OverrideError(
+            f"--pair: '{tool_ref}' is in pairs {', '.join(str(i + 1) for i in pairs)} "
+            f"of run {run.run_id}; give --pair N"
+        )
     index, tool_id = found[0]
     left, right = run.pairs[index]
     if persona_id == CHAIR_ID:
@@ -115,7 +123,16 @@ def apply_override(store: Store, run_id: str, request: OverrideRequest) -> tuple
     if not request.revert:
         check_complete(current, request.verdict, request.quote)
     with store.writing():  # refused at once while a review or `panel serve` writes this database
-        saved = store.add_override(run_id, target.tool_id, request.persona_id, request.editor,
-                                   pair_index=target.pair_index, verdict=request.verdict, review=request.quote,
-                                   note=request.note, revert=request.revert, headline=request.headline)
+        saved = store.add_override(
+            run_id,
+            target.tool_id,
+            request.persona_id,
+            request.editor,
+            pair_index=target.pair_index,
+            verdict=request.verdict,
+            review=request.quote,
+            note=request.note,
+            revert=request.revert,
+            headline=request.headline,
+        )
     return saved, target

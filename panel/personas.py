@@ -127,8 +127,7 @@ def _quoted(value: Any) -> str:
 def _environment() -> ImmutableSandboxedEnvironment:
     # Sandboxed because maintainers' templates are edited often; StrictUndefined so a typo is an
     # error, not a blank; no autoescape because this is a chat prompt, not HTML.
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                        keep_trailing_newline=False)
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["quoted"] = _quoted
     return env
 
@@ -160,16 +159,25 @@ def card_variables(card: ToolCard) -> dict[str, Any]:
 
 def persona_variables(persona: Persona) -> dict[str, Any]:
     """The template variables for one persona."""
-    return {"id": persona.id, "name": persona.name, "title": persona.title,
-            "focus": persona.focus, "brief": persona.brief}
+    return {
+        "id": persona.id,
+        "name": persona.name,
+        "title": persona.title,
+        "focus": persona.focus,
+        "brief": persona.brief,
+    }
 
 
-def build_messages(persona: Persona, templates: PromptTemplates, tool: ToolCard, rival: ToolCard,
-                   schema: dict) -> list[dict[str, str]]:
+def build_messages(
+    persona: Persona, templates: PromptTemplates, tool: ToolCard, rival: ToolCard, schema: dict
+) -> list[dict[str, str]]:
     """Chat messages asking `persona` for a verdict on `tool`: persona in system, vendor text in user."""
-    system = render_template(templates, SYSTEM_TEMPLATE, {
-        "persona": persona_variables(persona), "schema": json.dumps(schema, indent=None)})
-    user = render_template(templates, USER_TEMPLATE, {
-        "persona": persona_variables(persona), "tool": card_variables(tool),
-        "rival": card_variables(rival)})
+    system = render_template(
+        templates, SYSTEM_TEMPLATE, {"persona": persona_variables(persona), "schema": json.dumps(schema, indent=None)}
+    )
+    user = render_template(
+        templates,
+        USER_TEMPLATE,
+        {"persona": persona_variables(persona), "tool": card_variables(tool), "rival": card_variables(rival)},
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

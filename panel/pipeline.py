@@ -124,8 +124,7 @@ class DraftOutcome:
     @property
     def complete(self) -> bool:
         """True when every verdict and every pair summary has a valid answer."""
-        return not (self.stop_reason or self.endpoint_fault or self.failed or self.chair.failed
-                    or self.chair.not_asked)
+        return not (self.stop_reason or self.endpoint_fault or self.failed or self.chair.failed or self.chair.not_asked)
 
     def error(self) -> PanelError | None:
         """The error a run that stopped early ends with (EndpointError, BudgetExceeded: what to fix), else None.
@@ -135,19 +134,31 @@ class DraftOutcome:
         if error := self.review.endpoint_error():
             return error
         if self.chair.endpoint_fault:
-            return EndpointError(f"{self.chair.endpoint_fault} (every verdict is stored, the pair summaries are not; "
-                                 "rerun the same command once fixed)")
+            return EndpointError(
+                f"{self.chair.endpoint_fault} (every verdict is stored, the pair summaries are not; "
+                "rerun the same command once fixed)"
+            )
         if self.stop_reason:
-            return BudgetExceeded(f"{self.stop_reason}: {self.review.stored} of {self.needed} verdicts stored; "
-                                  "rerun the same command to resume (raise or drop the budget flag)")
+            return BudgetExceeded(
+                f"{self.stop_reason}: {self.review.stored} of {self.needed} verdicts stored; "
+                "rerun the same command to resume (raise or drop the budget flag)"
+            )
         return None
 
 
-def draft_run(run_file: str | Path, settings: Settings, *, refresh: bool = False,
-              personas: list[str] | None = None, chair: bool = True, render: bool = True,
-              endpoint: Endpoint | None = None, progress: DraftProgress | None = None,
-              on_answer: Callable[[Answer], None] | None = None,
-              settle_wait_s: float = SETTLE_WAIT_S) -> DraftOutcome:
+def draft_run(
+    run_file: str | Path,
+    settings: Settings,
+    *,
+    refresh: bool = False,
+    personas: list[str] | None = None,
+    chair: bool = True,
+    render: bool = True,
+    endpoint: Endpoint | None = None,
+    progress: DraftProgress | None = None,
+    on_answer: Callable[[Answer], None] | None = None,
+    settle_wait_s: float = SETTLE_WAIT_S,
+) -> DraftOutcome:
     """Draft a run's pages: prepare it, ask the reviewers and the chair what is not cached, render; return the outcome.
 
     `personas` limits the reviewers to these ids; `refresh` asks again even for cached answers; `chair` and
@@ -173,13 +184,25 @@ def draft_run(run_file: str | Path, settings: Settings, *, refresh: bool = False
             on_answer(answer)
 
     try:
-        outcome = DraftOutcome(prepared, settings, store, review(
-            prepared, settings, store, refresh=refresh, endpoint=endpoint, on_answer=land,
-            on_start=progress.asking))
+        outcome = DraftOutcome(
+            prepared,
+            settings,
+            store,
+            review(
+                prepared, settings, store, refresh=refresh, endpoint=endpoint, on_answer=land, on_start=progress.asking
+            ),
+        )
         progress.reviewed(outcome)
         if chair:
-            outcome.chair = summarize_run(store, outcome.run_id, settings, refresh=refresh, endpoint=endpoint,
-                                          on_answer=land, after=outcome.review)
+            outcome.chair = summarize_run(
+                store,
+                outcome.run_id,
+                settings,
+                refresh=refresh,
+                endpoint=endpoint,
+                on_answer=land,
+                after=outcome.review,
+            )
         if render:
             outcome.tally, outcome.pages = write_run_pages(store, outcome.run_id, settings.out_dir)
             progress.rendered(outcome)
@@ -198,10 +221,13 @@ def settle_journal(store: Store, wait_s: float, notice: Callable[[str], None]) -
     if store.fold_journal(wait_s=min(wait_s, 1.0)):
         return True
     if wait_s > 1.0:
-        notice(f"another process (a panel sql query?) holds {store.path}: waiting up to {wait_s:g} s "
-               "to store the journaled answers")
+        notice(
+            f"another process (a panel sql query?) holds {store.path}: waiting up to {wait_s:g} s "
+            "to store the journaled answers"
+        )
         if store.fold_journal(wait_s=wait_s):
             return True
-    notice(f"the answers are safe in {store.journal.path}; the next panel command that writes "
-           "this database stores them")
+    notice(
+        f"the answers are safe in {store.journal.path}; the next panel command that writes this database stores them"
+    )
     return False

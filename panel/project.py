@@ -39,12 +39,15 @@ def find_project(start: Path | None = None) -> Project:
     if override:
         root = Path(override).expanduser().resolve()
         if not (root / CONFIG_NAME).is_file():
-            raise ProjectNotFound(f"${PROJECT_ENV} is {override}, which holds no {CONFIG_NAME}: "
-                                  f"fix or unset it, or run `panel init {override}`")
+            raise ProjectNotFound(
+                f"${PROJECT_ENV} is {override}, which holds no {CONFIG_NAME}: "
+                f"fix or unset it, or run `panel init {override}`"
+            )
         return Project(root, root / CONFIG_NAME)
     here = (start if start is not None else Path.cwd()).expanduser().resolve()
     for folder in (here, *here.parents):
         if (folder / CONFIG_NAME).is_file():
             return Project(folder, folder / CONFIG_NAME)
-    raise ProjectNotFound(f"not inside a panel project (no {CONFIG_NAME} here or in any parent folder); "
-                          "run `panel init`")
+    raise ProjectNotFound(
+        f"not inside a panel project (no {CONFIG_NAME} here or in any parent folder); run `panel init`"
+    )

@@ -25,8 +25,10 @@ from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
 def content_security_policy(form_action: str = "'none'") -> str:
     """The page's CSP: no script, nothing loaded from elsewhere; forms post only where `form_action` allows."""
-    return ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-            f"base-uri 'none'; form-action {form_action}")
+    return (
+        "default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        f"base-uri 'none'; form-action {form_action}"
+    )
 
 
 # The page runs no script and loads nothing from elsewhere; this says so to the browser too.
@@ -99,23 +101,34 @@ def persona_labels(tally: RunTally) -> dict[str, PersonaLabel]:
             persona = parse_persona(text, persona_id) if text else None
         except PersonaError:
             persona = None
-        labels[persona_id] = (PersonaLabel(persona_id, persona.title, persona.focus) if persona
-                              else PersonaLabel(persona_id, persona_id.title(), ""))
+        labels[persona_id] = (
+            PersonaLabel(persona_id, persona.title, persona.focus)
+            if persona
+            else PersonaLabel(persona_id, persona_id.title(), "")
+        )
     return labels
 
 
 def prompt_versions(tally: RunTally) -> list[tuple[str, str]]:
     """(persona id, short content hash) of every prompt the run used, reviewers first, then the chair."""
     order = [*tally.personas, CHAIR_ID]
-    return [(persona_id, tally.run.persona_hashes[persona_id][:8])
-            for persona_id in order if persona_id in tally.run.persona_hashes]
+    return [
+        (persona_id, tally.run.persona_hashes[persona_id][:8])
+        for persona_id in order
+        if persona_id in tally.run.persona_hashes
+    ]
 
 
 @functools.cache  # one environment: it compiles each template once (a fresh one per page took ~0.15 s)
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("panel", "templates"), undefined=StrictUndefined,
-                      autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
+    env = Environment(
+        loader=PackageLoader("panel", "templates"),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+    )
     env.filters["md"] = markdown_escape
     env.filters["md_quote"] = markdown_quote
     env.filters["safe_link"] = safe_link
@@ -124,17 +137,35 @@ def _environment() -> Environment:
     return env
 
 
-def page_context(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None,
-                 voting: VoteForms | None = None, form_action: str = "'none'") -> dict[str, object]:
+def page_context(
+    tally: RunTally,
+    pair: PairTally,
+    community: Mapping[str, CommunityTally] | None = None,
+    voting: VoteForms | None = None,
+    form_action: str = "'none'",
+) -> dict[str, object]:
     """Everything the page templates read for one pair (community tallies by tool id; vote forms when served)."""
-    return {"tally": tally, "run": tally.run, "pair": pair, "personas": persona_labels(tally),
-            "prompt_versions": prompt_versions(tally), "csp": content_security_policy(form_action),
-            "community": community or {}, "voting": voting, "vote_slot": None,
-            "generated_at": datetime.now(timezone.utc)}
+    return {
+        "tally": tally,
+        "run": tally.run,
+        "pair": pair,
+        "personas": persona_labels(tally),
+        "prompt_versions": prompt_versions(tally),
+        "csp": content_security_policy(form_action),
+        "community": community or {},
+        "voting": voting,
+        "vote_slot": None,
+        "generated_at": datetime.now(timezone.utc),
+    }
 
 
-def render_html(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None,
-                voting: VoteForms | None = None, form_action: str = "'none'") -> str:
+def render_html(
+    tally: RunTally,
+    pair: PairTally,
+    community: Mapping[str, CommunityTally] | None = None,
+    voting: VoteForms | None = None,
+    form_action: str = "'none'",
+) -> str:
     """One pair's comparison page as a self-contained HTML document; `panel serve` adds votes and forms."""
     context = page_context(tally, pair, community, voting, form_action)
     return _environment().get_template("page.html.j2").render(**context)
@@ -208,6 +239,10 @@ def write_run_pages(store: Store, run_id: str, out_dir: Path) -> tuple[RunTally,
         return tally, []
     votes = CommunityVotes(store.current_votes())
     # Only tools readers voted on: with none the page shows the reference's plain dash.
-    community = {tool_id: crowd for pair in tally.pairs for tool_id in (pair.left.tool_id, pair.right.tool_id)
-                 if (crowd := votes.tally(run_id, tool_id)).votes}
+    community = {
+        tool_id: crowd
+        for pair in tally.pairs
+        for tool_id in (pair.left.tool_id, pair.right.tool_id)
+        if (crowd := votes.tally(run_id, tool_id)).votes
+    }
     return tally, write_pages(tally, out_dir, community)

@@ -52,8 +52,9 @@ class ReviewOutcome:
         """The error to raise when the endpoint could not answer the run: what to fix, and what was stored."""
         if self.endpoint_fault is None:
             return None
-        return EndpointError(f"{self.endpoint_fault} ({self.stored} of {self.needed} verdicts stored; "
-                             "rerun the same command once fixed)")
+        return EndpointError(
+            f"{self.endpoint_fault} ({self.stored} of {self.needed} verdicts stored; rerun the same command once fixed)"
+        )
 
     @property
     def requests(self) -> int:
@@ -90,9 +91,15 @@ def prepare_run(run_file: str | Path, settings: Settings, persona_ids: list[str]
     return PreparedRun(run_id, spec, personas, templates, jobs)
 
 
-def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: bool = False,
-           endpoint: Endpoint | None = None, on_answer: Callable[[Answer], None] | None = None,
-           on_start: Callable[[ReviewOutcome], None] | None = None) -> ReviewOutcome:
+def review(
+    prepared: PreparedRun,
+    settings: Settings,
+    store: Store,
+    refresh: bool = False,
+    endpoint: Endpoint | None = None,
+    on_answer: Callable[[Answer], None] | None = None,
+    on_start: Callable[[ReviewOutcome], None] | None = None,
+) -> ReviewOutcome:
     """Ask for every verdict the run lacks (all of them with `refresh`) and store each one.
 
     `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer.
@@ -105,8 +112,16 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
     try:
         # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
         # not in the writer thread with requests in flight.
-        store.begin_run(prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
-                        prepared.jobs, prepared.purpose, rehearse=True)
+        store.begin_run(
+            prepared.run_id,
+            prepared.spec,
+            settings,
+            prepared.personas,
+            prepared.templates,
+            prepared.jobs,
+            prepared.purpose,
+            rehearse=True,
+        )
         done = set() if refresh else store.answered_keys([j.cache_key for j in prepared.jobs])
         # One request per key even when a run file names the same pair twice.
         todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())
@@ -115,9 +130,22 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
             on_start(outcome)
         outcome.status = "stopped"  # until the asking ends normally
         # The writer thread records the run while the first requests are in flight.
-        with AnswerWriter(store, prepared.run_id, settings, expected=len(todo), first=lambda: store.begin_run(
-                prepared.run_id, prepared.spec, settings, prepared.personas, prepared.templates,
-                prepared.jobs, prepared.purpose, wait_s=FOLD_WAIT_S)) as writer:
+        with AnswerWriter(
+            store,
+            prepared.run_id,
+            settings,
+            expected=len(todo),
+            first=lambda: store.begin_run(
+                prepared.run_id,
+                prepared.spec,
+                settings,
+                prepared.personas,
+                prepared.templates,
+                prepared.jobs,
+                prepared.purpose,
+                wait_s=FOLD_WAIT_S,
+            ),
+        ) as writer:
             if todo:
                 _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer)
             outcome.status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"
@@ -127,8 +155,14 @@ def review(prepared: PreparedRun, settings: Settings, store: Store, refresh: boo
         store.release_writer()
 
 
-def ask_jobs(jobs: list[VerdictJob], settings: Settings, store: Store, budget: RunBudget,
-             on_answer: Callable[[Answer], None], endpoint: Endpoint | None = None) -> None:
+def ask_jobs(
+    jobs: list[VerdictJob],
+    settings: Settings,
+    store: Store,
+    budget: RunBudget,
+    on_answer: Callable[[Answer], None],
+    endpoint: Endpoint | None = None,
+) -> None:
     """Ask `jobs` on `endpoint`, or on the embedded server started for as long as they take (log beside the db)."""
 
     async def ask_everything(active: Endpoint) -> None:
@@ -146,9 +180,15 @@ def ask_jobs(jobs: list[VerdictJob], settings: Settings, store: Store, budget: R
         asyncio.run(ask_everything(active))
 
 
-def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: AnswerWriter,
-              outcome: ReviewOutcome, endpoint: Endpoint | None,
-              on_answer: Callable[[Answer], None] | None) -> None:
+def _ask_todo(
+    todo: list[VerdictJob],
+    settings: Settings,
+    store: Store,
+    writer: AnswerWriter,
+    outcome: ReviewOutcome,
+    endpoint: Endpoint | None,
+    on_answer: Callable[[Answer], None] | None,
+) -> None:
     budget = RunBudget(settings.max_requests, settings.token_budget)
 
     def land(answer: Answer) -> None:
@@ -159,6 +199,9 @@ def _ask_todo(todo: list[VerdictJob], settings: Settings, store: Store, writer: 
 
     ask_jobs(todo, settings, store, budget, land, endpoint)
     outcome.endpoint_fault = budget.fault
-    if budget.fault or len(outcome.answers) < len(todo) or any(
-            a.attempts[-1].status == "over_budget" for a in outcome.answers):
+    if (
+        budget.fault
+        or len(outcome.answers) < len(todo)
+        or any(a.attempts[-1].status == "over_budget" for a in outcome.answers)
+    ):
         outcome.stop_reason = budget.spent

@@ -53,8 +53,9 @@ class _StrictLoader(yaml.SafeLoader):
             self._nodes += size
             self._alias_nodes += size
             if self._alias_nodes > MAX_ALIAS_NODES:
-                raise YamlProblem(f"aliases (*name) expand to more than {MAX_ALIAS_NODES:,} values",
-                                  _line(event.start_mark))
+                raise YamlProblem(
+                    f"aliases (*name) expand to more than {MAX_ALIAS_NODES:,} values", _line(event.start_mark)
+                )
             return super().compose_node(parent, index)
         if self._depth >= MAX_DEPTH:
             raise YamlProblem(f"nested deeper than {MAX_DEPTH} levels", _line(event.start_mark))
@@ -97,9 +98,11 @@ def _key_label(key: Any) -> str:
 
 def _unquoted(problem: str) -> str:
     """PyYAML's problem text with anything it quoted from the file removed (one character or a token name may stay)."""
+
     def keep(match: re.Match[str]) -> str:
         quoted = match.group(0)
         return quoted if len(quoted) <= 4 or _TOKEN_NAME.fullmatch(quoted) else "(…)"
+
     return _QUOTED.sub(keep, problem)
 
 

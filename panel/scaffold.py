@@ -50,8 +50,9 @@ def default_files() -> list[ProjectFile]:
         source = root.joinpath(*folder.split("/")) if folder else root
         if "*" in name:
             suffix = name.removeprefix("*")
-            entries = sorted((e for e in source.iterdir() if e.is_file() and e.name.endswith(suffix)),
-                             key=lambda e: e.name)
+            entries = sorted(
+                (e for e in source.iterdir() if e.is_file() and e.name.endswith(suffix)), key=lambda e: e.name
+            )
             found += [ProjectFile(Path(target) / e.name, e.read_bytes()) for e in entries]
             if not entries:
                 raise ScaffoldError(f"the installed panel package has no defaults/{pattern}: reinstall panel")
@@ -72,8 +73,10 @@ def init_project(folder: Path) -> list[Path]:
     for item in project:
         existing = folder / item.path
         if existing.exists() or existing.is_symlink():
-            raise ScaffoldError(f"{existing} already exists: panel init writes into a folder without "
-                                "these files (pick another DIR or move it away)")
+            raise ScaffoldError(
+                f"{existing} already exists: panel init writes into a folder without "
+                "these files (pick another DIR or move it away)"
+            )
         for parent in (folder / p for p in item.path.parents):
             if parent.exists() and not parent.is_dir():
                 raise ScaffoldError(f"{parent} is a file where panel init puts a folder: pick another DIR")

@@ -62,8 +62,12 @@ class ToolTally:
         """True when this persona's confidence is too low to back its own verdict."""
         verdict = self.verdicts.get(persona_id)
         # An editor's flip keeps the model's confidence, which was about the model's verdict, not this one.
-        return bool(verdict and verdict.verdict == verdict.model_verdict and verdict.confidence is not None
-                    and verdict.confidence < CONTRADICTING_CONFIDENCE)
+        return bool(
+            verdict
+            and verdict.verdict == verdict.model_verdict
+            and verdict.confidence is not None
+            and verdict.confidence < CONTRADICTING_CONFIDENCE
+        )
 
     def attempts(self, persona_id: str) -> int:
         """How many requests this persona's answer took (0 when it was never asked)."""
@@ -109,8 +113,11 @@ class PairTally:
         """True when an editor changed a reviewer's verdict after the chair wrote its summary."""
         if not self.chair or self.chair.overridden:
             return False
-        return any(v.override_at and v.override_at > self.chair.created_at
-                   for side in self.tools for v in side.verdicts.values())
+        return any(
+            v.override_at and v.override_at > self.chair.created_at
+            for side in self.tools
+            for v in side.verdicts.values()
+        )
 
     @property
     def disagreements(self) -> list[Disagreement]:

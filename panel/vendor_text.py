@@ -58,9 +58,10 @@ def _spaced(word: str) -> str:
     return r"[\s_-]*".join(re.escape(letter) for letter in word.replace(" ", "").lower())
 
 
-_DELIMITER = re.compile(r"\b(?:%s)[\s_-]*(?:%s)\b" % (
-    "|".join(_spaced(word) for word in ("BEGIN", "END")),
-    "|".join(_spaced(name) for name in PROMPT_DELIMITER_NAMES)))
+_DELIMITER = re.compile(
+    r"\b(?:%s)[\s_-]*(?:%s)\b"
+    % ("|".join(_spaced(word) for word in ("BEGIN", "END")), "|".join(_spaced(name) for name in PROMPT_DELIMITER_NAMES))
+)
 
 # "Forget everything above" in the languages vendors have tried it in: a verb, then what to forget (the generic
 # English pattern below catches "ignore all previous instructions"). Phrases are lowercase and accent-free (the
@@ -69,27 +70,86 @@ _DELIMITER = re.compile(r"\b(?:%s)[\s_-]*(?:%s)\b" % (
 _OVERRIDE_PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "English": (
         ("ignore", "disregard", "forget", "override"),
-        ("the above", "all the above", "all of the above", "everything above", "anything above",
-         "what is above", "what's above", "the text above", "everything before this", "all prior text")),
+        (
+            "the above",
+            "all the above",
+            "all of the above",
+            "everything above",
+            "anything above",
+            "what is above",
+            "what's above",
+            "the text above",
+            "everything before this",
+            "all prior text",
+        ),
+    ),
     "French": (
-        ("ignore", "ignorez", "ignorer", "oublie", "oubliez", "oublier", "ne tiens pas compte de",
-         "ne tenez pas compte de", "ne tiens pas compte des", "ne tenez pas compte des", "faites abstraction de",
-         "faites abstraction des", "fais abstraction de", "fais abstraction des"),
-        ("les instructions precedentes", "toutes les instructions precedentes", "instructions precedentes",
-         "les consignes precedentes", "toutes les consignes precedentes", "consignes precedentes",
-         "tout ce qui precede", "ce qui precede", "les instructions ci-dessus", "tout ce qui est ci-dessus",
-         "tout ce qui est au-dessus", "les instructions anterieures", "vos instructions", "tes instructions")),
+        (
+            "ignore",
+            "ignorez",
+            "ignorer",
+            "oublie",
+            "oubliez",
+            "oublier",
+            "ne tiens pas compte de",
+            "ne tenez pas compte de",
+            "ne tiens pas compte des",
+            "ne tenez pas compte des",
+            "faites abstraction de",
+            "faites abstraction des",
+            "fais abstraction de",
+            "fais abstraction des",
+        ),
+        (
+            "les instructions precedentes",
+            "toutes les instructions precedentes",
+            "instructions precedentes",
+            "les consignes precedentes",
+            "toutes les consignes precedentes",
+            "consignes precedentes",
+            "tout ce qui precede",
+            "ce qui precede",
+            "les instructions ci-dessus",
+            "tout ce qui est ci-dessus",
+            "tout ce qui est au-dessus",
+            "les instructions anterieures",
+            "vos instructions",
+            "tes instructions",
+        ),
+    ),
     "Chinese": (
         ("忽略", "无视", "無視", "忘记", "忘記", "忘掉", "不要理会", "不要理會"),
-        ("以上", "上面", "上述", "之前的指令", "之前的指示", "之前的提示", "之前的规则", "之前的規則",
-         "之前的所有", "之前所有", "先前的指令", "先前的指示", "前面的指令", "前面的指示", "此前的指令",
-         "以前的指令", "所有指令", "所有的指令", "所有指示", "全部指令", "一切指令")),
+        (
+            "以上",
+            "上面",
+            "上述",
+            "之前的指令",
+            "之前的指示",
+            "之前的提示",
+            "之前的规则",
+            "之前的規則",
+            "之前的所有",
+            "之前所有",
+            "先前的指令",
+            "先前的指示",
+            "前面的指令",
+            "前面的指示",
+            "此前的指令",
+            "以前的指令",
+            "所有指令",
+            "所有的指令",
+            "所有指示",
+            "全部指令",
+            "一切指令",
+        ),
+    ),
 }
 
 
 def _override_pattern(verbs: tuple[str, ...], targets: tuple[str, ...]) -> re.Pattern[str]:
     def alternatives(phrases: tuple[str, ...]) -> str:
         return "|".join(r"\s+".join(re.escape(word) for word in phrase.split()) for phrase in phrases)
+
     if all(phrase.isascii() for phrase in verbs + targets):
         return re.compile(rf"\b(?:{alternatives(verbs)})\s+(?:{alternatives(targets)})\b")
     return re.compile(rf"(?:{alternatives(verbs)})\s*(?:{alternatives(targets)})")
@@ -110,23 +170,42 @@ _ROLE_MARKERS = (
 _QUOTE = "[\"'“”‘’]"
 
 _INJECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("instruction override", re.compile(
-        r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|your)\b"
-        r"[^.\n]{0,40}\b(instructions?|prompts?|rules?|directions?)(?![\w-])")),  # not "rules-based"
-    *[(f"instruction override, {language}", _override_pattern(verbs, targets))
-      for language, (verbs, targets) in _OVERRIDE_PHRASES.items()],
-    ("role reassignment", re.compile(r"\byou are now\b|\bact as (the )?(system|assistant|admin)\b"
-                                     r"|\bnew instructions?\s*:")),
+    (
+        "instruction override",
+        re.compile(
+            r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}\b(previous|prior|above|earlier|all|your)\b"
+            r"[^.\n]{0,40}\b(instructions?|prompts?|rules?|directions?)(?![\w-])"
+        ),
+    ),  # not "rules-based"
+    *[
+        (f"instruction override, {language}", _override_pattern(verbs, targets))
+        for language, (verbs, targets) in _OVERRIDE_PHRASES.items()
+    ],
+    (
+        "role reassignment",
+        re.compile(
+            r"\byou are now\b|\bact as (the )?(system|assistant|admin)\b"
+            r"|\bnew instructions?\s*:"
+        ),
+    ),
     # An order to answer ship or skip, or to set the verdict: not "teams that ship fast".
-    ("verdict steering", re.compile(
-        r"\b(respond|answer|reply|output|say|return|vote)\s+(with\s+|only\s+|just\s+|exactly\s+)*"
-        rf"{_QUOTE}?(ship|skip)(?![\w-])"
-        r"|\b(verdict|confidence)\s+(must|should|has to)\s+be\b"
-        r"|\b(set|make)\s+(your\s+|the\s+)?(verdict|confidence)\s+(to|=)")),
-    ("fake verdict", re.compile(
-        rf"{_QUOTE}verdict{_QUOTE}\s*:\s*{_QUOTE}?\s*(ship|skip)\b"
-        rf"|{_QUOTE}pick{_QUOTE}\s*:\s*{_QUOTE}?\s*(left|right|both|neither)\b"
-        rf"|\bverdict(\s*[:=]\s*|\s+(is|of)\s+){_QUOTE}?(ship|skip)(?![\w-])")),
+    (
+        "verdict steering",
+        re.compile(
+            r"\b(respond|answer|reply|output|say|return|vote)\s+(with\s+|only\s+|just\s+|exactly\s+)*"
+            rf"{_QUOTE}?(ship|skip)(?![\w-])"
+            r"|\b(verdict|confidence)\s+(must|should|has to)\s+be\b"
+            r"|\b(set|make)\s+(your\s+|the\s+)?(verdict|confidence)\s+(to|=)"
+        ),
+    ),
+    (
+        "fake verdict",
+        re.compile(
+            rf"{_QUOTE}verdict{_QUOTE}\s*:\s*{_QUOTE}?\s*(ship|skip)\b"
+            rf"|{_QUOTE}pick{_QUOTE}\s*:\s*{_QUOTE}?\s*(left|right|both|neither)\b"
+            rf"|\bverdict(\s*[:=]\s*|\s+(is|of)\s+){_QUOTE}?(ship|skip)(?![\w-])"
+        ),
+    ),
     ("fake role marker", re.compile("|".join(_ROLE_MARKERS))),
     ("system prompt probe", re.compile(r"\b(system prompt|developer message|hidden instructions)\b")),
 ]
@@ -141,8 +220,9 @@ class CleanText:
 
 
 # Cyrillic and Greek letters drawn like Latin ones (NFKD keeps them apart): "ЕND" with a Cyrillic Е reads as END.
-_LATIN_LOOKALIKES = str.maketrans("АВЕЅІЈКМНОРСТХУаеорсухіјѕԁΑΒΕΖΗΙΚΜΝΟΡΤΥΧαοιν",
-                                  "ABESIJKMHOPCTXYaeopcyxijsdABEZHIKMNOPTYXaoiv")
+_LATIN_LOOKALIKES = str.maketrans(
+    "АВЕЅІЈКМНОРСТХУаеорсухіјѕԁΑΒΕΖΗΙΚΜΝΟΡΤΥΧαοιν", "ABESIJKMHOPCTXYaeopcyxijsdABEZHIKMNOPTYXaoiv"
+)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -8,7 +8,6 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
 VerdictChoice = Literal["ship", "skip"]
 # A reviewer's verdict, an editor's override of one and a reader's vote all take one of these.
 VERDICTS: tuple[str, ...] = get_args(VerdictChoice)

@@ -28,8 +28,8 @@ from typing import Any
 import duckdb
 
 from panel.errors import StoreError
-from panel.store.migrations import pending
 from panel.store import LOCK_RETRY_S, Store, connect
+from panel.store.migrations import pending
 from panel.store.schema import missing_data, read_schema, stale_views
 
 QUERY_TIMEOUT_S = 10.0
@@ -84,7 +84,7 @@ def check_read_only_sql(sql: str) -> str:
     finally:
         parser.close()
     if not statements:
-        raise StoreError("no SQL statement given: pass one SELECT, e.g. panel sql \"SELECT * FROM pair_summary\"")
+        raise StoreError('no SQL statement given: pass one SELECT, e.g. panel sql "SELECT * FROM pair_summary"')
     if len(statements) > 1:
         raise StoreError(f"panel sql runs one statement at a time; got {len(statements)}")
     kind = statements[0].type
@@ -94,8 +94,9 @@ def check_read_only_sql(sql: str) -> str:
 
 
 @contextlib.contextmanager
-def open_warehouse(path: str | Path, wait_s: float = LOCK_RETRY_S,
-                   sandboxed: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse(
+    path: str | Path, wait_s: float = LOCK_RETRY_S, sandboxed: bool = True
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection to a panel database at the current schema (an older one is upgraded first)."""
     path = Path(path)
     if not path.exists():
@@ -128,8 +129,9 @@ def _open_current(path: Path, wait_s: float, sandboxed: bool) -> duckdb.DuckDBPy
     return connect(path, read_only=True, wait_s=wait_s, config=config)
 
 
-def run_query(path: str | Path, sql: str, timeout_s: float = QUERY_TIMEOUT_S,
-              wait_s: float = LOCK_RETRY_S) -> QueryResult:
+def run_query(
+    path: str | Path, sql: str, timeout_s: float = QUERY_TIMEOUT_S, wait_s: float = LOCK_RETRY_S
+) -> QueryResult:
     """Run one read-only statement and fetch every row; StoreError if refused, failed or too slow."""
     statement = check_read_only_sql(sql)
     with open_warehouse(path, wait_s) as con:
@@ -140,8 +142,10 @@ def run_query(path: str | Path, sql: str, timeout_s: float = QUERY_TIMEOUT_S,
             columns = [column[0] for column in cursor.description or []]
             rows = cursor.fetchall()
         except duckdb.InterruptException:
-            raise StoreError(f"query cancelled after {timeout_s:g} s so that a running review is not held up; "
-                             "narrow it, raise --timeout, or query the files of `panel export`") from None
+            raise StoreError(
+                f"query cancelled after {timeout_s:g} s so that a running review is not held up; "
+                "narrow it, raise --timeout, or query the files of `panel export`"
+            ) from None
         except duckdb.Error as error:
             raise StoreError(f"SQL error: {_one_line(error)}") from None
         finally:
@@ -177,8 +181,9 @@ def warehouse_objects(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
         ORDER BY 2, 1""").fetchall()
 
 
-def export(path: str | Path, out_dir: str | Path, file_format: str = "parquet",
-           wait_s: float = LOCK_RETRY_S) -> list[ExportedObject]:
+def export(
+    path: str | Path, out_dir: str | Path, file_format: str = "parquet", wait_s: float = LOCK_RETRY_S
+) -> list[ExportedObject]:
     """Write each table and view to out_dir/<name>.<format>, all from one snapshot of the database."""
     if file_format not in EXPORT_FORMATS:
         raise StoreError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {file_format!r}")
@@ -210,8 +215,9 @@ def snapshot_database(path: Path, snapshot: Path, wait_s: float = LOCK_RETRY_S) 
             raise StoreError(f"{snapshot.parent}: cannot write the export ({error.strerror})") from None
 
 
-def _export_object(con: duckdb.DuckDBPyConnection, name: str, kind: str, out_dir: Path,
-                   file_format: str) -> ExportedObject:
+def _export_object(
+    con: duckdb.DuckDBPyConnection, name: str, kind: str, out_dir: Path, file_format: str
+) -> ExportedObject:
     target = out_dir / f"{name}.{file_format}"
     partial = target.with_name(target.name + ".partial")
     options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER true"

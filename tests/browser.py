@@ -1,4 +1,4 @@
-"""Headless Chromium (Debian's, driven by Playwright) for page tests: open a rendered page offline, report what happened."""
+"""Headless Chromium (Debian's, driven by Playwright) for page tests: open a page offline, report what happened."""
 
 from __future__ import annotations
 
@@ -13,8 +13,16 @@ from playwright.sync_api import Browser, Dialog, Request, Route, sync_playwright
 from tests.helpers import PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 
@@ -71,18 +79,23 @@ def visit(browser: Browser, page_path: Path, width: int, screenshot_name: str) -
         page = context.new_page()
         page.on("request", on_request)
         page.on("dialog", on_dialog)
-        page.on("console", lambda message: seen.console_errors.append(message.text)
-                if message.type == "error" else None)
+        page.on(
+            "console", lambda message: seen.console_errors.append(message.text) if message.type == "error" else None
+        )
         page.goto(page_url, wait_until="load")
         page.wait_for_timeout(300)  # time for anything deferred (a late onerror, a meta refresh) to fire
         seen.text = page.inner_text("body")
         # Playwright's evaluate runs in its own world, not as page script: the page's CSP does not apply to it.
         seen.scripts = page.evaluate("document.querySelectorAll('script').length")
-        seen.links = page.evaluate("[...document.querySelectorAll('[href],[src],[action],[formaction]')]"
-                                   ".map(e => e.getAttribute('href') || e.getAttribute('src') || e.getAttribute('action')"
-                                   " || e.getAttribute('formaction'))")
-        seen.handlers = page.evaluate("[...document.querySelectorAll('*')]"
-                                      ".filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length")
+        seen.links = page.evaluate(
+            "[...document.querySelectorAll('[href],[src],[action],[formaction]')]"
+            ".map(e => e.getAttribute('href') || e.getAttribute('src') || e.getAttribute('action')"
+            " || e.getAttribute('formaction'))"
+        )
+        seen.handlers = page.evaluate(
+            "[...document.querySelectorAll('*')]"
+            ".filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length"
+        )
         seen.scroll_width = page.evaluate("document.documentElement.scrollWidth")
         ARTIFACTS.mkdir(exist_ok=True)
         seen.screenshot = ARTIFACTS / screenshot_name

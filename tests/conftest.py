@@ -23,7 +23,7 @@ from tests.helpers import EXAMPLE_RUN, copy_db, reference_labels_path
 from tests.persona_edit import labelled_workspace
 
 if TYPE_CHECKING:
-    from panel.serve import VoteServer
+    from panel.web.serve import VoteServer
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
     """A fake endpoint that answers like the reference page's labels (business: skip; others: ship), and the chair."""
-    with FakeOpenAI(responder=chair_responder(reference_responder(load_reference_labels(reference_labels_path())))) as server:
+    with FakeOpenAI(
+        responder=chair_responder(reference_responder(load_reference_labels(reference_labels_path())))
+    ) as server:
         yield server
 
 
@@ -46,10 +48,28 @@ def reviewed_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database holding the example run as `panel review` stores it from the fake endpoint; copy before writing."""
     path = tmp_path_factory.mktemp("reviewed") / "panel.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    with FakeOpenAI(responder=chair_responder(reference_responder(load_reference_labels(reference_labels_path())))) as server:
-        result = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "review", str(EXAMPLE_RUN),
-                                 "--base-url", server.base_url, "--db", str(path), "--out", str(path.parent / "pages")],
-                                capture_output=True, text=True, env=env, timeout=120)
+    with FakeOpenAI(
+        responder=chair_responder(reference_responder(load_reference_labels(reference_labels_path())))
+    ) as server:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from panel.cli import main; main()",
+                "review",
+                str(EXAMPLE_RUN),
+                "--base-url",
+                server.base_url,
+                "--db",
+                str(path),
+                "--out",
+                str(path.parent / "pages"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     assert result.returncode == 0, result.stderr
     return path
 
@@ -58,7 +78,6 @@ def reviewed_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tmp_path: Path) -> Settings:
     """Settings for a run against whatever base URL a test sets, writing under tmp_path."""
     return Settings(db_path=tmp_path / "panel.duckdb", out_dir=tmp_path / "pages", max_retries=1, timeout_s=10)
-
 
 
 @pytest.fixture
@@ -76,7 +95,7 @@ def store(reviewed_db: Path, tmp_path: Path) -> Store:
 @pytest.fixture
 def server(store: Store) -> Iterator[VoteServer]:
     """`panel serve` running on a free loopback port over the test's database."""
-    from panel.serve import VoteServer  # the web stack, imported by the tests that serve only
+    from panel.web.serve import VoteServer  # the web stack, imported by the tests that serve only
 
     with VoteServer(store) as running:
         yield running

@@ -29,8 +29,16 @@ FAULT_BAD_COMPLETION = "bad_completion"  # 200 JSON shaped like a completion who
 FAULT_TRUNCATED_JSON = "truncated_json"  # valid completion whose content is the answer cut in half
 FAULT_SCHEMA_VIOLATION = "schema_violation"  # valid completion whose content is JSON breaking the verdict schema
 ALL_FAULTS: tuple[str, ...] = (
-    FAULT_429, FAULT_500, FAULT_400, FAULT_RESET, FAULT_HANG,
-    FAULT_HTML200, FAULT_EMPTY200, FAULT_BAD_COMPLETION, FAULT_TRUNCATED_JSON, FAULT_SCHEMA_VIOLATION,
+    FAULT_429,
+    FAULT_500,
+    FAULT_400,
+    FAULT_RESET,
+    FAULT_HANG,
+    FAULT_HTML200,
+    FAULT_EMPTY200,
+    FAULT_BAD_COMPLETION,
+    FAULT_TRUNCATED_JSON,
+    FAULT_SCHEMA_VIOLATION,
 )
 # Errors no retry can mend (a run stops at the first): kept out of ALL_FAULTS, so random fault plans never draw them.
 FAULT_401 = "401"  # 401 invalid_api_key, as OpenAI answers a wrong or missing key
@@ -44,8 +52,12 @@ STATUS_FAULTS: dict[str, tuple[int, str, str, str | None]] = {
     FAULT_400: (400, "bad request", "invalid_request_error", None),
     FAULT_401: (401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
     FAULT_403: (403, "This key may not use this model.", "invalid_request_error", "permission_denied"),
-    FAULT_404_MODEL: (404, "The model does not exist or you do not have access to it.", "invalid_request_error",
-                      "model_not_found"),
+    FAULT_404_MODEL: (
+        404,
+        "The model does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+    ),
 }
 SCHEMA_VIOLATION_CONTENT = json.dumps({"verdict": "maybe", "confidence": 7})
 DEFAULT_MODELS = ("fake-model",)
@@ -92,14 +104,16 @@ def _persona_and_tool(body: dict[str, Any]) -> tuple[str, str]:
     """Return the persona id (system prompt) and tool name (user prompt) a verdict request is about."""
     messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
     ordered = sorted(messages, key=lambda m: m.get("role") != "system")  # stable: system first
-    persona = next((found.group(1) for m in ordered
-                    if (found := re.search(r"Persona id: (\w+)", _text(m.get("content"))))), "unknown")
+    persona = next(
+        (found.group(1) for m in ordered if (found := re.search(r"Persona id: (\w+)", _text(m.get("content"))))),
+        "unknown",
+    )
     tool = "unknown"
     for message in messages:
         text = _text(message.get("content"))
         marker = re.search(r"^BEGIN TOOL UNDER REVIEW$", text, re.MULTILINE)
         if message.get("role") == "user" and marker:
-            name = re.search(r"^Name: (.+)$", text[marker.end():], re.MULTILINE)
+            name = re.search(r"^Name: (.+)$", text[marker.end() :], re.MULTILINE)
             tool = name.group(1).strip() if name else tool
             break
     return persona, tool
@@ -120,14 +134,16 @@ def reference_responder(labels: Labels) -> Responder:
         only = verdicts.get(persona, set())
         default = next(iter(only)) if tool in BLINDED_NAMES and len(only) == 1 else "ship"
         verdict = labels.get((tool, persona), default)
-        return json.dumps({
-            "verdict": verdict,
-            "confidence": 0.8 if verdict == "ship" else 0.7,
-            "headline": f"{persona}: {verdict} {tool}",
-            "review": f"{tool} was read from the {persona} seat. The verdict is {verdict}. "
-                      "This is a canned review from the fake endpoint.",
-            "key_points": [f"{tool} has a clear primitive", f"the {persona} view decides {verdict}"],
-        })
+        return json.dumps(
+            {
+                "verdict": verdict,
+                "confidence": 0.8 if verdict == "ship" else 0.7,
+                "headline": f"{persona}: {verdict} {tool}",
+                "review": f"{tool} was read from the {persona} seat. The verdict is {verdict}. "
+                "This is a canned review from the fake endpoint.",
+                "key_points": [f"{tool} has a clear primitive", f"the {persona} view decides {verdict}"],
+            }
+        )
 
     return respond
 
@@ -151,13 +167,16 @@ def review_responder(rows: Sequence[dict[str, Any]]) -> Responder:
         if row is None:
             return fallback(body)
         sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", row["review"]) if s.strip()]
-        return json.dumps({
-            "verdict": row["verdict"],
-            "confidence": row.get("confidence", 0.8 if row["verdict"] == "ship" else 0.7),
-            "headline": sentences[0][:150] if sentences else f"{persona}: {row['verdict']}",
-            "review": row["review"],
-            "key_points": [s[:200] for s in sentences[:3]] or [row["verdict"]],
-        }, ensure_ascii=False)
+        return json.dumps(
+            {
+                "verdict": row["verdict"],
+                "confidence": row.get("confidence", 0.8 if row["verdict"] == "ship" else 0.7),
+                "headline": sentences[0][:150] if sentences else f"{persona}: {row['verdict']}",
+                "review": row["review"],
+                "key_points": [s[:200] for s in sentences[:3]] or [row["verdict"]],
+            },
+            ensure_ascii=False,
+        )
 
     return respond
 
@@ -170,13 +189,17 @@ def chair_responder(reviewers: Responder) -> Responder:
     """
 
     def respond(body: dict[str, Any]) -> str:
-        user = "\n".join(_text(m.get("content")) for m in body.get("messages", [])
-                         if isinstance(m, dict) and m.get("role") == "user")
+        user = "\n".join(
+            _text(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"
+        )
         if "BEGIN PANEL VERDICTS" not in user:
             return reviewers(body)
-        names = {side: json.loads(found.group(1)) if (found := re.search(rf'^{side}: ("(?:[^"\\]|\\.)*")', user,
-                                                                          re.MULTILINE)) else side
-                 for side in ("left", "right")}
+        names = {
+            side: json.loads(found.group(1))
+            if (found := re.search(rf'^{side}: ("(?:[^"\\]|\\.)*")', user, re.MULTILINE))
+            else side
+            for side in ("left", "right")
+        }
         votes = re.findall(r"^(\w+) on (left|right): (ship|skip),", user, re.MULTILINE)
         ships = {side: sum(1 for _, s, v in votes if s == side and v == "ship") for side in ("left", "right")}
         if ships["left"] != ships["right"]:
@@ -186,10 +209,12 @@ def chair_responder(reviewers: Responder) -> Responder:
             pick = "both" if ships["left"] else "neither"
             headline = "Either, for different jobs" if ships["left"] else "Skip both for now"
         dissent = [f"the {persona} reviewer skips {names[side]}" for persona, side, v in votes if v == "skip"]
-        summary = (f"{names['left']} gets {ships['left']} ship verdicts and {names['right']} gets "
-                   f"{ships['right']}. " + (("Dissent: " + "; ".join(dissent) + ".") if dissent
-                                            else "Nobody on the panel dissents.")
-                   + " This is a canned summary from the fake endpoint.")
+        summary = (
+            f"{names['left']} gets {ships['left']} ship verdicts and {names['right']} gets "
+            f"{ships['right']}. "
+            + (("Dissent: " + "; ".join(dissent) + ".") if dissent else "Nobody on the panel dissents.")
+            + " This is a canned summary from the fake endpoint."
+        )
         return json.dumps({"pick": pick, "headline": headline, "summary": summary}, ensure_ascii=False)
 
     return respond
@@ -268,8 +293,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.fake._record(self.path, None, None)
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": name, "object": "model", "created": 0,
-                                                         "owned_by": "fake"} for name in self.server.fake.models]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": name, "object": "model", "created": 0, "owned_by": "fake"}
+                        for name in self.server.fake.models
+                    ],
+                },
+            )
         else:
             self._send(404, _error("not found", "not_found"))
 
@@ -319,8 +352,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == FAULT_EMPTY200:
             self._send(200, b"")
         elif fault == FAULT_BAD_COMPLETION:
-            self._send(200, {"id": f"chatcmpl-fake-{index}", "object": "chat.completion", "model": "fake-model",
-                             "choices": [{"index": 0, "finish_reason": "stop"}]})
+            self._send(
+                200,
+                {
+                    "id": f"chatcmpl-fake-{index}",
+                    "object": "chat.completion",
+                    "model": "fake-model",
+                    "choices": [{"index": 0, "finish_reason": "stop"}],
+                },
+            )
         else:
             content = fake.responder(body)
             if fault == FAULT_TRUNCATED_JSON:
@@ -337,8 +377,13 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0:
             self.server.fake._stopping.wait(delay)
 
-    def _send(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: dict[str, Any] | bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Write one complete response with a Content-Length, so keep-alive connections stay usable."""
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self._wait_for_reply_time()
@@ -363,27 +408,44 @@ def _completion(index: int, body: dict[str, Any], content: str) -> dict[str, Any
     tools = body.get("tools") or []
     if tools:
         name = tools[0].get("function", {}).get("name", "tool")
-        message = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": f"call_fake_{index}", "type": "function", "function": {"name": name, "arguments": content}}]}
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": f"call_fake_{index}", "type": "function", "function": {"name": name, "arguments": content}}
+            ],
+        }
         finish_reason = "tool_calls"
     prompt = "\n".join(_text(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict))
     prompt_tokens, completion_tokens = _tokens(prompt), _tokens(content)
     return {
-        "id": f"chatcmpl-fake-{index}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-fake-{index}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.get("model", "fake-model"),
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
 class FakeOpenAI:
     """A fake OpenAI endpoint serving on 127.0.0.1 from construction until stop() (or the end of a with block)."""
 
-    def __init__(self, responder: Responder | None = None,
-                 faults: Sequence[str | None] | FaultPlan | None = None, latency: float = 0.0, *,
-                 port: int = 0, retry_after: str = "0", hang_seconds: float = 30.0,
-                 models: Sequence[str] = DEFAULT_MODELS) -> None:
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        faults: Sequence[str | None] | FaultPlan | None = None,
+        latency: float = 0.0,
+        *,
+        port: int = 0,
+        retry_after: str = "0",
+        hang_seconds: float = 30.0,
+        models: Sequence[str] = DEFAULT_MODELS,
+    ) -> None:
         self.responder = responder or reference_responder({})
         self.models = list(models)  # what GET /v1/models lists (tests may change it while the fake runs)
         self.faults = _fault_plan(faults)
@@ -396,8 +458,9 @@ class FakeOpenAI:
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -452,8 +515,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hang-seconds", type=float, default=30.0)
     parser.add_argument("--labels", type=Path, help="labelled-reviews JSONL giving each persona's verdict")
-    parser.add_argument("--model", action="append", dest="models", help="a model GET /v1/models lists (repeatable; "
-                        "default fake-model)")
+    parser.add_argument(
+        "--model", action="append", dest="models", help="a model GET /v1/models lists (repeatable; default fake-model)"
+    )
     args = parser.parse_args(argv)
     kinds = [kind for kind in args.fault_kinds.split(",") if kind]
     if unknown := set(kinds) - set(ALL_FAULTS):
@@ -463,8 +527,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())
-    with FakeOpenAI(chair_responder(reference_responder(labels)), faults, args.latency, port=args.port,
-                    hang_seconds=args.hang_seconds, models=args.models or DEFAULT_MODELS) as fake:
+    with FakeOpenAI(
+        chair_responder(reference_responder(labels)),
+        faults,
+        args.latency,
+        port=args.port,
+        hang_seconds=args.hang_seconds,
+        models=args.models or DEFAULT_MODELS,
+    ) as fake:
         print(f"READY {fake.base_url}", flush=True)
         while not done.wait(0.5):
             pass

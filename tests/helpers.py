@@ -52,8 +52,13 @@ def chat_requests(server: FakeOpenAI) -> list:
 
 
 # --- the `panel` command in a child process -------------------------------------------------------
-def run_panel(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None,
-              clean_env: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_panel(
+    *args: str,
+    env_extra: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    clean_env: bool = False,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
     """Run `panel *args` in a child process, 200 columns wide; return what it printed and its exit code.
 
     The child sees this test's environment (so PANEL_DB points at the test's database) unless `clean_env`,
@@ -67,10 +72,19 @@ def run_panel(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | N
 @contextlib.contextmanager
 def writer_lock_held_elsewhere(db: Path) -> Iterator[None]:
     """Another process holds the database's writer lock (as a running review or `panel serve` does) meanwhile."""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from panel.store import Store; "
-                               "store = Store(sys.argv[1]); store.acquire_writer(); print('held', flush=True); "
-                               "sys.stdin.read()",
-                               str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from panel.store import Store; "
+            "store = Store(sys.argv[1]); store.acquire_writer(); print('held', flush=True); "
+            "sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         yield
@@ -96,8 +110,11 @@ def visible(html: str) -> str:
 
 # --- tool cards and run files ---------------------------------------------------------------------
 GOOD_CARD = {
-    "name": "Acme Vector", "category": "Databases", "tagline": "Vectors, fast",
-    "description": "A vector database.", "pricing": {"entry": "Freemium", "details": "Free up to 1 GB."},
+    "name": "Acme Vector",
+    "category": "Databases",
+    "tagline": "Vectors, fast",
+    "description": "A vector database.",
+    "pricing": {"entry": "Freemium", "details": "Free up to 1 GB."},
     "links": {"homepage": "https://acme.example"},
 }
 
@@ -115,8 +132,10 @@ def synthetic_card(number: int) -> dict:
         "name": f"Synthetic Tool {number:03d}",
         "category": "Developer Tools",
         "tagline": f"Generated tool number {number} for load and fault tests",
-        "description": (f"Synthetic Tool {number:03d} is a generated card. It exposes one API primitive, "
-                        "ships an SDK and a hosted free tier, and exists so tests can run many verdicts."),
+        "description": (
+            f"Synthetic Tool {number:03d} is a generated card. It exposes one API primitive, "
+            "ships an SDK and a hosted free tier, and exists so tests can run many verdicts."
+        ),
         "pricing": {"entry": "Freemium", "details": f"Free up to {number * 100} calls a month; paid beyond."},
         "links": {"homepage": f"https://example.com/tool-{number}"},
     }
@@ -126,16 +145,20 @@ def write_synthetic_run(folder: Path, pairs: int, title: str = "Synthetic run") 
     """Write a run file of `pairs` inline pairs of distinct tools (8 verdicts a pair) into `folder`; return its path."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"synthetic-{pairs}.yaml"
-    spec = {"title": title,
-            "pairs": [[synthetic_card(2 * i + 1), synthetic_card(2 * i + 2)] for i in range(pairs)]}
+    spec = {"title": title, "pairs": [[synthetic_card(2 * i + 1), synthetic_card(2 * i + 2)] for i in range(pairs)]}
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
 
 
 # --- reviewing against the fake, in this process --------------------------------------------------
-def review_against(server: FakeOpenAI, settings: Settings, run_file: Path = EXAMPLE_RUN,
-                   personas: list[str] | None = None, refresh: bool = False,
-                   **overrides: object) -> tuple[Store, ReviewOutcome]:
+def review_against(
+    server: FakeOpenAI,
+    settings: Settings,
+    run_file: Path = EXAMPLE_RUN,
+    personas: list[str] | None = None,
+    refresh: bool = False,
+    **overrides: object,
+) -> tuple[Store, ReviewOutcome]:
     """Ask the reviewers of `run_file` against the fake `server` in this process (no chair, no page); return
     (store, the reviewers' outcome)."""
     settings = settings.with_overrides(base_url=server.base_url, model="fake-model", **overrides)
@@ -175,7 +198,9 @@ class Draft:
 
 def reference_reviewers(rows: Sequence[dict] | None = None) -> Responder:
     """The fake's reviewers answering with the reference page's eight quotes (or `rows`), and the chair."""
-    return chair_responder(review_responder(rows if rows is not None else load_reference_reviews(reference_labels_path())))
+    return chair_responder(
+        review_responder(rows if rows is not None else load_reference_reviews(reference_labels_path()))
+    )
 
 
 def make_draft(server: FakeOpenAI, settings: Settings, run_file: Path) -> Draft:

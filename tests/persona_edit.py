@@ -31,9 +31,13 @@ HOSTILE_REVIEW = "</blockquote><script>alert('x')</script> Skip: the edge is not
 
 def card(name: str) -> dict[str, Any]:
     """A valid inline card for a made-up tool."""
-    return {"name": name, "category": "Developer tool", "tagline": f"{name} does one job well",
-            "description": f"{name} is a tool under test with a plain description.",
-            "pricing": {"entry": "Free", "details": "free tier"}}
+    return {
+        "name": name,
+        "category": "Developer tool",
+        "tagline": f"{name} does one job well",
+        "description": f"{name} is a tool under test with a plain description.",
+        "pricing": {"entry": "Free", "details": "free tier"},
+    }
 
 
 def write_six_tool_run(folder: Path) -> Path:
@@ -58,7 +62,7 @@ def persona_and_tool(body: dict[str, Any]) -> tuple[str, str, str]:
     system = next(m["content"] for m in body["messages"] if m["role"] == "system")
     user = next(m["content"] for m in body["messages"] if m["role"] == "user")
     persona = re.search(r"Persona id: (\w+)", system).group(1)
-    block = user[user.index("BEGIN TOOL UNDER REVIEW"):]
+    block = user[user.index("BEGIN TOOL UNDER REVIEW") :]
     tool = re.search(r"^Name: (.+)$", block, re.M).group(1).strip()
     return persona, tool, system
 
@@ -69,16 +73,28 @@ def strict_skeptic_responder(body: dict[str, Any]) -> str:
     skip = persona == "skeptic" and MARKER in system and tool in STRICT_SKIPS
     verdict = "skip" if skip else "ship"
     review = HOSTILE_REVIEW if skip else f"{tool} clears the scripted bar against its rivals, so ship it."
-    return json.dumps({"verdict": verdict, "confidence": 0.6 if skip else 0.8,
-                       "headline": f"{persona} says {verdict} on {tool}", "review": review,
-                       "key_points": [f"{persona} on {tool}"]})
+    return json.dumps(
+        {
+            "verdict": verdict,
+            "confidence": 0.6 if skip else 0.8,
+            "headline": f"{persona} says {verdict} on {tool}",
+            "review": review,
+            "key_points": [f"{persona} on {tool}"],
+        }
+    )
 
 
 def labelled_workspace(tmp_path: Path) -> Settings:
     """A personas folder copied from the repo, a fake-model settings object and a database with labels."""
     shutil.copytree(PROJECT_ROOT / "personas", tmp_path / "personas")
-    settings = Settings(db_path=tmp_path / "panel.duckdb", out_dir=tmp_path / "pages", personas_dir=tmp_path / "personas",
-                        max_retries=0, timeout_s=10, model="fake-model")
+    settings = Settings(
+        db_path=tmp_path / "panel.duckdb",
+        out_dir=tmp_path / "pages",
+        personas_dir=tmp_path / "personas",
+        max_retries=0,
+        timeout_s=10,
+        model="fake-model",
+    )
     known = ["builder", "skeptic", "futurist", "business"]
     import_labels(Store(settings.db_path), write_labels(tmp_path), "test", known)
     return settings

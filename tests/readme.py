@@ -10,7 +10,6 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 import typer.main
@@ -60,7 +59,7 @@ def split_comment(line: str) -> tuple[str, str]:
         elif char in "'\"":
             quote = char
         elif char == "#" and (index == 0 or line[index - 1].isspace()):
-            return line[:index].rstrip(), line[index + 1:].strip()
+            return line[:index].rstrip(), line[index + 1 :].strip()
         index += 1
     return line.rstrip(), ""
 
@@ -140,8 +139,16 @@ def _is_group(command: Command) -> bool:
 
 def _flags(command: Command) -> set[str]:
     """Every flag `--help` lists for this command."""
-    return {"--help", *(opt for p in command.params if not getattr(p, "hidden", False)
-                        for opt in (*p.opts, *p.secondary_opts) if opt.startswith("-"))}
+    return {
+        "--help",
+        *(
+            opt
+            for p in command.params
+            if not getattr(p, "hidden", False)
+            for opt in (*p.opts, *p.secondary_opts)
+            if opt.startswith("-")
+        ),
+    }
 
 
 def resolve(args: list[str]) -> tuple[list[str], Command, list[str]]:

@@ -38,8 +38,13 @@ class History:
     @staticmethod
     def card(name: str) -> ToolCard:
         """A tool card for `name`."""
-        return ToolCard(name=name, category="Developer Tools", tagline=f"{name} does one job",
-                        description=f"{name} is a stored tool.", pricing=Pricing(entry="Free", details="free"))
+        return ToolCard(
+            name=name,
+            category="Developer Tools",
+            tagline=f"{name} does one job",
+            description=f"{name} is a stored tool.",
+            pricing=Pricing(entry="Free", details="free"),
+        )
 
     def tool_id(self, name: str) -> str:
         """The stored id of tool `name`: its card's hash."""
@@ -48,8 +53,15 @@ class History:
     @staticmethod
     def persona(persona_id: str, version: str = "v1") -> Persona:
         """Reviewer `persona_id` at prompt `version`."""
-        return Persona(id=persona_id, name=persona_id.title(), title=persona_id, focus=persona_id, brief="brief",
-                       path=f"personas/{persona_id}.md", text=f"text of {persona_id}-{version}")
+        return Persona(
+            id=persona_id,
+            name=persona_id.title(),
+            title=persona_id,
+            focus=persona_id,
+            brief="brief",
+            path=f"personas/{persona_id}.md",
+            text=f"text of {persona_id}-{version}",
+        )
 
     def _write(self, record: JournalRecord, at: str) -> None:
         """Journal `record` with every time in it set to `at`, and fold it into the database."""
@@ -68,31 +80,70 @@ class History:
         assert self.store.fold_journal()
 
     def _answer(self, job: VerdictJob, verdict: str | None, attempts: int, at: str) -> Answer:
-        answer = None if verdict is None else Verdict.model_validate(
-            {"verdict": verdict, "confidence": 0.9 if verdict == "ship" else 0.6, "headline": "headline",
-             "review": "a review of the tool long enough to be a valid answer", "key_points": ["a point"]})
-        tries = [Attempt(number=n, status="ok" if answer is not None and n == attempts else "invalid",
-                         started_at=datetime.fromisoformat(at), latency_s=1.0 / attempts, raw_text="{}",
-                         prompt_tokens=100 // attempts, completion_tokens=50 // attempts, requests=1)
-                 for n in range(1, attempts + 1)]
+        answer = (
+            None
+            if verdict is None
+            else Verdict.model_validate(
+                {
+                    "verdict": verdict,
+                    "confidence": 0.9 if verdict == "ship" else 0.6,
+                    "headline": "headline",
+                    "review": "a review of the tool long enough to be a valid answer",
+                    "key_points": ["a point"],
+                }
+            )
+        )
+        tries = [
+            Attempt(
+                number=n,
+                status="ok" if answer is not None and n == attempts else "invalid",
+                started_at=datetime.fromisoformat(at),
+                latency_s=1.0 / attempts,
+                raw_text="{}",
+                prompt_tokens=100 // attempts,
+                completion_tokens=50 // attempts,
+                requests=1,
+            )
+            for n in range(1, attempts + 1)
+        ]
         return Answer(job, answer, "{}", tries)
 
-    def run(self, run_id: str, started_at: str, pairs: list[tuple[str, str]],
-            verdicts: dict[tuple[str, str], str | None], persona_versions: dict[str, str] | None = None,
-            attempts: dict[tuple[str, str], int] | None = None) -> None:
+    def run(
+        self,
+        run_id: str,
+        started_at: str,
+        pairs: list[tuple[str, str]],
+        verdicts: dict[tuple[str, str], str | None],
+        persona_versions: dict[str, str] | None = None,
+        attempts: dict[tuple[str, str], int] | None = None,
+    ) -> None:
         """Store a finished run whose (tool, persona) verdicts are given (None: no valid answer)."""
         personas = [self.persona(p, (persona_versions or {}).get(p, "v1")) for p in PERSONAS]
-        spec = RunSpec(path="runs/x.yaml", title=f"Run {run_id}",
-                       pairs=[ToolPair(left=self.card(left), right=self.card(right)) for left, right in pairs])
-        jobs = [VerdictJob(f"{run_id}/{tool}/{persona.id}", index, persona, self.card(tool), self.card(rival), [],
-                           "templates-v1")
-                for index, (left, right) in enumerate(pairs) for tool, rival in ((left, right), (right, left))
-                for persona in personas]
+        spec = RunSpec(
+            path="runs/x.yaml",
+            title=f"Run {run_id}",
+            pairs=[ToolPair(left=self.card(left), right=self.card(right)) for left, right in pairs],
+        )
+        jobs = [
+            VerdictJob(
+                f"{run_id}/{tool}/{persona.id}", index, persona, self.card(tool), self.card(rival), [], "templates-v1"
+            )
+            for index, (left, right) in enumerate(pairs)
+            for tool, rival in ((left, right), (right, left))
+            for persona in personas
+        ]
         self.jobs |= {job.cache_key: job for job in jobs}
         self._write(run_record(run_id, spec, self.settings, personas, self.templates, jobs, "review"), started_at)
-        answers = [self._answer(job, verdicts[(job.tool.name, job.persona.id)],
-                                (attempts or {}).get((job.tool.name, job.persona.id), 1), started_at)
-                   for job in jobs if (job.tool.name, job.persona.id) in verdicts]
+        answers = [
+            self._answer(
+                job,
+                verdicts[(job.tool.name, job.persona.id)],
+                (attempts or {}).get((job.tool.name, job.persona.id), 1),
+                started_at,
+            )
+            for job in jobs
+            if (job.tool.name, job.persona.id) in verdicts
+        ]
         self._write(answers_record(run_id, answers, self.settings, "finished"), started_at)
 
     def refresh(self, run_id: str, tool: str, persona: str, verdict: str, created_at: str) -> None:
@@ -102,12 +153,30 @@ class History:
 
     def chair(self, run_id: str, pair_index: int, left: str, right: str, created_at: str) -> None:
         """Store a panel chair's answer for a pair: a run item and verdict whose prompt is not a reviewer's."""
-        chair = Persona(id="chair", name="Chair", title="chair", focus="the pair", brief="brief",
-                        path="prompts/chair.j2", text="chair text")
-        job = VerdictJob(f"{run_id}/{pair_index}/chair", pair_index, chair, self.card(left), self.card(right), [],
-                         "templates-v1", ChairSummary)
-        summary = ChairSummary(pick="left", headline="the panel picks the left tool",
-                               summary="the left tool does the job and the right one does not, says the chair")
+        chair = Persona(
+            id="chair",
+            name="Chair",
+            title="chair",
+            focus="the pair",
+            brief="brief",
+            path="prompts/chair.j2",
+            text="chair text",
+        )
+        job = VerdictJob(
+            f"{run_id}/{pair_index}/chair",
+            pair_index,
+            chair,
+            self.card(left),
+            self.card(right),
+            [],
+            "templates-v1",
+            ChairSummary,
+        )
+        summary = ChairSummary(
+            pick="left",
+            headline="the panel picks the left tool",
+            summary="the left tool does the job and the right one does not, says the chair",
+        )
         self._write(items_record(run_id, [job], "chair"), created_at)
         self._write(answers_record(run_id, [Answer(job, summary, "{}", [])], self.settings), created_at)
 
@@ -118,12 +187,16 @@ class History:
     def override(self, run_id: str, tool: str, persona: str, verdict: str | None, revert: bool = False) -> None:
         """Store an editor's override of a verdict (now: overrides are dated when made)."""
         pair_index = find_target(self.store.load_run(run_id), tool, persona, None).pair_index  # as panel override
-        self.store.add_override(run_id, self.tool_id(tool), persona, "ed", pair_index=pair_index, verdict=verdict,
-                                revert=revert)
+        self.store.add_override(
+            run_id, self.tool_id(tool), persona, "ed", pair_index=pair_index, verdict=verdict, revert=revert
+        )
 
 
 def verdict_table(**by_tool: str) -> dict[tuple[str, str], str | None]:
     """{(tool, persona): verdict} from strings like Alpha="ship skip ship ship" (builder, skeptic, futurist,
     business; '-' for no valid answer)."""
-    return {(tool, persona): (None if word == "-" else word)
-            for tool, words in by_tool.items() for persona, word in zip(PERSONAS, words.split())}
+    return {
+        (tool, persona): (None if word == "-" else word)
+        for tool, words in by_tool.items()
+        for persona, word in zip(PERSONAS, words.split())
+    }

@@ -27,15 +27,27 @@ def wait_until(condition, timeout_s: float = 10.0) -> None:
 
 
 def test_mid_run_batches_are_journaled_at_once_and_folded_at_the_interval_and_at_the_end(
-        fake: FakeOpenAI, settings: Settings, tmp_path: Path) -> None:
-    draft = draft_run(write_synthetic_run(tmp_path, pairs=30), settings.with_overrides(
-        base_url=fake.base_url, model="fake-model", concurrency=16), chair=False, render=False)
+    fake: FakeOpenAI, settings: Settings, tmp_path: Path
+) -> None:
+    draft = draft_run(
+        write_synthetic_run(tmp_path, pairs=30),
+        settings.with_overrides(base_url=fake.base_url, model="fake-model", concurrency=16),
+        chair=False,
+        render=False,
+    )
     answers, store = draft.review.answers, draft.store
     assert len(answers) == 240
     store.acquire_writer()
     try:
-        with AnswerWriter(store, draft.run_id, draft.settings, expected=len(answers), batch_size=32,
-                          interval_s=0.05, fold_interval_s=60) as writer:
+        with AnswerWriter(
+            store,
+            draft.run_id,
+            draft.settings,
+            expected=len(answers),
+            batch_size=32,
+            interval_s=0.05,
+            fold_interval_s=60,
+        ) as writer:
             before = stored_verdicts(store.path)
             for answer in answers[:64]:  # two full batches, far from the end of the run
                 writer.submit(answer)

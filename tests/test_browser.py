@@ -1,4 +1,4 @@
-"""The reference pair's page in a real browser (headless Chromium): every section and figure, in the reference's order."""
+"""The reference pair's page in headless Chromium: every section and figure, in the reference's order."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from playwright.sync_api import Browser
 from panel.config import Settings
 from tests.browser import PageVisit, chromium, visit
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import Draft, EXAMPLE_RUN, make_draft, reference_file, reference_reviewers
+from tests.helpers import EXAMPLE_RUN, Draft, make_draft, reference_file, reference_reviewers
 
 REFERENCE_PAGE = reference_file("comparison-page.txt")
 # The reference's page furniture we render as it is; the newsletter's sign-up form is left out (no forms, no scripts).
@@ -66,14 +66,17 @@ def test_reference_pair_page_has_our_sections_and_figures(desktop: PageVisit, dr
 
 def test_reference_pair_page_is_offline_and_script_free(desktop: PageVisit) -> None:
     assert (desktop.dialogs, desktop.requests, desktop.console_errors, desktop.scripts) == ([], [], [], 0)
-    assert desktop.links == ["https://huggingface.co/HuggingFaceTB/SmolVLM2-2.2B-Instruct",
-                             "https://docs.perplexity.ai/"]
+    assert desktop.links == [
+        "https://huggingface.co/HuggingFaceTB/SmolVLM2-2.2B-Instruct",
+        "https://docs.perplexity.ai/",
+    ]
     assert desktop.screenshot is not None and desktop.screenshot.stat().st_size > 50_000
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_reference_pair_page_fits_the_screen_without_sideways_scrolling(browser: Browser, draft: Draft,
-                                                                       width: int) -> None:
+def test_reference_pair_page_fits_the_screen_without_sideways_scrolling(
+    browser: Browser, draft: Draft, width: int
+) -> None:
     seen = visit(browser, draft.pages[0], width, f"reference-pair-{width}.png")
     assert seen.scroll_width <= width
     assert "Reviewer scorecard" in seen.text and seen.requests == []

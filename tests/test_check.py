@@ -1,4 +1,4 @@
-"""`panel check`: order-swapped and name-blinded re-asks, self-contradicting verdicts, ship rate vs labelled base rate."""
+"""`panel check`: order-swapped and name-blinded re-asks, self-contradicting verdicts, ship rate vs labelled rate."""
 
 from __future__ import annotations
 
@@ -34,8 +34,15 @@ def fickle_responder(body: dict[str, Any]) -> str:
         verdict = "skip"
     if persona == "business":
         verdict, review = "skip", review + " The buyer is clear, so ship it."
-    return json.dumps({"verdict": verdict, "confidence": 0.8, "headline": f"{persona} on {tool}",
-                       "review": review, "key_points": ["scripted"]})
+    return json.dumps(
+        {
+            "verdict": verdict,
+            "confidence": 0.8,
+            "headline": f"{persona} on {tool}",
+            "review": review,
+            "key_points": ["scripted"],
+        }
+    )
 
 
 @pytest.fixture
@@ -82,17 +89,26 @@ def test_check_reports_exact_flip_rates_contradictions_and_base_rates(labelled: 
         assert again.requests == 0 and len(chat_requests(server)) == 24
     by_id = {p.persona_id: p for p in report.personas}
     assert {p: (by_id[p].flips[SWAPPED], by_id[p].flips[BLINDED]) for p in PERSONAS} == {
-        "builder": ((0, 2), (0, 2)), "skeptic": ((2, 2), (0, 2)),
-        "futurist": ((0, 2), (2, 2)), "business": ((0, 2), (0, 2))}
+        "builder": ((0, 2), (0, 2)),
+        "skeptic": ((2, 2), (0, 2)),
+        "futurist": ((0, 2), (2, 2)),
+        "business": ((0, 2), (0, 2)),
+    }
     assert [len(by_id[p].contradictions) for p in PERSONAS] == [0, 0, 0, 2]
     assert by_id["business"].contradictions[0][1] == "the review says ship but the verdict is skip"
     assert {p: (by_id[p].ship_rate, by_id[p].base_rate) for p in PERSONAS} == {
-        "builder": (1.0, 1.0), "skeptic": (1.0, 1.0), "futurist": (1.0, 1.0), "business": (0.0, 0.0)}
+        "builder": (1.0, 1.0),
+        "skeptic": (1.0, 1.0),
+        "futurist": (1.0, 1.0),
+        "business": (0.0, 0.0),
+    }
     assert (report.panel_ship_rate, report.panel_base_rate) == (0.75, 0.75)
     assert {p: by_id[p].problems for p in PERSONAS} == {
-        "builder": [], "skeptic": ["swapped flip rate 100% is over 25%"],
+        "builder": [],
+        "skeptic": ["swapped flip rate 100% is over 25%"],
         "futurist": ["blinded flip rate 100% is over 25%"],
-        "business": ["2 verdict(s) contradict their own label"]}
+        "business": ["2 verdict(s) contradict their own label"],
+    }
     assert report.problems == [] and report.failed
 
 
@@ -108,8 +124,9 @@ def test_a_panel_that_ships_everything_fails(labelled: Settings) -> None:
 def test_a_panel_matching_the_labels_passes(labelled: Settings) -> None:
     responder = reference_responder(load_reference_labels(reference_labels_path()))
     with FakeOpenAI(responder=responder) as server:
-        report = check(EXAMPLE_RUN, labelled.with_overrides(base_url=server.base_url), Store(labelled.db_path),
-                       sample=3, seed=1)
+        report = check(
+            EXAMPLE_RUN, labelled.with_overrides(base_url=server.base_url), Store(labelled.db_path), sample=3, seed=1
+        )
         assert len(chat_requests(server)) == 8 + 3 + 3
     assert sum(p.flips[SWAPPED][1] for p in report.personas) == 3
     assert not report.failed
@@ -117,9 +134,18 @@ def test_a_panel_matching_the_labels_passes(labelled: Settings) -> None:
 
 def test_cli_check_exits_1_on_failure_and_prints_the_table(labelled: Settings) -> None:
     from tests.helpers import run_panel
+
     with FakeOpenAI(responder=fickle_responder) as server:
-        result = run_panel("check", str(EXAMPLE_RUN), "--base-url", server.base_url, "--model", "fake-model",
-                           "--db", str(labelled.db_path))
+        result = run_panel(
+            "check",
+            str(EXAMPLE_RUN),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "fake-model",
+            "--db",
+            str(labelled.db_path),
+        )
     assert result.returncode == 1, result.stderr
     assert "2/2 (100%)" in result.stdout and "swapped flip rate 100% is over 25%" in result.stdout
     assert "panel ship rate 75% vs labelled base rate 75%" in result.stdout

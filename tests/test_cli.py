@@ -36,8 +36,20 @@ def test_broken_card_is_one_line_error_and_no_model_call(tmp_path: Path, fake: F
 def test_a_down_endpoint_stops_at_the_first_verdict_and_says_what_to_fix(tmp_path: Path) -> None:
     with FakeOpenAI() as gone:
         pass  # stopped: its port now refuses connections
-    result = run_panel("review", str(EXAMPLE_RUN), "--base-url", gone.base_url, "--model", "fake-model",
-                       "--max-retries", "0", "--db", str(tmp_path / "p.duckdb"), "--out", str(tmp_path / "pages"))
+    result = run_panel(
+        "review",
+        str(EXAMPLE_RUN),
+        "--base-url",
+        gone.base_url,
+        "--model",
+        "fake-model",
+        "--max-retries",
+        "0",
+        "--db",
+        str(tmp_path / "p.duckdb"),
+        "--out",
+        str(tmp_path / "pages"),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     failures = [line for line in result.stdout.splitlines() if "no valid answer" in line]
     assert len(failures) == 1 and "(APIConnectionError: Connection error.)" in failures[0], failures
@@ -66,13 +78,16 @@ def test_static_render_shows_readers_votes_once_there_are_some(fake: FakeOpenAI,
     from datetime import datetime, timezone
 
     from panel.store import Store, VoteEvent
+
     out = tmp_path / "pages"
     assert run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--out", str(out)).returncode == 0
     store = Store(tmp_path / "panel.duckdb")
     run_id = store.resolve_run_id(None)
     tool_id = store.load_run(run_id).tool_ids[0][0]
     now = datetime.now(timezone.utc)
-    store.add_votes([VoteEvent(run_id, tool_id, "reader-a", "skip", now), VoteEvent(run_id, tool_id, "reader-b", "ship", now)])
+    store.add_votes(
+        [VoteEvent(run_id, tool_id, "reader-a", "skip", now), VoteEvent(run_id, tool_id, "reader-b", "ship", now)]
+    )
     assert run_panel("render", "--out", str(out)).returncode == 0
     page = next(out.rglob("*.html")).read_text()
     assert "50%" in page and "2 votes" in page

@@ -27,7 +27,11 @@ def test_agreement_statistics_match_hand_computed_values() -> None:
     assert balanced_accuracy(gold, after) == pytest.approx(2 / 3)
     assert cohen_kappa(gold, after) == pytest.approx(1 / 3)
     always_ship = ["ship"] * 6
-    assert (accuracy(gold, always_ship), balanced_accuracy(gold, always_ship), cohen_kappa(gold, always_ship)) == (0.5, 0.5, 0.0)
+    assert (accuracy(gold, always_ship), balanced_accuracy(gold, always_ship), cohen_kappa(gold, always_ship)) == (
+        0.5,
+        0.5,
+        0.0,
+    )
     assert cohen_kappa(["ship", "ship"], ["ship", "ship"]) is None  # undefined, not a perfect score
     assert accuracy([], []) is None
     with pytest.raises(ValueError):
@@ -58,7 +62,10 @@ def test_skeptic_edit_shows_exact_flips_and_agreement_before_and_after(workspace
         assert len(chat_requests(server)) == 30
     assert result.personas == ["skeptic"]
     assert [(f.tool_name, f.before.verdict, f.after.verdict) for f in result.flips] == [
-        ("Charlie", "ship", "skip"), ("Delta", "ship", "skip"), ("Echo", "ship", "skip")]
+        ("Charlie", "ship", "skip"),
+        ("Delta", "ship", "skip"),
+        ("Echo", "ship", "skip"),
+    ]
     before, after = result.before["skeptic"], result.after["skeptic"]
     assert (before.ship_rate, after.ship_rate) == (1.0, 0.5)
     assert (before.labelled, after.labelled) == (6, 6)
@@ -107,7 +114,10 @@ def test_two_stored_versions_compare_without_the_working_tree(workspace: Setting
         reverse = compare([run_file], settings, Store(settings.db_path), base_refs=[new[:8]], candidate_refs=[old[:8]])
         assert len(chat_requests(server)) == calls
     assert [(f.tool_name, f.before.verdict, f.after.verdict) for f in reverse.flips] == [
-        ("Charlie", "skip", "ship"), ("Delta", "skip", "ship"), ("Echo", "skip", "ship")]
+        ("Charlie", "skip", "ship"),
+        ("Delta", "skip", "ship"),
+        ("Echo", "skip", "ship"),
+    ]
     assert reverse.after["skeptic"].kappa == 0.0 and reverse.before["skeptic"].kappa == pytest.approx(1 / 3)
 
 
@@ -134,17 +144,33 @@ def test_html_report_escapes_model_text_and_lists_both_reviews(workspace: Settin
     assert "+STRICT-MARKER" in html  # the diff of the persona edit
 
 
-def cli_compare(responder: Callable[[dict[str, Any]], str], workspace: Settings, tmp_path: Path,
-                env_extra: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+def cli_compare(
+    responder: Callable[[dict[str, Any]], str],
+    workspace: Settings,
+    tmp_path: Path,
+    env_extra: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess, Path]:
     """`panel compare` of the skeptic edit over the six-tool run, answered by `responder`; and its report's path."""
     run_file = write_six_tool_run(tmp_path)
     with FakeOpenAI(responder=responder) as server:
         settings = reviewed(server, workspace, run_file)
         edit_skeptic(settings)
         report = tmp_path / "report.html"
-        result = run_panel("compare", str(run_file), "--personas-dir", str(settings.personas_dir),
-                           "--base-url", server.base_url, "--model", "fake-model", "--db", str(settings.db_path),
-                           "--html", str(report), env_extra=env_extra)
+        result = run_panel(
+            "compare",
+            str(run_file),
+            "--personas-dir",
+            str(settings.personas_dir),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "fake-model",
+            "--db",
+            str(settings.db_path),
+            "--html",
+            str(report),
+            env_extra=env_extra,
+        )
     return result, report
 
 
@@ -193,8 +219,9 @@ def control_character_responder(body: dict[str, Any]) -> str:
     return json.dumps(reply)
 
 
-def test_report_and_terminal_show_model_text_without_its_control_characters(workspace: Settings,
-                                                                           tmp_path: Path) -> None:
+def test_report_and_terminal_show_model_text_without_its_control_characters(
+    workspace: Settings, tmp_path: Path
+) -> None:
     result, report = cli_compare(control_character_responder, workspace, tmp_path, env_extra={"FORCE_COLOR": "1"})
     assert result.returncode == 0, result.stderr
     html = report.read_text(encoding="utf-8")

@@ -76,7 +76,9 @@ def test_defaults_without_any_setting(tmp_path: Path) -> None:
 
 
 def test_panel_toml_beats_defaults_with_file_and_line(tmp_path: Path) -> None:
-    settings = settings_of(tmp_path, '[sampling]\ntemperature = 0.7\nseed = 11\n\n[paths]\ndatabase = "data/p.duckdb"\n')
+    settings = settings_of(
+        tmp_path, '[sampling]\ntemperature = 0.7\nseed = 11\n\n[paths]\ndatabase = "data/p.duckdb"\n'
+    )
     config = tmp_path.resolve() / "panel.toml"
     assert (settings.temperature, settings.seed) == (0.7, 11)
     assert settings.origin("temperature") == f"{config}:2"
@@ -86,8 +88,11 @@ def test_panel_toml_beats_defaults_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_environment_beats_panel_toml(tmp_path: Path) -> None:
-    settings = settings_of(tmp_path, PROFILES, env={"OPENAI_BASE_URL": "http://127.0.0.1:7/v1",
-                                                    "PANEL_MODEL": "env-model", "PANEL_DB": "elsewhere.duckdb"})
+    settings = settings_of(
+        tmp_path,
+        PROFILES,
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:7/v1", "PANEL_MODEL": "env-model", "PANEL_DB": "elsewhere.duckdb"},
+    )
     assert settings.base_url == "http://127.0.0.1:7/v1" and settings.origin("base_url") == "env OPENAI_BASE_URL"
     assert settings.model == "env-model" and settings.origin("model") == "env PANEL_MODEL"
     assert settings.mode == "tools"  # what the environment does not set still comes from the profile
@@ -95,16 +100,24 @@ def test_environment_beats_panel_toml(tmp_path: Path) -> None:
 
 
 def test_flags_beat_the_environment(tmp_path: Path) -> None:
-    settings = settings_of(tmp_path, PROFILES, flags={"model": "flag-model", "concurrency": 5, "temperature": 0.0},
-                           env={"PANEL_MODEL": "env-model"})
+    settings = settings_of(
+        tmp_path,
+        PROFILES,
+        flags={"model": "flag-model", "concurrency": 5, "temperature": 0.0},
+        env={"PANEL_MODEL": "env-model"},
+    )
     assert (settings.model, settings.origin("model")) == ("flag-model", "flag --model")
     assert (settings.concurrency, settings.origin("concurrency")) == (5, "flag --concurrency")
     assert (settings.temperature, settings.origin("temperature")) == (0.0, "flag --temperature")
 
 
 def test_endpoint_flag_takes_its_profile_whole_over_the_environment(tmp_path: Path) -> None:
-    settings = settings_of(tmp_path, PROFILES, flags={"endpoint_name": "openai"},
-                           env={"OPENAI_BASE_URL": "http://127.0.0.1:7/v1", "PANEL_MODE": "prompt"})
+    settings = settings_of(
+        tmp_path,
+        PROFILES,
+        flags={"endpoint_name": "openai"},
+        env={"OPENAI_BASE_URL": "http://127.0.0.1:7/v1", "PANEL_MODE": "prompt"},
+    )
     config = tmp_path.resolve() / "panel.toml"
     assert settings.endpoint_name == "openai" and settings.origin("endpoint_name") == "flag --endpoint"
     assert settings.base_url == "https://api.openai.com/v1"
@@ -129,8 +142,9 @@ def test_panel_endpoint_picks_a_profile_over_the_files_default(tmp_path: Path) -
 
 
 def test_embedded_endpoint_flag_beats_openai_base_url(tmp_path: Path) -> None:
-    settings = settings_of(tmp_path, "", flags={"endpoint_name": "embedded"},
-                           env={"OPENAI_BASE_URL": "http://127.0.0.1:7/v1"})
+    settings = settings_of(
+        tmp_path, "", flags={"endpoint_name": "embedded"}, env={"OPENAI_BASE_URL": "http://127.0.0.1:7/v1"}
+    )
     assert settings.embedded
 
 
@@ -149,21 +163,35 @@ def test_bad_value_is_one_line_naming_file_key_and_what_is_allowed(tmp_path: Pat
     assert str(caught.value) == 'panel.toml: [run] concurrency: must be an integer 1-256 (got "eight")'
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[run]\nconcurency = 8\n", "[run] concurency: unknown key (allowed: concurrency, timeout, max_retries, "),
-    ("colour = 1\n", "colour: unknown key (allowed: endpoint, paths, sampling, run, endpoints)"),
-    ("[endpoints.x]\nkey = \"sk-1\"\n", "[endpoints.x] key: unknown key (allowed: base_url, model, mode, api_key_env"),
-    ("[endpoints.x]\nmode = \"xml\"\n", '[endpoints.x] mode: must be one of json_schema, json_object_schema, tools, '
-                                       'prompt (got "xml")'),
-    ("[sampling]\ntemperature = 9\n", "[sampling] temperature: must be a number 0-2 (got 9)"),
-    ("[sampling]\nmax_tokens = 3000000\n", "[sampling] max_tokens: must be an integer 1-100000 (per reply; the "
-                                           "run-wide budget is [run] token_budget) (got 3000000)"),
-    ("[run]\nconcurrency = true\n", "[run] concurrency: must be an integer 1-256 (got true)"),
-    ("run = 3\n", "run: must be a table [run] (got 3)"),
-    ("[endpoints.x]\nbase_url = \"localhost:8000\"\n", '[endpoints.x] base_url: must be an http:// or https:// URL'),
-    ("[endpoints.x]\napi_key_env = \"sk-live 123\"\n", "[endpoints.x] api_key_env: must be the NAME of an environment"),
-    ("[run\n", "not valid TOML: "),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[run]\nconcurency = 8\n", "[run] concurency: unknown key (allowed: concurrency, timeout, max_retries, "),
+        ("colour = 1\n", "colour: unknown key (allowed: endpoint, paths, sampling, run, endpoints)"),
+        (
+            '[endpoints.x]\nkey = "sk-1"\n',
+            "[endpoints.x] key: unknown key (allowed: base_url, model, mode, api_key_env",
+        ),
+        (
+            '[endpoints.x]\nmode = "xml"\n',
+            '[endpoints.x] mode: must be one of json_schema, json_object_schema, tools, prompt (got "xml")',
+        ),
+        ("[sampling]\ntemperature = 9\n", "[sampling] temperature: must be a number 0-2 (got 9)"),
+        (
+            "[sampling]\nmax_tokens = 3000000\n",
+            "[sampling] max_tokens: must be an integer 1-100000 (per reply; the "
+            "run-wide budget is [run] token_budget) (got 3000000)",
+        ),
+        ("[run]\nconcurrency = true\n", "[run] concurrency: must be an integer 1-256 (got true)"),
+        ("run = 3\n", "run: must be a table [run] (got 3)"),
+        ('[endpoints.x]\nbase_url = "localhost:8000"\n', "[endpoints.x] base_url: must be an http:// or https:// URL"),
+        (
+            '[endpoints.x]\napi_key_env = "sk-live 123"\n',
+            "[endpoints.x] api_key_env: must be the NAME of an environment",
+        ),
+        ("[run\n", "not valid TOML: "),
+    ],
+)
 def test_unknown_keys_and_bad_values_are_one_line(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         settings_of(tmp_path, text)
@@ -228,8 +256,10 @@ def test_no_served_model_is_a_one_line_error_naming_the_profile(fake: FakeOpenAI
     profile = f'endpoint = "fake"\n[endpoints.fake]\nbase_url = "{fake.base_url}"\n'
     with pytest.raises(EndpointError) as caught:
         with_served_model(settings_of(tmp_path, profile))
-    assert str(caught.value) == (f"no model given, and {fake.base_url}/models lists no model: give --model NAME, "
-                                 'or model = "NAME" in [endpoints.fake] of panel.toml')
+    assert str(caught.value) == (
+        f"no model given, and {fake.base_url}/models lists no model: give --model NAME, "
+        'or model = "NAME" in [endpoints.fake] of panel.toml'
+    )
 
 
 def test_an_unreachable_endpoint_without_a_model_is_one_line(tmp_path: Path) -> None:
@@ -255,7 +285,8 @@ def test_no_silent_default_model(tmp_path: Path) -> None:
 
 
 def test_the_key_is_read_from_the_profiles_variable_when_the_client_is_made(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = settings_of(tmp_path, PROFILES)
     assert settings.api_key_env == "LOCAL_KEY" and "sk-" not in repr(settings)
     monkeypatch.setenv("LOCAL_KEY", "sk-from-local-key")
@@ -281,14 +312,21 @@ def test_the_key_is_read_from_the_profiles_variable_when_the_client_is_made(
 def run_panel(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
     clean["PYTHONPATH"] = str(PROJECT_ROOT)
-    return subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", *args], cwd=cwd,
-                          env={**clean, **(env or {})}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from panel.cli import main; main()", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_panel_config_prints_each_setting_with_its_origin(tmp_path: Path) -> None:
     project_with(tmp_path, PROFILES)
-    result = run_panel("config", "--temperature", "0.3", cwd=tmp_path,
-                       env={"PANEL_MODEL": "env-model", "LOCAL_KEY": "sk-secret-value"})
+    result = run_panel(
+        "config", "--temperature", "0.3", cwd=tmp_path, env={"PANEL_MODEL": "env-model", "LOCAL_KEY": "sk-secret-value"}
+    )
     assert result.returncode == 0, result.stderr
     lines = {line.split()[-1].split("=", 1)[0]: line for line in result.stdout.splitlines()}
     config = tmp_path.resolve() / "panel.toml"
@@ -307,8 +345,12 @@ def test_panel_config_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = {row["key"]: row for row in json.loads(result.stdout)}
     assert rows["endpoint"]["origin"] == "flag --endpoint" and rows["endpoint"]["value"] == "openai"
-    assert rows["endpoint.api_key_env"] == {"key": "endpoint.api_key_env", "value": "OPENAI_API_KEY",
-                                            "origin": "flag --endpoint (not set in [endpoints.openai])", "set": False}
+    assert rows["endpoint.api_key_env"] == {
+        "key": "endpoint.api_key_env",
+        "value": "OPENAI_API_KEY",
+        "origin": "flag --endpoint (not set in [endpoints.openai])",
+        "set": False,
+    }
     assert rows["project"]["value"] == str(tmp_path.resolve())
 
 
@@ -319,16 +361,31 @@ def test_panel_config_from_a_subfolder_and_outside_a_project(tmp_path: Path) -> 
     assert inside.returncode == 0 and f"project={(tmp_path / 'proj').resolve()}" in inside.stdout
     outside = run_panel("review", str(EXAMPLE_RUN), cwd=Path("/"))
     assert outside.returncode == 2
-    assert outside.stderr == ("error: not inside a panel project (no panel.toml here or in any parent folder); "
-                              "run `panel init`\n")
+    assert outside.stderr == (
+        "error: not inside a panel project (no panel.toml here or in any parent folder); run `panel init`\n"
+    )
 
 
 def test_review_asks_the_served_model_once_and_says_so(tmp_path: Path) -> None:
     labels = load_reference_labels(reference_labels_path())
     with FakeOpenAI(responder=chair_responder(reference_responder(labels))) as fake:
-        result = run_panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--temperature", "0.5",
-                           "--max-tokens", "600", "--seed", "3", "--db", str(tmp_path / "p.duckdb"),
-                           "--out", str(tmp_path / "pages"), cwd=PROJECT_ROOT)
+        result = run_panel(
+            "review",
+            str(EXAMPLE_RUN),
+            "--base-url",
+            fake.base_url,
+            "--temperature",
+            "0.5",
+            "--max-tokens",
+            "600",
+            "--seed",
+            "3",
+            "--db",
+            str(tmp_path / "p.duckdb"),
+            "--out",
+            str(tmp_path / "pages"),
+            cwd=PROJECT_ROOT,
+        )
         paths = [r.path for r in fake.requests]
         bodies = [r.body for r in fake.requests if r.body]
     assert result.returncode == 0, result.stderr

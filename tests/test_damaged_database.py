@@ -90,13 +90,26 @@ def assert_one_line_refusal(code: int, err: str, expected: str) -> None:
 
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_review_of_a_damaged_database_asks_nothing_writes_nothing_and_says_why_in_one_line(
-        reviewed_db: Path, tmp_path: Path, fake: FakeOpenAI, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    reviewed_db: Path, tmp_path: Path, fake: FakeOpenAI, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
     db = damaged_copy(reviewed_db, tmp_path, damage)
     before = digest(db)
     # --refresh: every verdict would be asked again, so a late failure would cost requests
     # --model: without one, the note naming the model the fake lists would be a second line
-    code, _, err = panel(capsys, "review", str(EXAMPLE_RUN), "--refresh", "--base-url", fake.base_url,
-                         "--model", "fake-model", "--db", str(db), "--out", str(tmp_path / "pages"))
+    code, _, err = panel(
+        capsys,
+        "review",
+        str(EXAMPLE_RUN),
+        "--refresh",
+        "--base-url",
+        fake.base_url,
+        "--model",
+        "fake-model",
+        "--db",
+        str(db),
+        "--out",
+        str(tmp_path / "pages"),
+    )
     assert_one_line_refusal(code, err, DAMAGE[damage][1] or "it is damaged")
     assert chat_requests(fake) == []
     assert digest(db) == before
@@ -118,7 +131,8 @@ WRITERS = {
 @pytest.mark.parametrize("command", [*READERS, *WRITERS])
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_every_command_on_a_damaged_database_is_one_line_without_a_traceback(
-        reviewed_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str, command: str) -> None:
+    reviewed_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str, command: str
+) -> None:
     db = damaged_copy(reviewed_db, tmp_path, damage)
     args = {**READERS, **WRITERS}[command]
     out_option = ["--out", str(tmp_path / "out")] if command in ("render", "override", "export") else []
@@ -130,17 +144,24 @@ def test_every_command_on_a_damaged_database_is_one_line_without_a_traceback(
 
 @pytest.mark.parametrize("damage", ["truncated to half", "table dropped", "not a panel database"])
 def test_serve_on_a_damaged_database_stops_at_once_with_one_line(
-        reviewed_db: Path, tmp_path: Path, damage: str) -> None:
+    reviewed_db: Path, tmp_path: Path, damage: str
+) -> None:
     db = damaged_copy(reviewed_db, tmp_path, damage)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    result = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "serve", "--port", "0",
-                             "--db", str(db)], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", "from panel.cli import main; main()", "serve", "--port", "0", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert_one_line_refusal(result.returncode, result.stderr, DAMAGE[damage][1])
     assert "serving" not in result.stdout
 
 
 def test_a_dropped_view_is_recreated_on_open_and_nothing_stored_changes(
-        reviewed_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reviewed_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "panel.duckdb"
     shutil.copyfile(reviewed_db, db)
     expected = run_query(db, "SELECT * FROM pair_summary").rows
@@ -162,19 +183,45 @@ def test_an_empty_duckdb_file_gets_the_schema(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["table dropped", "not a panel database"])
 def test_a_damaged_database_held_by_a_reader_is_refused_before_any_request(
-        reviewed_db: Path, tmp_path: Path, fake: FakeOpenAI, damage: str) -> None:
+    reviewed_db: Path, tmp_path: Path, fake: FakeOpenAI, damage: str
+) -> None:
     # While an analyst's query holds the file a review cannot take a write to rehearse: it must still refuse.
     db = damaged_copy(reviewed_db, tmp_path, damage)
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], "
-                               "read_only=True); print('held', flush=True); time.sleep(60)", str(db)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], "
+            "read_only=True); print('held', flush=True); time.sleep(60)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        result = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "review",
-                                 str(EXAMPLE_RUN), "--refresh", "--base-url", fake.base_url, "--model", "fake-model",
-                                 "--db", str(db),
-                                 "--out", str(tmp_path / "pages")], capture_output=True, text=True, timeout=120,
-                                env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))})
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from panel.cli import main; main()",
+                "review",
+                str(EXAMPLE_RUN),
+                "--refresh",
+                "--base-url",
+                fake.base_url,
+                "--model",
+                "fake-model",
+                "--db",
+                str(db),
+                "--out",
+                str(tmp_path / "pages"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))},
+        )
     finally:
         holder.kill()
         holder.wait()

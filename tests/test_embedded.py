@@ -35,8 +35,10 @@ def test_embedded_model_produces_eight_valid_stored_verdicts_and_a_page(settings
         # The bundled model runs here: its attempts cost $0 (not an unknown cost), and the run says so.
         costs = con.execute("SELECT DISTINCT cost_usd, price_input, price_output FROM attempts").fetchall()
     assert len(rows) == 8
-    assert all(v in ("ship", "skip") and 0 <= c <= 1 and len(r) >= 40 and m == "smollm2-135m-instruct" and ok
-               for v, c, r, m, ok in rows)
+    assert all(
+        v in ("ship", "skip") and 0 <= c <= 1 and len(r) >= 40 and m == "smollm2-135m-instruct" and ok
+        for v, c, r, m, ok in rows
+    )
     assert costs == [(0.0, 0.0, 0.0)]
     assert run_cost(outcome.answers, Prices.of(settings)).line().startswith("cost $0 (embedded model; ")
     page = write_pages(tally_run(store.load_run(outcome.run_id)), settings.out_dir)[0]

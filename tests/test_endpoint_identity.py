@@ -20,8 +20,10 @@ from tests.helpers import EXAMPLE_RUN, chat_requests, make_draft, review_against
 
 
 def test_same_model_name_on_another_server_is_asked_again_chair_included(settings: Settings) -> None:
-    with FakeOpenAI(responder=chair_responder(reference_responder({}))) as first, \
-            FakeOpenAI(responder=chair_responder(reference_responder({}))) as second:
+    with (
+        FakeOpenAI(responder=chair_responder(reference_responder({}))) as first,
+        FakeOpenAI(responder=chair_responder(reference_responder({}))) as second,
+    ):
         before = make_draft(first, settings, EXAMPLE_RUN)
         after = make_draft(second, settings, EXAMPLE_RUN)
         assert len(chat_requests(first)) == len(chat_requests(second)) == 8 + 1
@@ -36,31 +38,41 @@ def test_the_same_base_url_written_another_way_is_cached(settings: Settings) -> 
         port = server.base_url.split(":")[-1].split("/")[0]
         for spelling in (server.base_url + "/", f"HTTP://127.0.0.1:{port}/v1/"):
             respelled = settings.with_overrides(base_url=spelling, model="fake-model")
-            outcome = review(prepare_run(EXAMPLE_RUN, respelled), respelled, Store(respelled.db_path),
-                             endpoint=Endpoint(spelling, "fake-model", embedded=False))
+            outcome = review(
+                prepare_run(EXAMPLE_RUN, respelled),
+                respelled,
+                Store(respelled.db_path),
+                endpoint=Endpoint(spelling, "fake-model", embedded=False),
+            )
             assert (outcome.cached, outcome.asked, outcome.run_id) == (8, 0, first.run_id), spelling
         assert len(chat_requests(server)) == 8
 
 
-@pytest.mark.parametrize(("one", "other"), [
-    ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1/"),
-    ("https://API.OpenAI.com/v1", "https://api.openai.com:443/v1"),
-    ("http://host/v1", "http://host:80"),
-    ("http://host:8000/", "http://host:8000/v1"),
-    ("https://user:secret@host/v1", "https://host/v1"),
-    ("http://[::1]:8000/v1", "http://[::1]:8000"),
-])
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1/"),
+        ("https://API.OpenAI.com/v1", "https://api.openai.com:443/v1"),
+        ("http://host/v1", "http://host:80"),
+        ("http://host:8000/", "http://host:8000/v1"),
+        ("https://user:secret@host/v1", "https://host/v1"),
+        ("http://[::1]:8000/v1", "http://[::1]:8000"),
+    ],
+)
 def test_spellings_of_one_endpoint_normalise_alike(one: str, other: str) -> None:
     assert normalise_base_url(one) == normalise_base_url(other)
 
 
-@pytest.mark.parametrize(("one", "other"), [
-    ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8081/v1"),
-    ("http://host/v1", "https://host/v1"),
-    ("https://host:8443/v1", "https://host/v1"),
-    ("https://gateway/openai/v1", "https://gateway/anthropic/v1"),
-    ("https://api.a.com/v1", "https://api.b.com/v1"),
-])
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8081/v1"),
+        ("http://host/v1", "https://host/v1"),
+        ("https://host:8443/v1", "https://host/v1"),
+        ("https://gateway/openai/v1", "https://gateway/anthropic/v1"),
+        ("https://api.a.com/v1", "https://api.b.com/v1"),
+    ],
+)
 def test_different_endpoints_stay_different(one: str, other: str) -> None:
     assert normalise_base_url(one) != normalise_base_url(other)
 
@@ -97,8 +109,10 @@ def test_model_file_hash_is_kept_by_path_size_and_mtime(tmp_path: Path, monkeypa
 
 def test_cache_keys_differ_by_endpoint_and_not_by_spelling(settings: Settings) -> None:
     def keys(base_url: str | None) -> list[str]:
-        return [job.cache_key for job in prepare_run(EXAMPLE_RUN, settings.with_overrides(
-            base_url=base_url, model="same-model")).jobs]
+        return [
+            job.cache_key
+            for job in prepare_run(EXAMPLE_RUN, settings.with_overrides(base_url=base_url, model="same-model")).jobs
+        ]
 
     assert keys("http://127.0.0.1:9/v1") == keys("http://127.0.0.1:9/v1/")
     assert set(keys("http://127.0.0.1:9/v1")).isdisjoint(keys("http://127.0.0.1:10/v1"))

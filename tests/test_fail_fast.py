@@ -26,8 +26,19 @@ def rows(store: Store, sql: str) -> list[tuple]:
 def cli_review(base_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str, str]:
     """`panel review` of the example run (8 verdicts, default concurrency 8) in this process: (exit code, out, err)."""
     with pytest.raises(SystemExit) as exited:
-        main(["review", str(EXAMPLE_RUN), "--base-url", base_url, "--db", str(tmp_path / "panel.duckdb"),
-              "--out", str(tmp_path / "pages"), *flags])
+        main(
+            [
+                "review",
+                str(EXAMPLE_RUN),
+                "--base-url",
+                base_url,
+                "--db",
+                str(tmp_path / "panel.duckdb"),
+                "--out",
+                str(tmp_path / "pages"),
+                *flags,
+            ]
+        )
     captured = capsys.readouterr()
     return exited.value.code, captured.out, captured.err
 
@@ -40,13 +51,17 @@ def pages_written(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "pages").rglob("*.html")) if (tmp_path / "pages").exists() else []
 
 
-@pytest.mark.parametrize(("fault", "names"), [
-    (FAULT_401, ["OPENAI_API_KEY", "HTTP 401"]),
-    (FAULT_403, ["OPENAI_API_KEY", "--model", "HTTP 403"]),
-    (FAULT_404_MODEL, ["--model", "'fake-model'", "HTTP 404"]),
-])
+@pytest.mark.parametrize(
+    ("fault", "names"),
+    [
+        (FAULT_401, ["OPENAI_API_KEY", "HTTP 401"]),
+        (FAULT_403, ["OPENAI_API_KEY", "--model", "HTTP 403"]),
+        (FAULT_404_MODEL, ["--model", "'fake-model'", "HTTP 404"]),
+    ],
+)
 def test_refused_key_or_unknown_model_stops_the_run_after_one_request(
-        fault: str, names: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fault: str, names: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with FakeOpenAI(faults=lambda index, body: fault) as server:
         code, out, err = cli_review(server.base_url, tmp_path, capsys, "--model", "fake-model", "--max-retries", "2")
         requests = len(chat_requests(server))
@@ -70,8 +85,7 @@ def test_a_url_without_the_chat_api_names_the_base_url(tmp_path: Path, capsys: p
     assert "OPENAI_BASE_URL" in line and "--base-url" in line and "HTTP 404" in line
 
 
-def test_a_key_refused_midway_stops_the_run_and_keeps_what_was_answered(
-        settings: Settings, tmp_path: Path) -> None:
+def test_a_key_refused_midway_stops_the_run_and_keeps_what_was_answered(settings: Settings, tmp_path: Path) -> None:
     with FakeOpenAI(faults=lambda index, body: FAULT_401 if index >= 3 else None) as server:
         store, outcome = review_against(server, settings, concurrency=1)
         requests = len(chat_requests(server))
@@ -82,7 +96,8 @@ def test_a_key_refused_midway_stops_the_run_and_keeps_what_was_answered(
 
 
 def test_a_key_refused_to_the_chair_stops_with_one_line_and_keeps_the_page(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def refuse_the_chair(index: int, body: dict) -> str | None:
         return FAULT_401 if "BEGIN PANEL VERDICTS" in json.dumps(body) else None
 
@@ -104,7 +119,8 @@ def test_check_stops_at_a_refused_key_before_any_probe(settings: Settings) -> No
 
 
 def test_refused_connection_on_the_first_verdict_stops_after_its_tries(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with FakeOpenAI() as gone:
         pass  # stopped: its port now refuses connections
     code, out, err = cli_review(gone.base_url, tmp_path, capsys, "--model", "fake-model", "--max-retries", "2")
@@ -143,8 +159,12 @@ def test_no_key_for_a_remote_endpoint_warns_in_one_line(monkeypatch: pytest.Monk
     assert warning is not None and "\n" not in warning and "OPENAI_API_KEY" in warning
     monkeypatch.setenv("OPENAI_API_KEY", "")
     assert missing_key_warning(remote) is not None  # set but empty is no key either
-    for local in ("http://127.0.0.1:8080/v1", "http://localhost:11434/v1", "http://[::1]:8000/v1",
-                  "http://0.0.0.0:8000/v1"):
+    for local in (
+        "http://127.0.0.1:8080/v1",
+        "http://localhost:11434/v1",
+        "http://[::1]:8000/v1",
+        "http://0.0.0.0:8000/v1",
+    ):
         assert missing_key_warning(Settings(base_url=local)) is None, local
     assert missing_key_warning(Settings()) is None  # the embedded model needs no key
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -152,7 +172,8 @@ def test_no_key_for_a_remote_endpoint_warns_in_one_line(monkeypatch: pytest.Monk
 
 
 def test_a_loopback_endpoint_without_a_key_gets_no_warning(
-        fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = cli_review(fake.base_url, tmp_path, capsys)
     assert code in (0, None) and "warning" not in err
     assert len(pages_written(tmp_path)) == 1

@@ -11,8 +11,15 @@ from openai.types.chat import ChatCompletion
 
 from panel.consistency import BLIND_NAMES
 from tests.fake_openai import (
-    BLINDED_NAMES, FAULT_429, FAULT_EMPTY200, FAULT_HANG, FAULT_HTML200, FakeOpenAI, load_reference_labels,
-    random_faults, reference_responder,
+    BLINDED_NAMES,
+    FAULT_429,
+    FAULT_EMPTY200,
+    FAULT_HANG,
+    FAULT_HTML200,
+    FakeOpenAI,
+    load_reference_labels,
+    random_faults,
+    reference_responder,
 )
 from tests.helpers import reference_labels_path
 
@@ -42,12 +49,20 @@ def test_a_blinded_tool_gets_its_personas_verdict_when_the_labels_agree_on_every
     assert BLINDED_NAMES == BLIND_NAMES
     respond = reference_responder(load_reference_labels(LABELS_PATH))  # business: skip both; the others: ship both
     for persona, verdict in (("business", "skip"), ("skeptic", "ship")):
-        body = {"messages": [{"role": "system", "content": f"Persona id: {persona}"},
-                             {"role": "user", "content": "BEGIN TOOL UNDER REVIEW\nName: Tool A\nTagline: hidden"}]}
+        body = {
+            "messages": [
+                {"role": "system", "content": f"Persona id: {persona}"},
+                {"role": "user", "content": "BEGIN TOOL UNDER REVIEW\nName: Tool A\nTagline: hidden"},
+            ]
+        }
         assert json.loads(respond(body))["verdict"] == verdict
     split = reference_responder({("X", "business"): "skip", ("Y", "business"): "ship"})
-    body = {"messages": [{"role": "system", "content": "Persona id: business"},
-                         {"role": "user", "content": "BEGIN TOOL UNDER REVIEW\nName: Tool B"}]}
+    body = {
+        "messages": [
+            {"role": "system", "content": "Persona id: business"},
+            {"role": "user", "content": "BEGIN TOOL UNDER REVIEW\nName: Tool B"},
+        ]
+    }
     assert json.loads(split(body))["verdict"] == "ship"
 
 

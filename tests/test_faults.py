@@ -12,9 +12,20 @@ import duckdb
 
 from panel.config import Settings
 from panel.store import Store
-from tests.fake_openai import (FAULT_400, FAULT_429, FAULT_500, FAULT_BAD_COMPLETION, FAULT_EMPTY200, FAULT_HANG,
-                               FAULT_HTML200, FAULT_RESET, FAULT_SCHEMA_VIOLATION, FAULT_TRUNCATED_JSON, FakeOpenAI,
-                               FaultPlan)
+from tests.fake_openai import (
+    FAULT_400,
+    FAULT_429,
+    FAULT_500,
+    FAULT_BAD_COMPLETION,
+    FAULT_EMPTY200,
+    FAULT_HANG,
+    FAULT_HTML200,
+    FAULT_RESET,
+    FAULT_SCHEMA_VIOLATION,
+    FAULT_TRUNCATED_JSON,
+    FakeOpenAI,
+    FaultPlan,
+)
 from tests.helpers import chat_requests, review_against, write_synthetic_run
 
 SDK_FAULTS = (FAULT_429, FAULT_500, FAULT_RESET, FAULT_HANG)  # transport / HTTP status: the SDK retries
@@ -62,8 +73,11 @@ def test_each_fault_kind_is_retried_by_exactly_one_owner(settings: Settings) -> 
         requests = len(chat_requests(server))
     assert (outcome.asked, outcome.failed, outcome.status) == (8, 0, "finished")
     assert requests == 16 == outcome.requests
-    attempts = rows(store, """SELECT v.verdict_id, a.status, a.http_status, a.sdk_retries, a.error_class FROM verdicts v
-                              JOIN attempts a USING (verdict_id) ORDER BY v.verdict_id, a.number""")
+    attempts = rows(
+        store,
+        """SELECT v.verdict_id, a.status, a.http_status, a.sdk_retries, a.error_class FROM verdicts v
+                              JOIN attempts a USING (verdict_id) ORDER BY v.verdict_id, a.number""",
+    )
     by_verdict: dict[int, list[tuple]] = {}
     for verdict_id, *attempt in attempts:
         by_verdict.setdefault(verdict_id, []).append(tuple(attempt))
@@ -82,8 +96,11 @@ def test_a_200_that_is_not_a_chat_completion_is_a_failed_attempt_and_asked_again
         store, outcome = review_against(server, settings, personas=["builder"], concurrency=1)
     assert (outcome.failed, outcome.status) == (0, "finished")
     assert rows(store, "SELECT status, http_status, error_class FROM attempts ORDER BY verdict_id, number") == [
-        ("bad_response", 200, "MalformedResponse"), ("ok", 200, None),
-        ("bad_response", 200, "MalformedResponse"), ("ok", 200, None)]
+        ("bad_response", 200, "MalformedResponse"),
+        ("ok", 200, None),
+        ("bad_response", 200, "MalformedResponse"),
+        ("ok", 200, None),
+    ]
 
 
 def test_retry_after_is_honoured(settings: Settings) -> None:
@@ -100,7 +117,8 @@ def test_client_error_is_not_retried(settings: Settings) -> None:
         requests = len(chat_requests(server))
     assert requests == 8 and outcome.failed == 1 and outcome.status == "incomplete"
     assert rows(store, "SELECT status, http_status, sdk_retries FROM attempts WHERE status <> 'ok'") == [
-        ("api_error", 400, 0)]
+        ("api_error", 400, 0)
+    ]
     assert rows(store, "SELECT count(*) FROM verdicts WHERE NOT valid AND verdict IS NULL") == [(1,)]
 
 
@@ -113,14 +131,16 @@ def test_always_500_stops_at_a_bounded_number_of_requests_per_verdict(settings: 
     assert requests == 8 * 3  # 1 + max_retries each; no re-ask multiplies them
     assert outcome.failed == 8 and outcome.status == "incomplete"
     assert rows(store, "SELECT count(*), sum(request_count) FROM attempts JOIN verdicts USING (verdict_id)") == [
-        (8, 24)]
+        (8, 24)
+    ]
     assert elapsed < 10
 
 
 def test_hung_endpoint_costs_at_most_timeout_times_tries(settings: Settings) -> None:
     with FakeOpenAI(faults=lambda index, body: FAULT_HANG, hang_seconds=10) as server:
-        store, outcome = review_against(server, settings, personas=["builder"], concurrency=2,
-                                        timeout_s=0.4, max_retries=1)
+        store, outcome = review_against(
+            server, settings, personas=["builder"], concurrency=2, timeout_s=0.4, max_retries=1
+        )
         requests = len(chat_requests(server))
     assert requests == 2 * 2 and outcome.failed == 2
     for answer in outcome.answers:  # two tries of 0.4 s and one SDK backoff (at most 0.5 s), plus slack
@@ -129,22 +149,26 @@ def test_hung_endpoint_costs_at_most_timeout_times_tries(settings: Settings) -> 
 
 
 def test_a_dropped_or_refused_connection_is_stored_as_a_connection_error_not_a_timeout(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     # Whoever reads the attempts must tell a server that is down from one that is slow.
     with FakeOpenAI(faults=lambda index, body: FAULT_RESET) as dropping:
         dropped, _ = review_against(dropping, settings, personas=["builder"], max_retries=1)
     with FakeOpenAI() as gone:
         pass  # stopped: its port now refuses connections
-    refused, outcome = review_against(gone, settings, personas=["builder"], max_retries=1,
-                                      db_path=tmp_path / "refused.duckdb")
+    refused, outcome = review_against(
+        gone, settings, personas=["builder"], max_retries=1, db_path=tmp_path / "refused.duckdb"
+    )
     assert (outcome.failed, outcome.status) == (1, "stopped")  # nothing ever connected: the first verdict stops it
     for store in (dropped, refused):
-        assert rows(store, "SELECT DISTINCT error_class, request_count FROM attempts JOIN verdicts USING "
-                           "(verdict_id)") == [("APIConnectionError", 2)]
+        assert rows(
+            store, "SELECT DISTINCT error_class, request_count FROM attempts JOIN verdicts USING (verdict_id)"
+        ) == [("APIConnectionError", 2)]
 
 
 def test_200_verdicts_at_a_30_percent_fault_rate_all_land_within_1_5x_requests(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     run_file = write_synthetic_run(tmp_path, pairs=25)
     # A retried request is never failed again, so the plan aims a little above 30% to fail 30% of all requests.
     plan = transient_faults(0.32, SDK_FAULTS + ANSWER_FAULTS)
@@ -157,7 +181,8 @@ def test_200_verdicts_at_a_30_percent_fault_rate_all_land_within_1_5x_requests(
     assert {r.fault for r in faults} == set(SDK_FAULTS + ANSWER_FAULTS)
     assert (outcome.needed, outcome.failed, outcome.status) == (200, 0, "finished")
     assert rows(store, "SELECT count(*), count(DISTINCT cache_key), bool_and(valid) FROM verdicts") == [
-        (200, 200, True)]
+        (200, 200, True)
+    ]
     assert len(log) == 200 + len(faults) <= 1.5 * 200  # each fault costs exactly one more request
     # Every request the server saw is accounted for in the stored attempts: retry cost is never hidden.
     assert rows(store, "SELECT sum(request_count) FROM verdicts") == [(len(log),)]
@@ -167,8 +192,7 @@ def test_request_budget_is_a_hard_cap_and_resume_completes_the_run(settings: Set
     with FakeOpenAI() as server:
         store, stopped = review_against(server, settings, concurrency=4, max_requests=3)
         assert len(chat_requests(server)) == 3
-        assert (stopped.status, stopped.asked, stopped.stop_reason) == ("stopped", 3,
-                                                                        "request budget of 3 reached")
+        assert (stopped.status, stopped.asked, stopped.stop_reason) == ("stopped", 3, "request budget of 3 reached")
         assert rows(store, "SELECT status FROM runs") == [("stopped",)]
         _, resumed = review_against(server, settings, concurrency=4)
         assert len(chat_requests(server)) == 8

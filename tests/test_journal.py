@@ -20,10 +20,12 @@ from panel.tally import CHAIR_ID
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import EXAMPLE_RUN
 
-HOLDER = ("import duckdb, sys\n"
-          "con = duckdb.connect(sys.argv[1], read_only=True)\n"
-          "print('HOLDING', flush=True)\n"
-          "sys.stdin.readline()\n")
+HOLDER = (
+    "import duckdb, sys\n"
+    "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+    "print('HOLDING', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
 
 
 @pytest.fixture
@@ -35,8 +37,9 @@ def store(settings: Settings) -> Store:
 @pytest.fixture
 def held(store: Store) -> Iterator[subprocess.Popen]:
     """Another process holding a read-only connection (as a long `panel sql` query does) until the test ends."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout and holder.stdout.readline().strip() == "HOLDING"
     yield holder
     release(holder)
@@ -63,7 +66,8 @@ def review_and_summarize(fake: FakeOpenAI, settings: Settings, store: Store) -> 
 
 
 def test_run_under_a_reader_is_journaled_read_back_and_folded_once_the_reader_leaves(
-        fake: FakeOpenAI, settings: Settings, store: Store, held: subprocess.Popen) -> None:
+    fake: FakeOpenAI, settings: Settings, store: Store, held: subprocess.Popen
+) -> None:
     run_id = review_and_summarize(fake, settings, store)
     # The review, the chair and this process's reads saw every answer though none reached the database yet.
     assert store.journal.pending()
@@ -74,23 +78,30 @@ def test_run_under_a_reader_is_journaled_read_back_and_folded_once_the_reader_le
 
     release(held)
     assert store.fold_journal(wait_s=5) and store.journal.pending() == []
-    assert rows(store.path, "SELECT count(*), count(DISTINCT cache_key), bool_and(valid) FROM verdicts") == [(9, 9, True)]
+    assert rows(store.path, "SELECT count(*), count(DISTINCT cache_key), bool_and(valid) FROM verdicts") == [
+        (9, 9, True)
+    ]
     assert rows(store.path, "SELECT status FROM runs") == [("finished",)]
     assert rows(store.path, "SELECT count(*) FROM run_items") == [(9,)]
 
 
-def test_rerun_under_a_reader_asks_nothing_already_journaled(fake: FakeOpenAI, settings: Settings, store: Store,
-                                                             held: subprocess.Popen) -> None:
+def test_rerun_under_a_reader_asks_nothing_already_journaled(
+    fake: FakeOpenAI, settings: Settings, store: Store, held: subprocess.Popen
+) -> None:
     run_id = review_and_summarize(fake, settings, store)
     asked = len(fake.requests)
-    again = review(prepare_run(EXAMPLE_RUN, settings.with_overrides(base_url=fake.base_url, model="fake-model")),
-                   settings.with_overrides(base_url=fake.base_url, model="fake-model"), store,
-                   endpoint=Endpoint(fake.base_url, "fake-model", False))
+    again = review(
+        prepare_run(EXAMPLE_RUN, settings.with_overrides(base_url=fake.base_url, model="fake-model")),
+        settings.with_overrides(base_url=fake.base_url, model="fake-model"),
+        store,
+        endpoint=Endpoint(fake.base_url, "fake-model", False),
+    )
     assert (again.run_id, again.cached, again.asked) == (run_id, 8, 0) and len(fake.requests) == asked
 
 
 def test_folding_again_after_a_crash_before_the_journal_was_emptied_adds_nothing(
-        fake: FakeOpenAI, settings: Settings, store: Store, held: subprocess.Popen) -> None:
+    fake: FakeOpenAI, settings: Settings, store: Store, held: subprocess.Popen
+) -> None:
     review_and_summarize(fake, settings, store)
     journaled = store.journal.path.read_bytes()
     release(held)
@@ -104,8 +115,9 @@ def test_folding_again_after_a_crash_before_the_journal_was_emptied_adds_nothing
     assert rows(store.path, "SELECT count(*) FROM journal_folds") == [(len(journaled.splitlines()),)]
 
 
-def test_a_torn_last_line_is_skipped_and_the_records_after_it_fold(fake: FakeOpenAI, settings: Settings,
-                                                                    store: Store, held: subprocess.Popen) -> None:
+def test_a_torn_last_line_is_skipped_and_the_records_after_it_fold(
+    fake: FakeOpenAI, settings: Settings, store: Store, held: subprocess.Popen
+) -> None:
     with store.journal.path.open("ab") as journal:
         journal.write(b'{"id": "cut short by a crash", "kind": "answ')  # an append kill -9 interrupted
     review_and_summarize(fake, settings, store)
@@ -115,9 +127,9 @@ def test_a_torn_last_line_is_skipped_and_the_records_after_it_fold(fake: FakeOpe
     assert rows(store.path, "SELECT status FROM runs") == [("finished",)]
 
 
-def test_a_review_opens_and_runs_while_a_reader_already_holds_the_database(fake: FakeOpenAI, settings: Settings,
-                                                                           store: Store,
-                                                                           held: subprocess.Popen) -> None:
+def test_a_review_opens_and_runs_while_a_reader_already_holds_the_database(
+    fake: FakeOpenAI, settings: Settings, store: Store, held: subprocess.Popen
+) -> None:
     started = time.monotonic()
     opened = Store(store.path)  # what `panel review` does first, here during an analyst's long query
     assert time.monotonic() - started < LOCK_RETRY_S / 2  # it does not wait the query out, nor give up

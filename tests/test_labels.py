@@ -30,12 +30,18 @@ def test_reference_labels_import_once_and_give_the_page_base_rate(tmp_path: Path
     assert (base_rate(labels), base_rate(labels, "business"), base_rate(labels, "skeptic")) == (0.75, 0.0, 1.0)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("not json", r"labels\.jsonl:2: not a JSON object"),
-    ('{"tool": "A", "persona": "skeptic", "verdict": "maybe"}', r"labels\.jsonl:2: field 'verdict': Input should be 'ship' or 'skip'"),
-    ('{"persona": "skeptic", "verdict": "ship"}', r"labels\.jsonl:2: field 'tool': Field required"),
-    ('{"tool": "A", "persona": "skeptik", "verdict": "ship"}', r"labels\.jsonl:2: unknown persona 'skeptik'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", r"labels\.jsonl:2: not a JSON object"),
+        (
+            '{"tool": "A", "persona": "skeptic", "verdict": "maybe"}',
+            r"labels\.jsonl:2: field 'verdict': Input should be 'ship' or 'skip'",
+        ),
+        ('{"persona": "skeptic", "verdict": "ship"}', r"labels\.jsonl:2: field 'tool': Field required"),
+        ('{"tool": "A", "persona": "skeptik", "verdict": "ship"}', r"labels\.jsonl:2: unknown persona 'skeptik'"),
+    ],
+)
 def test_a_bad_label_line_is_a_one_line_error_naming_the_line(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "labels.jsonl"
     path.write_text(json.dumps({"tool": "A", "verdict": "ship"}) + "\n" + line + "\n", encoding="utf-8")
@@ -49,7 +55,9 @@ def reviewed_with_reference_labels(fake: FakeOpenAI, settings) -> tuple[Store, s
     store = Store(settings.db_path)
     outcome = review(prepare_run(EXAMPLE_RUN, settings), settings, store)
     import_labels(store, reference_labels_path(), "reference", PERSONAS)
-    tool_id = next(job.tool.card_hash for job in prepare_run(EXAMPLE_RUN, settings).jobs if job.tool.name == "SmolVLM2-2B")
+    tool_id = next(
+        job.tool.card_hash for job in prepare_run(EXAMPLE_RUN, settings).jobs if job.tool.name == "SmolVLM2-2B"
+    )
     return store, outcome.run_id, tool_id
 
 
@@ -57,15 +65,23 @@ def test_editor_override_counts_as_the_latest_label_until_reverted(fake: FakeOpe
     store, run_id, tool_id = reviewed_with_reference_labels(fake, settings)
     later = datetime.now(timezone.utc) + timedelta(seconds=1)
     with duckdb.connect(str(store.path)) as con:  # what the editor's page writes when a verdict is changed
-        con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
-                       VALUES (?, ?, 'skeptic', 'skip', NULL, 'ana', NULL, ?)""", [run_id, tool_id, later])
+        con.execute(
+            """INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
+                       VALUES (?, ?, 'skeptic', 'skip', NULL, 'ana', NULL, ?)""",
+            [run_id, tool_id, later],
+        )
     gold = {(label.tool_name, label.persona_id): label for label in store.gold_labels()}
-    assert (gold[("SmolVLM2-2B", "skeptic")].verdict, gold[("SmolVLM2-2B", "skeptic")].source) == ("skip", "override by ana")
+    assert (gold[("SmolVLM2-2B", "skeptic")].verdict, gold[("SmolVLM2-2B", "skeptic")].source) == (
+        "skip",
+        "override by ana",
+    )
     assert len(gold) == 8
     with duckdb.connect(str(store.path)) as con:  # a revert: the latest override row keeps the model's verdict
-        con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
+        con.execute(
+            """INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
                        VALUES (?, ?, 'skeptic', NULL, NULL, 'ana', NULL, ?)""",
-                    [run_id, tool_id, later + timedelta(seconds=1)])
+            [run_id, tool_id, later + timedelta(seconds=1)],
+        )
     gold = {(label.tool_name, label.persona_id): label for label in store.gold_labels()}
     assert (gold[("SmolVLM2-2B", "skeptic")].verdict, gold[("SmolVLM2-2B", "skeptic")].source) == ("ship", "reference")
 
@@ -87,9 +103,11 @@ def test_cli_import_add_and_list(tmp_path: Path) -> None:
 def test_a_chair_override_is_not_a_gold_label(fake: FakeOpenAI, settings) -> None:
     store, run_id, tool_id = reviewed_with_reference_labels(fake, settings)
     with duckdb.connect(str(store.path)) as con:  # the chair's pick of a tool, as `panel override` stores it
-        con.execute("""INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
+        con.execute(
+            """INSERT INTO overrides (run_id, tool_id, persona_id, verdict, review, editor, note, created_at)
                        VALUES (?, ?, 'chair', 'right', NULL, 'ana', NULL, ?)""",
-                    [run_id, tool_id, datetime.now(timezone.utc)])
+            [run_id, tool_id, datetime.now(timezone.utc)],
+        )
     labels = store.gold_labels()
     assert len(labels) == 8 and all(label.persona_id != "chair" for label in labels)
     assert base_rate(labels) == 0.75
@@ -97,7 +115,8 @@ def test_a_chair_override_is_not_a_gold_label(fake: FakeOpenAI, settings) -> Non
 
 @pytest.mark.parametrize("command", [["import", str(reference_labels_path())], ["add", "SmolVLM2-2B", "skip"]])
 def test_labels_while_another_process_writes_are_refused_in_one_line_and_store_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
     db = tmp_path / "panel.duckdb"
     Store(db)
     with writer_lock_held_elsewhere(db):

@@ -61,7 +61,9 @@ def test_sparse_card_catches_a_field_only_some_cards_have(folders: Settings) -> 
 
 def test_vendor_text_in_the_system_role_is_an_error_naming_the_persona_file(folders: Settings) -> None:
     skeptic = folders.personas_dir / "skeptic.md"
-    skeptic.write_text(skeptic.read_text(encoding="utf-8") + "\nUnlike SmolVLM2-2B, most tools fail.\n", encoding="utf-8")
+    skeptic.write_text(
+        skeptic.read_text(encoding="utf-8") + "\nUnlike SmolVLM2-2B, most tools fail.\n", encoding="utf-8"
+    )
     assert ("error", "skeptic.md: vendor text reaches the system role (name of 'SmolVLM2-2B')") in messages_of(folders)
 
 
@@ -69,10 +71,15 @@ def test_unquoted_vendor_text_and_missing_delimiters_are_errors(folders: Setting
     edit(folders.prompts_dir / "user.j2", "{{ tool.description | quoted }}", "{{ tool.description }}")
     edit(folders.prompts_dir / "user.j2", "END RIVAL TOOL\n", "")
     found = messages_of(folders)
-    assert ("error", "user.j2: vendor text can start a line of its own (tooldescription): "
-                     "render it with the `quoted` filter") in found
-    assert ("error", "user.j2: the user message needs the lines 'BEGIN RIVAL TOOL' and 'END RIVAL TOOL' "
-                     "exactly once each, in that order") in found
+    assert (
+        "error",
+        "user.j2: vendor text can start a line of its own (tooldescription): render it with the `quoted` filter",
+    ) in found
+    assert (
+        "error",
+        "user.j2: the user message needs the lines 'BEGIN RIVAL TOOL' and 'END RIVAL TOOL' "
+        "exactly once each, in that order",
+    ) in found
 
 
 def test_sandbox_refuses_a_template_reaching_for_python_internals(folders: Settings) -> None:
@@ -96,8 +103,13 @@ def test_lint_command_names_its_prompt_limit_apart_from_the_run_budget() -> None
 def test_prompt_mode_needs_every_schema_key_named_in_the_prompt(folders: Settings) -> None:
     edit(folders.prompts_dir / "system.j2", '"key_points": a list', "key points: a list")
     found = messages_of(folders.with_overrides(mode="prompt"))
-    assert found == [("error", 'answer schema in mode prompt: mode prompt sends no schema, but the prompt never '
-                               'names the key "key_points": describe it in the system template')]
+    assert found == [
+        (
+            "error",
+            "answer schema in mode prompt: mode prompt sends no schema, but the prompt never "
+            'names the key "key_points": describe it in the system template',
+        )
+    ]
     assert messages_of(folders.with_overrides(mode="json_schema")) == []
 
 
@@ -107,10 +119,17 @@ def test_llama_grammar_cannot_take_a_long_length_bound() -> None:
     schema["properties"]["headline"]["not"] = {"const": ""}
     findings = schema_findings(schema, "json_object_schema", "")
     assert findings == [
-        ("warning", "mode json_object_schema: llama.cpp ignores not at properties.headline; only pydantic "
-                    "enforces it (answers get re-asked)"),
-        ("error", "mode json_object_schema: properties.review.maxLength = 3000 becomes a llama.cpp grammar rule "
-                  f"per unit (limit {GRAMMAR_BOUND_LIMIT}); keep the bound in pydantic only")]
+        (
+            "warning",
+            "mode json_object_schema: llama.cpp ignores not at properties.headline; only pydantic "
+            "enforces it (answers get re-asked)",
+        ),
+        (
+            "error",
+            "mode json_object_schema: properties.review.maxLength = 3000 becomes a llama.cpp grammar rule "
+            f"per unit (limit {GRAMMAR_BOUND_LIMIT}); keep the bound in pydantic only",
+        ),
+    ]
     assert schema_findings(schema, "json_schema", "") == []
     assert schema_findings(verdict_schema(), "json_object_schema", "") == []
 
@@ -121,18 +140,22 @@ def test_broken_persona_and_card_files_are_findings_not_crashes(folders: Setting
     broken_run.write_text("pairs:\n  - [{name: A}, {name: B}]\n", encoding="utf-8")
     found = messages_of(folders, [EXAMPLE_RUN, broken_run])
     assert ("error", "builder.md: front matter field 'title': Field required") in found
-    assert any(severity == "error" and "broken.yaml" in message and "'category' is missing" in message
-               for severity, message in found)
+    assert any(
+        severity == "error" and "broken.yaml" in message and "'category' is missing" in message
+        for severity, message in found
+    )
     assert len(found) == 2
 
 
 def test_cli_exit_status_gates_ci(folders: Settings) -> None:
-    clean = run_panel("lint", str(EXAMPLE_RUN), "--personas-dir", str(folders.personas_dir),
-                      "--prompts-dir", str(folders.prompts_dir))
+    clean = run_panel(
+        "lint", str(EXAMPLE_RUN), "--personas-dir", str(folders.personas_dir), "--prompts-dir", str(folders.prompts_dir)
+    )
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "24 renders checked" in clean.stdout and "0 errors" in clean.stdout
     edit(folders.prompts_dir / "user.j2", "{{ tool.name }}", "{{ tool.nam }}")
-    broken = run_panel("lint", str(EXAMPLE_RUN), "--personas-dir", str(folders.personas_dir),
-                       "--prompts-dir", str(folders.prompts_dir))
+    broken = run_panel(
+        "lint", str(EXAMPLE_RUN), "--personas-dir", str(folders.personas_dir), "--prompts-dir", str(folders.prompts_dir)
+    )
     assert broken.returncode == 1
     assert "error" in broken.stdout and "user.j2" in broken.stdout and "has no attribute 'nam'" in broken.stdout

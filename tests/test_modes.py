@@ -29,4 +29,5 @@ def test_reask_echoes_the_answer_then_asks_for_corrected_json(name: str) -> None
     messages = get_mode(name).reask("x" * 3000, "review: too short.")
     assert messages == [
         {"role": "assistant", "content": "x" * 2000},
-        {"role": "user", "content": "review: too short. Reply again with only the corrected JSON object."}]
+        {"role": "user", "content": "review: too short. Reply again with only the corrected JSON object."},
+    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import duckdb
 import pytest
 
@@ -13,8 +12,15 @@ from panel.model.endpoint import Endpoint
 from panel.render import markdown_escape
 from panel.store import Store
 from tests.fake_openai import FAULT_SCHEMA_VIOLATION, FakeOpenAI, load_reference_reviews, reference_responder
-from tests.helpers import (EXAMPLE_RUN, chat_requests, make_draft, reference_labels_path, reference_reviewers, run_panel,
-                           visible)
+from tests.helpers import (
+    EXAMPLE_RUN,
+    chat_requests,
+    make_draft,
+    reference_labels_path,
+    reference_reviewers,
+    run_panel,
+    visible,
+)
 
 SMOL, SONAR = "SmolVLM2-2B", "Perplexity Sonar Pro 2 API"
 DESCRIPTION_WORDS = "without a cloud round-trip"  # from SmolVLM2-2B's vendor description
@@ -31,8 +37,9 @@ def test_chair_summary_is_stored_like_a_verdict_and_reused_on_rerun(settings: Se
         draft = make_draft(server, settings, EXAMPLE_RUN)
         assert (draft.chair.needed, draft.chair.cached, len(draft.chair.answers)) == (1, 0, 1)
         assert len(chat_requests(server)) == 9
-        again = summarize_run(draft.store, draft.review.run_id, draft.settings,
-                              endpoint=Endpoint(server.base_url, "fake-model", False))
+        again = summarize_run(
+            draft.store, draft.review.run_id, draft.settings, endpoint=Endpoint(server.base_url, "fake-model", False)
+        )
         assert (again.needed, again.cached, again.answers) == (1, 1, [])
         assert len(chat_requests(server)) == 9
     with duckdb.connect(str(draft.store.path), read_only=True) as con:
@@ -100,16 +107,34 @@ def test_override_from_the_cli_changes_the_page_and_keeps_the_model_verdict(sett
     with FakeOpenAI(responder=reference_reviewers()) as server:
         draft = make_draft(server, settings, EXAMPLE_RUN)
     db, out = str(settings.db_path), str(settings.out_dir)
-    changed = run_panel("override", "--tool", "smolvlm2-2b", "--persona", "business", "--verdict", "ship",
-                        "--note", "free weights are the point", "--editor", "alice", "--db", db, "--out", out)
+    changed = run_panel(
+        "override",
+        "--tool",
+        "smolvlm2-2b",
+        "--persona",
+        "business",
+        "--verdict",
+        "ship",
+        "--note",
+        "free weights are the point",
+        "--editor",
+        "alice",
+        "--db",
+        db,
+        "--out",
+        out,
+    )
     assert changed.returncode == 0, changed.stderr
     assert "business on SmolVLM2-2B: skip → ship (by alice)" in changed.stdout
     html = visible(draft.pages[0].read_text(encoding="utf-8"))
     assert "100%" in html and "Edited by alice" in html
     assert "the model said skip, the page says ship" in html and "The model's verdict was skip" in html
     with duckdb.connect(str(settings.db_path), read_only=True) as con:
-        stored = con.execute("""SELECT verdict FROM verdicts v JOIN tools t USING (tool_id)
-                                WHERE t.name = ? AND persona_id = 'business'""", [SMOL]).fetchall()
+        stored = con.execute(
+            """SELECT verdict FROM verdicts v JOIN tools t USING (tool_id)
+                                WHERE t.name = ? AND persona_id = 'business'""",
+            [SMOL],
+        ).fetchall()
         override = con.execute("SELECT verdict, editor, note FROM overrides").fetchall()
     assert stored == [("skip",)] and override == [("ship", "alice", "free weights are the point")]
     listed = run_panel("overrides", "--db", db)
@@ -122,28 +147,37 @@ def test_quote_edit_keeps_an_earlier_verdict_edit_and_revert_restores_the_model(
     store, run_id = draft.store, draft.review.run_id
     tool_id = draft.tally().pairs[0].left.tool_id
     store.add_override(run_id, tool_id, "business", "alice", pair_index=0, verdict="ship")
-    store.add_override(run_id, tool_id, "business", "bob", pair_index=0,
-                       review="Edited: free weights are a distribution play.")
+    store.add_override(
+        run_id, tool_id, "business", "bob", pair_index=0, review="Edited: free weights are a distribution play."
+    )
     verdict = draft.tally().pairs[0].left.verdicts["business"]
     assert (verdict.verdict, verdict.review, verdict.override_editor) == (
-        "ship", "Edited: free weights are a distribution play.", "bob")
+        "ship",
+        "Edited: free weights are a distribution play.",
+        "bob",
+    )
     assert verdict.model_verdict == "skip" and verdict.model_review.startswith("The buyer here is a developer")
     store.add_override(run_id, tool_id, "business", "carol", pair_index=0, revert=True)
     verdict = draft.tally().pairs[0].left.verdicts["business"]
     assert (verdict.verdict, verdict.overridden) == ("skip", False)
-    assert [(o.editor, o.verdict) for o in store.overrides(run_id)] == [("alice", "ship"), ("bob", "ship"),
-                                                                       ("carol", None)]
+    assert [(o.editor, o.verdict) for o in store.overrides(run_id)] == [
+        ("alice", "ship"),
+        ("bob", "ship"),
+        ("carol", None),
+    ]
 
 
 def test_summary_is_marked_stale_after_a_verdict_edit_until_the_chair_reads_it(settings: Settings) -> None:
     with FakeOpenAI(responder=reference_reviewers()) as server:
         draft = make_draft(server, settings, EXAMPLE_RUN)
-        draft.store.add_override(draft.review.run_id, draft.tally().pairs[0].right.tool_id, "business", "alice",
-                                 pair_index=0, verdict="ship")
+        draft.store.add_override(
+            draft.review.run_id, draft.tally().pairs[0].right.tool_id, "business", "alice", pair_index=0, verdict="ship"
+        )
         draft.rerender()
         assert draft.tally().pairs[0].chair_predates_edits and "rerun <code>panel review</code>" in draft.html
-        summarize_run(draft.store, draft.review.run_id, draft.settings,
-                      endpoint=Endpoint(server.base_url, "fake-model", False))
+        summarize_run(
+            draft.store, draft.review.run_id, draft.settings, endpoint=Endpoint(server.base_url, "fake-model", False)
+        )
         assert "business on right: ship" in chat_requests(server)[-1].body["messages"][1]["content"]
     draft.rerender()
     assert not draft.tally().pairs[0].chair_predates_edits
@@ -153,17 +187,30 @@ def test_summary_is_marked_stale_after_a_verdict_edit_until_the_chair_reads_it(s
 def test_editor_can_rewrite_the_chair_summary_and_pick(settings: Settings) -> None:
     with FakeOpenAI(responder=reference_reviewers()) as server:
         draft = make_draft(server, settings, EXAMPLE_RUN)
-    result = run_panel("override", "--tool", SONAR, "--persona", "chair", "--verdict", "left", "--quote",
-                       "On-device vision wins for most readers.", "--editor", "ed",
-                       "--db", str(settings.db_path), "--out", str(settings.out_dir))
+    result = run_panel(
+        "override",
+        "--tool",
+        SONAR,
+        "--persona",
+        "chair",
+        "--verdict",
+        "left",
+        "--quote",
+        "On-device vision wins for most readers.",
+        "--editor",
+        "ed",
+        "--db",
+        str(settings.db_path),
+        "--out",
+        str(settings.out_dir),
+    )
     assert result.returncode == 0, result.stderr
     html = draft.pages[0].read_text(encoding="utf-8")
     assert "The panel would ship with SmolVLM2-2B" in html and "On-device vision wins for most readers." in html
     assert "then edited by ed" in html
 
 
-def test_override_mistakes_are_one_line_errors(settings: Settings,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_override_mistakes_are_one_line_errors(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     with FakeOpenAI(responder=reference_reviewers()) as server:
         make_draft(server, settings, EXAMPLE_RUN)
     db = str(settings.db_path)
@@ -188,13 +235,28 @@ def test_markdown_export_carries_the_pages_sections_in_the_same_order(settings: 
     with FakeOpenAI(responder=reference_reviewers()) as server:
         draft = make_draft(server, settings, EXAMPLE_RUN)
     md, html = draft.markdown, visible(draft.html)
-    sections = ["AI tool comparison", "Panel verdict", f"## {SMOL}", f"## {SONAR}", "Pricing read",
-                "Reviewer scorecard", "### The builder", "### The business analyst", "Weekly AI Tool Verdicts",
-                "Draft generated by panel"]
+    sections = [
+        "AI tool comparison",
+        "Panel verdict",
+        f"## {SMOL}",
+        f"## {SONAR}",
+        "Pricing read",
+        "Reviewer scorecard",
+        "### The builder",
+        "### The business analyst",
+        "Weekly AI Tool Verdicts",
+        "Draft generated by panel",
+    ]
     starts = [md.index(section) for section in sections]
     assert starts == sorted(starts)
-    for figure in ("75%", "— | Free", "— | Paid", "ship — builder, skeptic, futurist; skip — business",
-                   "$250 just in API costs", "[homepage](<https://huggingface.co/"):
+    for figure in (
+        "75%",
+        "— | Free",
+        "— | Paid",
+        "ship — builder, skeptic, futurist; skip — business",
+        "$250 just in API costs",
+        "[homepage](<https://huggingface.co/",
+    ):
         assert figure in md, figure
     for quote in load_reference_reviews(reference_labels_path()):
         assert quote["review"][:60] in html

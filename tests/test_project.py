@@ -44,8 +44,7 @@ def test_outside_a_project_is_one_line_naming_panel_init(tmp_path: Path) -> None
         find_project(tmp_path)
     message = str(caught.value)
     assert "\n" not in message
-    assert message == ("not inside a panel project (no panel.toml here or in any parent folder); "
-                       "run `panel init`")
+    assert message == ("not inside a panel project (no panel.toml here or in any parent folder); run `panel init`")
 
 
 def test_panel_project_overrides_the_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

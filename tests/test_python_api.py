@@ -25,7 +25,8 @@ def readme_python_example() -> str:
 
 
 def test_the_readme_example_drafts_the_example_run_against_the_fake(
-        fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     init_project(tmp_path)  # the project `panel init` writes: the example run, personas, prompts, panel.toml
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
@@ -39,8 +40,14 @@ def test_the_readme_example_drafts_the_example_run_against_the_fake(
 
 
 def test_the_package_exports_the_api_and_importing_it_loads_no_model_sdk() -> None:
-    loaded = subprocess.run([sys.executable, "-c", "import sys, panel; print('openai' in sys.modules)"],
-                            capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, panel; print('openai' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+        check=True,
+    )
     assert loaded.stdout.strip() == "False"
     assert {"draft_run", "DraftOutcome", "Settings", "project_settings", "PanelError"} <= set(panel.__all__)
     assert panel.draft_run.__module__ == "panel.pipeline" and panel.Settings.__module__ == "panel.config"

@@ -20,10 +20,20 @@ from typing import NamedTuple
 import pytest
 
 from panel.scaffold import init_project
-from tests.helpers import PROJECT_ROOT, chat_requests
 from tests.fake_openai import FakeOpenAI
-from tests.readme import (PANEL_PROGRAMS, ShellCommand, all_commands, example_problems, flag_problems,
-                          help_examples, inline_code, panel_calls, root_command, shell_commands)
+from tests.helpers import PROJECT_ROOT, chat_requests
+from tests.readme import (
+    PANEL_PROGRAMS,
+    ShellCommand,
+    all_commands,
+    example_problems,
+    flag_problems,
+    help_examples,
+    inline_code,
+    panel_calls,
+    root_command,
+    shell_commands,
+)
 
 README = PROJECT_ROOT / "README.md"
 COMMAND_TIMEOUT_S = 120
@@ -53,9 +63,12 @@ class Shell:
         script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m panel "$@"\n', encoding="utf-8")
         script.chmod(0o755)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-        self.env.update(OPENAI_BASE_URL=fake.base_url, COLUMNS="120",
-                        PATH=os.pathsep.join([str(state / "bin"), os.environ["PATH"]]),
-                        PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        self.env.update(
+            OPENAI_BASE_URL=fake.base_url,
+            COLUMNS="120",
+            PATH=os.pathsep.join([str(state / "bin"), os.environ["PATH"]]),
+            PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        )
         (state / "exports").write_text("", encoding="utf-8")
 
     def _script(self, text: str, keep_state: bool = True) -> str:
@@ -66,15 +79,27 @@ class Shell:
 
     def run(self, text: str) -> subprocess.CompletedProcess:
         """Run one command line as typed; the next one starts where it left off."""
-        result = subprocess.run(["bash", "-c", self._script(text)], capture_output=True, text=True, env=self.env,
-                                stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT_S)
+        result = subprocess.run(
+            ["bash", "-c", self._script(text)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            timeout=COMMAND_TIMEOUT_S,
+        )
         self.cwd = Path((self.state / "cwd").read_text(encoding="utf-8").strip())
         return result
 
     def start(self, text: str) -> subprocess.Popen:
         """Start one command line without waiting for it (its stdout and stderr piped)."""
-        return subprocess.Popen(["bash", "-c", self._script(text, keep_state=False)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+        return subprocess.Popen(
+            ["bash", "-c", self._script(text, keep_state=False)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
 
 
 def serve_once(command: ShellCommand, shell: Shell) -> None:
@@ -114,17 +139,18 @@ NOT_RUN_AS_WRITTEN: dict[str, NotRun] = {
     "make test": NotRun("runs this suite"),
     "pipx install .": NotRun("installs panel; the test runs the panel of the Python running it"),
     "panel setup embedded": NotRun("builds llama-cpp-python (minutes); tests/test_setup_embedded.py checks it"),
-    "export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-...":
-        NotRun("names a real endpoint and a key; here OPENAI_BASE_URL names the loopback fake"),
+    "export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-...": NotRun(
+        "names a real endpoint and a key; here OPENAI_BASE_URL names the loopback fake"
+    ),
     "$EDITOR personas/skeptic.md": NotRun("opens an editor: add a line to the file instead", edit_in_place),
-    ".venv/bin/panel serve": NotRun("blocks until Ctrl-C (and port 8000 may be taken): run on a free port, "
-                                    "GET / once, Ctrl-C", serve_once),
+    ".venv/bin/panel serve": NotRun(
+        "blocks until Ctrl-C (and port 8000 may be taken): run on a free port, GET / once, Ctrl-C", serve_once
+    ),
 }
 
 
 def test_readme_commands_join_continuations_drop_comments_and_read_a_promised_exit_status() -> None:
-    text = ("# Title\n\n```sh\n# a note\npanel a \\\n    --x 1   # exits 1\n"
-            "echo \"# not a  comment\" > f  # one\n```\n")
+    text = '# Title\n\n```sh\n# a note\npanel a \\\n    --x 1   # exits 1\necho "# not a  comment" > f  # one\n```\n'
     commands = shell_commands(text)
     assert [c.text for c in commands] == ["panel a --x 1", 'echo "# not a  comment" > f']
     assert [c.expected_exit for c in commands] == [1, 0]
@@ -151,9 +177,12 @@ def test_every_readme_command_runs_in_order_in_a_new_project_against_the_fake(fa
         result = shell.run(command.text)
         assert result.returncode == command.expected_exit, (
             f"{command}\nexited {result.returncode} (expected {command.expected_exit}) in {shell.cwd}\n"
-            f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
+            f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}"
+        )
         if any(args[:1] == ["sql"] for args in panel_calls(command.text)):
-            assert shows_rows(result.stdout), f"{command}\nfound nothing: the earlier commands' data is missing\n{result.stdout}"
+            assert shows_rows(result.stdout), (
+                f"{command}\nfound nothing: the earlier commands' data is missing\n{result.stdout}"
+            )
     assert shell.cwd.is_relative_to(tmp_path), "the README's commands left the new project"
     assert list((shell.cwd / "runs" / "pages").rglob("*.html")), "the README's review wrote no page in the project"
     assert len(chat_requests(fake)) >= 9, "the README's review did not ask the fake (8 verdicts and the chair)"
@@ -180,32 +209,42 @@ def readme_calls(text: str) -> list[tuple[list[str], bool, str]]:
 def test_every_command_and_flag_the_readme_names_exists() -> None:
     calls = readme_calls(README.read_text(encoding="utf-8"))
     assert len(calls) > 30  # the scan found the README's commands, so an empty result below means something
-    problems = [f"{where}: {problem}" for args, any_command, where in calls
-                for problem in flag_problems(args, any_command)]
+    problems = [
+        f"{where}: {problem}" for args, any_command, where in calls for problem in flag_problems(args, any_command)
+    ]
     assert problems == []
 
 
 def test_every_help_example_names_files_a_new_project_has_and_flags_its_command_has(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     init_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     examples = list(help_examples())
     commands = {name for name, command in all_commands().items() if name != "panel"}
     assert commands - {name for name, _ in examples} == set(), "a command whose --help has no Example:"
-    problems = [f"{name} --help: {problem}" for name, example in examples for problem in example_problems(example, tmp_path)]
+    problems = [
+        f"{name} --help: {problem}" for name, example in examples for problem in example_problems(example, tmp_path)
+    ]
     assert problems == []
 
 
-@pytest.mark.parametrize(("example", "problem"), [
-    ("panel labels import ../shared/reference/labelled-reviews.jsonl",
-     "../shared/reference/labelled-reviews.jsonl does not exist in a new project"),
-    ("panel review runs/big.yaml", "runs/big.yaml does not exist in a new project"),
-    ("panel review runs/example.yaml --max-tokns 5", "panel review --max-tokns: not in `panel review --help`"),
-    ("panel labels impot x.jsonl", "panel labels impot: no such command"),
-    ("panel override --persona skeptic --quote-file quote.txt", "'quote.txt' does not exist"),
-])
-def test_an_example_naming_a_missing_file_or_flag_is_reported(example: str, problem: str, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("example", "problem"),
+    [
+        (
+            "panel labels import ../shared/reference/labelled-reviews.jsonl",
+            "../shared/reference/labelled-reviews.jsonl does not exist in a new project",
+        ),
+        ("panel review runs/big.yaml", "runs/big.yaml does not exist in a new project"),
+        ("panel review runs/example.yaml --max-tokns 5", "panel review --max-tokns: not in `panel review --help`"),
+        ("panel labels impot x.jsonl", "panel labels impot: no such command"),
+        ("panel override --persona skeptic --quote-file quote.txt", "'quote.txt' does not exist"),
+    ],
+)
+def test_an_example_naming_a_missing_file_or_flag_is_reported(
+    example: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     init_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     found = example_problems(example, tmp_path)

@@ -25,8 +25,12 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
 @pytest.fixture
 def slow_fake() -> Iterator[str]:
     """`python -m tests.fake_openai --latency 0.1` in its own process; yields its base URL."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--latency", "0.1"],
-                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--latency", "0.1"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = process.stdout.readline() if process.stdout else ""
         assert line.startswith("READY "), line
@@ -44,11 +48,28 @@ def _default_sigint() -> None:
 
 def start_review(run_file: Path, base_url: str, db: Path, *flags: str) -> subprocess.Popen:
     # --model: without one, the line naming the model the fake lists would come before what these tests read
-    return subprocess.Popen([*PANEL, "review", str(run_file), "--base-url", base_url, "--model", "fake-model",
-                             "--db", str(db),
-                             "--out", str(db.parent / "pages"), *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=PROJECT_ROOT,
-                            preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        [
+            *PANEL,
+            "review",
+            str(run_file),
+            "--base-url",
+            base_url,
+            "--model",
+            "fake-model",
+            "--db",
+            str(db),
+            "--out",
+            str(db.parent / "pages"),
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=PROJECT_ROOT,
+        preexec_fn=_default_sigint,
+    )
 
 
 def read_until(process: subprocess.Popen, done: callable) -> list[str]:
@@ -98,8 +119,9 @@ def test_ctrl_c_keeps_every_answer_received_and_says_how_to_resume(slow_fake: st
     out, err = run.communicate(timeout=30)
     printed = sum(" on Synthetic Tool" in line for line in answered + out.splitlines())
     assert run.returncode == 130 and "Traceback" not in err
-    assert err.split() == ("interrupted: the answers received so far are stored; "
-                           "rerun the same command to resume").split()
+    assert (
+        err.split() == ("interrupted: the answers received so far are stored; rerun the same command to resume").split()
+    )
     assert query(db, f"SELECT count(*) {REVIEWS}") == [(printed,)] and printed < 40
     assert query(db, "SELECT status FROM runs") == [("stopped",)]
 
@@ -145,14 +167,18 @@ def test_budget_stop_says_how_to_resume_and_the_rerun_finishes(fake: FakeOpenAI,
     stopped = start_review(EXAMPLE_RUN, fake.base_url, db, "--max-requests", "3", "--concurrency", "2")
     out, err = stopped.communicate(timeout=120)
     assert stopped.returncode == 2 and "Traceback" not in err
-    assert err.strip() == ("error: request budget of 3 reached: 3 of 8 verdicts stored; "
-                           "rerun the same command to resume (raise or drop the budget flag)")
+    assert err.strip() == (
+        "error: request budget of 3 reached: 3 of 8 verdicts stored; "
+        "rerun the same command to resume (raise or drop the budget flag)"
+    )
     assert "stopped: 8 verdicts, 0 cached, 3 asked" in out
     resumed = start_review(EXAMPLE_RUN, fake.base_url, db)
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     assert "3 cached, 5 to ask" in out and "finished: 8 verdicts" in out
-    reviewer_requests = [r for r in chat_requests(fake) if "BEGIN TOOL UNDER REVIEW" in r.body["messages"][1]["content"]]
+    reviewer_requests = [
+        r for r in chat_requests(fake) if "BEGIN TOOL UNDER REVIEW" in r.body["messages"][1]["content"]
+    ]
     assert len(reviewer_requests) == 8
     assert query(db, f"SELECT count(*), count(DISTINCT cache_key) {REVIEWS}") == [(8, 8)]
 
@@ -169,8 +195,9 @@ def test_a_reader_holding_the_database_all_run_long_loses_no_answer(slow_fake: s
     held = _hold_read_only(db)  # from here the review cannot open the file read-write until we let go
     # Held through the reviewers, the chair and the render: the old writer waited 60 s, then lost the answers.
     deadline = time.monotonic() + 75
-    lines = read_until(run, lambda lines: sum(line.startswith("page: ") for line in lines) == 5
-                       or time.monotonic() > deadline)
+    lines = read_until(
+        run, lambda lines: sum(line.startswith("page: ") for line in lines) == 5 or time.monotonic() > deadline
+    )
     stored_while_held = held.execute("SELECT count(*) FROM verdicts").fetchall()[0][0]
     held.close()
     out, err = run.communicate(timeout=60)
@@ -180,8 +207,9 @@ def test_a_reader_holding_the_database_all_run_long_loses_no_answer(slow_fake: s
     assert "finished: 40 verdicts, 0 cached, 40 asked, 0 failed" in output
     assert "Traceback" not in err
     assert query(db, f"SELECT count(*), count(DISTINCT cache_key), bool_and(valid) {REVIEWS}") == [(40, 40, True)]
-    assert query(db, "SELECT count(*), count(DISTINCT cache_key), bool_and(valid) FROM verdicts "
-                     "WHERE persona_id = 'chair'") == [(5, 5, True)]
+    assert query(
+        db, "SELECT count(*), count(DISTINCT cache_key), bool_and(valid) FROM verdicts WHERE persona_id = 'chair'"
+    ) == [(5, 5, True)]
     assert query(db, "SELECT count(*) FROM attempts") == [(45,)]
     assert query(db, "SELECT status FROM runs") == [("finished",)]
     assert (tmp_path / "panel.duckdb.journal.jsonl").stat().st_size == 0
@@ -193,8 +221,9 @@ def test_a_reader_holding_the_database_all_run_long_loses_no_answer(slow_fake: s
         assert "Written by the panel chair" in text and text.count(" of 4** reviewers say ship") == 2
 
 
-def test_killed_run_under_a_reader_resumes_from_its_journal_with_every_verdict_once(slow_fake: str,
-                                                                                   tmp_path: Path) -> None:
+def test_killed_run_under_a_reader_resumes_from_its_journal_with_every_verdict_once(
+    slow_fake: str, tmp_path: Path
+) -> None:
     run_file, db = write_synthetic_run(tmp_path, pairs=10), tmp_path / "panel.duckdb"  # 80 verdicts
     first = start_review(run_file, slow_fake, db, "--concurrency", "4")
     read_until(first, lambda lines: any("to ask" in line for line in lines))

@@ -16,9 +16,15 @@ from panel.tally import tally_run
 from tests.fake_openai import FakeOpenAI, scripted_responder
 from tests.helpers import EXAMPLE_RUN, chat_requests, review_against
 
-VALID = json.dumps({"verdict": "ship", "confidence": 0.8, "headline": "Solid primitive",
-                    "review": "A clear primitive with a short path from first call to production use.",
-                    "key_points": ["clear primitive"]})
+VALID = json.dumps(
+    {
+        "verdict": "ship",
+        "confidence": 0.8,
+        "headline": "Solid primitive",
+        "review": "A clear primitive with a short path from first call to production use.",
+        "key_points": ["clear primitive"],
+    }
+)
 
 
 def run_example(server: FakeOpenAI, settings: Settings, refresh: bool = False):
@@ -94,11 +100,16 @@ def test_second_run_in_the_same_database_keeps_the_first(fake: FakeOpenAI, setti
     assert len(reopened.load_run(second.run_id).verdicts) == 8
 
 
-def test_render_without_a_run_id_takes_the_latest_review_not_a_maintainers_probe(fake: FakeOpenAI, settings: Settings) -> None:
+def test_render_without_a_run_id_takes_the_latest_review_not_a_maintainers_probe(
+    fake: FakeOpenAI, settings: Settings
+) -> None:
     from dataclasses import replace
+
     store, first, settings = run_example(fake, settings)
     probe = replace(prepare_run(EXAMPLE_RUN, settings.with_overrides(temperature=0.5)), purpose="check")
-    review(probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False))
+    review(
+        probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False)
+    )
     assert store.resolve_run_id(None) == first.run_id
     assert store.resolve_run_id(probe.run_id[:8]) == probe.run_id
 
@@ -117,7 +128,10 @@ def test_a_failed_refresh_is_asked_again_on_the_next_run(fake: FakeOpenAI, setti
 
 def test_readers_vote_only_on_editors_runs_not_on_probes(fake: FakeOpenAI, settings: Settings) -> None:
     from dataclasses import replace
+
     store, first, settings = run_example(fake, settings)
     probe = replace(prepare_run(EXAMPLE_RUN, settings.with_overrides(temperature=0.5)), purpose="check")
-    review(probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False))
+    review(
+        probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False)
+    )
     assert {target.run_id for target in store.vote_targets()} == {first.run_id}

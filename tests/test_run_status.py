@@ -35,14 +35,26 @@ def _rows(store: Store, sql: str) -> list[tuple]:
 
 def _cli_review(fake: FakeOpenAI, tmp_path: Path, *flags: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exited:
-        main(["review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(tmp_path / "panel.duckdb"),
-              "--out", str(tmp_path / "pages"), *flags])
+        main(
+            [
+                "review",
+                str(EXAMPLE_RUN),
+                "--base-url",
+                fake.base_url,
+                "--db",
+                str(tmp_path / "panel.duckdb"),
+                "--out",
+                str(tmp_path / "pages"),
+                *flags,
+            ]
+        )
     captured = capsys.readouterr()
     return exited.value.code, captured.out + captured.err
 
 
-def test_stopped_run_page_lists_every_reviewer_and_says_how_to_finish(fake: FakeOpenAI, settings: Settings,
-                                                                       tmp_path: Path) -> None:
+def test_stopped_run_page_lists_every_reviewer_and_says_how_to_finish(
+    fake: FakeOpenAI, settings: Settings, tmp_path: Path
+) -> None:
     # A run file whose path is hostile text: the banner names it, escaped like any other text.
     folder = tmp_path / "<b>runs_*x*"
     shutil.copytree(EXAMPLE_RUN.parent, folder)
@@ -71,8 +83,9 @@ def test_finished_run_page_has_no_stopped_banner(fake: FakeOpenAI, settings: Set
     assert STOPPED_BANNER not in render_markdown(tally, tally.pairs[0])
 
 
-def test_chair_refused_by_the_budget_is_reported_and_exits_3(fake: FakeOpenAI, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_chair_refused_by_the_budget_is_reported_and_exits_3(
+    fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # More than the first verdict (asked alone, ~970 tokens) spends, less than all eight: the reviewers finish.
     code, output = _cli_review(fake, tmp_path, "--token-budget", "2000", capsys=capsys)
     assert code == 3
@@ -80,13 +93,26 @@ def test_chair_refused_by_the_budget_is_reported_and_exits_3(fake: FakeOpenAI, t
     assert "rerun the same command" in output and "Traceback" not in output
     # The rerun reuses every verdict, so the chair fits in the budget and the run ends cleanly.
     with pytest.raises(SystemExit) as rerun:
-        main(["review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(tmp_path / "panel.duckdb"),
-              "--out", str(tmp_path / "pages"), "--token-budget", "2000"])
+        main(
+            [
+                "review",
+                str(EXAMPLE_RUN),
+                "--base-url",
+                fake.base_url,
+                "--db",
+                str(tmp_path / "panel.duckdb"),
+                "--out",
+                str(tmp_path / "pages"),
+                "--token-budget",
+                "2000",
+            ]
+        )
     assert rerun.value.code in (0, None)
 
 
-def test_chair_answer_that_never_validates_is_reported_and_exits_3(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_chair_answer_that_never_validates_is_reported_and_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     reviewers = reference_responder(load_reference_labels(reference_labels_path()))
     with_chair = chair_responder(reviewers)
 
@@ -113,8 +139,9 @@ class _StoreThatFailsMidRun(Store):
 
 
 @pytest.mark.parametrize("error", [RuntimeError("disk on fire"), StoreError("panel.duckdb: database is locked")])
-def test_failed_answer_write_stops_the_run_and_review_raises(fake: FakeOpenAI, settings: Settings,
-                                                             error: Exception) -> None:
+def test_failed_answer_write_stops_the_run_and_review_raises(
+    fake: FakeOpenAI, settings: Settings, error: Exception
+) -> None:
     settings = settings.with_overrides(base_url=fake.base_url, model="fake-model", concurrency=1)
     store = _StoreThatFailsMidRun(settings.db_path, error)
     prepared = prepare_run(EXAMPLE_RUN, settings)

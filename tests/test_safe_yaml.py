@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from panel.errors import PersonaError
 from panel.personas import parse_persona
-import yaml
-
 from panel.safe_yaml import MAX_ALIAS_NODES, MAX_DEPTH, YamlProblem, load_yaml
 
 # 372 bytes whose aliases nest 10^9 strings: safe_load shares them, but str() of the result exhausts memory.
-ALIAS_BOMB = "\n".join([
-    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
-    *(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 10)}]" for i in range(8)),
-]) + "\n"
+ALIAS_BOMB = (
+    "\n".join(
+        [
+            'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+            *(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 10)}]" for i in range(8)),
+        ]
+    )
+    + "\n"
+)
 
 
 def test_the_alias_bomb_is_refused_once_its_aliases_pass_the_bound() -> None:
-    with pytest.raises(YamlProblem, match=f"^line 5: aliases \\(\\*name\\) expand to more than {MAX_ALIAS_NODES:,} values$"):
+    with pytest.raises(
+        YamlProblem, match=f"^line 5: aliases \\(\\*name\\) expand to more than {MAX_ALIAS_NODES:,} values$"
+    ):
         load_yaml(ALIAS_BOMB)
 
 
@@ -30,7 +36,10 @@ def test_objects_safe_dump_shares_between_cards_still_load() -> None:
 
 
 def test_a_merge_key_gives_defaults_that_the_mapping_overrides() -> None:
-    assert load_yaml("d: &d {entry: Free, details: x}\np: {<<: *d, entry: Paid}\n")["p"] == {"entry": "Paid", "details": "x"}
+    assert load_yaml("d: &d {entry: Free, details: x}\np: {<<: *d, entry: Paid}\n")["p"] == {
+        "entry": "Paid",
+        "details": "x",
+    }
 
 
 def test_an_undefined_alias_is_reported_without_naming_it() -> None:
@@ -52,10 +61,13 @@ def test_deep_nesting_is_one_problem_not_a_recursion_error() -> None:
         load_yaml("pairs: " + "[" * 3000 + "]" * 3000)
 
 
-@pytest.mark.parametrize("text", [
-    "a: !sk-live-secret-token 1\n",            # PyYAML quotes an unknown tag
-    "a: 1\n---\nb: sk-live-secret-token\n",    # a second document
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: !sk-live-secret-token 1\n",  # PyYAML quotes an unknown tag
+        "a: 1\n---\nb: sk-live-secret-token\n",  # a second document
+    ],
+)
 def test_a_problem_never_quotes_the_file(text: str) -> None:
     with pytest.raises(YamlProblem) as error:
         load_yaml(text)
@@ -80,5 +92,7 @@ def test_a_value_pyyaml_cannot_convert_is_a_problem_not_a_traceback(text: str) -
 
 def test_persona_front_matter_refuses_duplicate_keys() -> None:
     text = "---\nid: builder\nname: Builder\ntitle: The Builder\nfocus: code\nid: skeptic\n---\nA brief.\n"
-    with pytest.raises(PersonaError, match=r"^builder\.md: front matter is not valid YAML \(line 6: duplicate key 'id'\)$"):
+    with pytest.raises(
+        PersonaError, match=r"^builder\.md: front matter is not valid YAML \(line 6: duplicate key 'id'\)$"
+    ):
         parse_persona(text, "builder.md")

@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("module", ["panel.warehouse", "panel.store", "panel.answers", "panel.tally"])
 def test_data_side_imports_no_sdk(module: str) -> None:
     # A fresh interpreter: this test process has long since imported the SDK.
-    probe = (f"import json, sys, {module}; "
-             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {SDK_MODULES!r})))")
+    probe = (
+        f"import json, sys, {module}; "
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {SDK_MODULES!r})))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT,
-                          check=True)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     assert json.loads(done.stdout) == []

@@ -13,19 +13,22 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from panel.community import CommunityTally, RateLimiter
+from panel.community import CommunityTally
 from panel.errors import StoreError
 from panel.render import content_security_policy, render_html
-from panel.serve import ServeLimits, VoteServer
 from panel.store import Store
 from panel.tally import tally_run
+from panel.web.guards import RateLimiter
+from panel.web.serve import ServeLimits, VoteServer
 from tests.vote_clients import TLS, cast, new_reader, stored_events, the_pair, votes_url
 
 
 @pytest.fixture
 def crowd_server(store: Store) -> Iterator[VoteServer]:
     """`panel serve` with the per-address limits lifted, for many readers sharing the loopback address."""
-    with VoteServer(store, limits=ServeLimits(new_readers_per_minute=100, votes_per_minute_per_address=1000)) as running:
+    with VoteServer(
+        store, limits=ServeLimits(new_readers_per_minute=100, votes_per_minute_per_address=1000)
+    ) as running:
         yield running
 
 
@@ -34,8 +37,14 @@ def test_vote_change_vote_and_second_reader_are_tallied_once_per_reader(store: S
     left, right = target.left_tool_id, target.right_tool_id
     first, csrf = new_reader(server, target)
     assert cast(first, target, left, "ship", csrf).json()["tools"][0] == {
-        "tool_id": left, "name": target.left_name, "ship": 1, "skip": 0, "votes": 1, "ship_percent": "100%",
-        "your_vote": "ship"}
+        "tool_id": left,
+        "name": target.left_name,
+        "ship": 1,
+        "skip": 0,
+        "votes": 1,
+        "ship_percent": "100%",
+        "your_vote": "ship",
+    }
     changed = cast(first, target, left, "skip", csrf).json()["tools"][0]
     assert (changed["ship"], changed["skip"], changed["votes"], changed["your_vote"]) == (0, 1, 1, "skip")
     second, csrf2 = new_reader(server, target)
@@ -46,8 +55,12 @@ def test_vote_change_vote_and_second_reader_are_tallied_once_per_reader(store: S
     cast(second, target, right, "skip", csrf2)
     server.__exit__()
     events = stored_events(store)
-    assert [(tool, verdict) for tool, _, verdict in events] == [(left, "ship"), (left, "skip"), (left, "ship"),
-                                                                 (right, "skip")]
+    assert [(tool, verdict) for tool, _, verdict in events] == [
+        (left, "ship"),
+        (left, "skip"),
+        (left, "ship"),
+        (right, "skip"),
+    ]
     assert len({voter for _, voter, _ in events}) == 2
     assert all(voter not in first.cookies["panel_voter"] for _, voter, _ in events)  # a hash, not the cookie
     current = {(v.tool_id, v.voter_id): v.verdict for v in Store(store.path).current_votes()}
@@ -71,10 +84,15 @@ def test_200_concurrent_votes_from_50_readers_count_exactly_50(store: Store, cro
         try:
             tokens = await asyncio.gather(*(c.get(votes_url(target)) for c in clients))
             csrfs = [t.json()["csrf"] for t in tokens]
-            posts = [clients[i].post(votes_url(target), headers={"accept": "application/json"},
-                                     data={"tool": target.left_tool_id, "csrf": csrfs[i],
-                                           "verdict": "ship" if i < 30 else "skip"})
-                     for _ in range(4) for i in range(50)]
+            posts = [
+                clients[i].post(
+                    votes_url(target),
+                    headers={"accept": "application/json"},
+                    data={"tool": target.left_tool_id, "csrf": csrfs[i], "verdict": "ship" if i < 30 else "skip"},
+                )
+                for _ in range(4)
+                for i in range(50)
+            ]
             return [r.status_code for r in await asyncio.gather(*posts)]
         finally:
             await asyncio.gather(*(c.aclose() for c in clients))
@@ -105,8 +123,10 @@ def test_untrusted_input_gets_a_4xx_and_stores_nothing(store: Store, server: Vot
         "tool of no pair": (client.post(url, data={**form, "tool": "0" * 64}), 400),
         "verdict other than ship/skip": (client.post(url, data={**form, "verdict": "maybe"}), 400),
         "extra field": (client.post(url, data={**form, "weight": "100"}), 400),
-        "repeated field": (client.post(url, content=f"tool={target.left_tool_id}&tool=x&verdict=ship&csrf={csrf}",
-                                       headers=urlencoded), 400),
+        "repeated field": (
+            client.post(url, content=f"tool={target.left_tool_id}&tool=x&verdict=ship&csrf={csrf}", headers=urlencoded),
+            400,
+        ),
         "missing csrf": (client.post(url, data={"tool": form["tool"], "verdict": "ship"}), 400),
         "malformed body": (client.post(url, content=b"\xff\xfe&&=", headers=urlencoded), 400),
         "json body": (client.post(url, json=form), 415),
@@ -130,8 +150,9 @@ def test_rate_limit_answers_429_with_retry_after_and_spares_other_readers(store:
     target = the_pair(store)
     with VoteServer(store, limits=ServeLimits(burst=3, votes_per_second=0.01)) as server:
         client, csrf = new_reader(server, target)
-        statuses = [cast(client, target, target.left_tool_id, v, csrf).status_code
-                    for v in ("ship", "skip", "ship", "skip")]
+        statuses = [
+            cast(client, target, target.left_tool_id, v, csrf).status_code for v in ("ship", "skip", "ship", "skip")
+        ]
         limited = cast(client, target, target.left_tool_id, "skip", csrf)
         other, other_csrf = new_reader(server, target)
         assert cast(other, target, target.left_tool_id, "ship", other_csrf).status_code == 200
@@ -148,13 +169,23 @@ def test_server_is_the_single_writer_and_other_processes_can_still_read(store: S
         Store(store.path).acquire_writer()
     # The vote is acknowledged once journaled; it reaches the database within the server's fold interval.
     reading = subprocess.run(
-        [sys.executable, "-c", "import sys, time; from panel.store import connect; from pathlib import Path\n"
-         "for _ in range(100):\n"
-         "    con = connect(Path(sys.argv[1]), read_only=True); n = con.execute('SELECT count(*) FROM votes').fetchall()[0][0]\n"
-         "    con.close()\n"
-         "    if n: break\n"
-         "    time.sleep(0.1)\n"
-         "print(n)", str(store.path)], capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from panel.store import connect; from pathlib import Path\n"
+            "for _ in range(100):\n"
+            "    con = connect(Path(sys.argv[1]), read_only=True)\n"
+            "    n = con.execute('SELECT count(*) FROM votes').fetchall()[0][0]\n"
+            "    con.close()\n"
+            "    if n: break\n"
+            "    time.sleep(0.1)\n"
+            "print(n)",
+            str(store.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert reading.returncode == 0, reading.stderr
     assert reading.stdout.strip() == "1"
 
@@ -162,9 +193,13 @@ def test_server_is_the_single_writer_and_other_processes_can_still_read(store: S
 def test_panel_serve_command_serves_votes_and_stops_cleanly_on_ctrl_c(store: Store) -> None:
     target = the_pair(store)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    process = subprocess.Popen([sys.executable, "-c", "from panel.cli import main; main()", "serve", "--port", "0",
-                                "--db", str(store.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=dict(env, COLUMNS="200"))
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from panel.cli import main; main()", "serve", "--port", "0", "--db", str(store.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env, COLUMNS="200"),
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -205,7 +240,9 @@ def test_community_gap_is_panel_minus_community_in_points() -> None:
     assert community.gap(None) == "—"
 
 
-def test_static_page_stays_form_free_and_the_served_page_carries_the_vote_forms(store: Store, server: VoteServer) -> None:
+def test_static_page_stays_form_free_and_the_served_page_carries_the_vote_forms(
+    store: Store, server: VoteServer
+) -> None:
     target = the_pair(store)
     tally = tally_run(store.load_run(target.run_id))
     static = render_html(tally, tally.pairs[0])

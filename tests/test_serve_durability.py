@@ -15,12 +15,11 @@ import httpx2
 import pytest
 
 from panel.cli.community import stop_summary
-from panel.serve import VoteServer
 from panel.store import Store
 from panel.store.journal import Journal
+from panel.web.serve import VoteServer
 from tests.helpers import PANEL, copy_db
 from tests.vote_clients import TLS, cast, new_reader, the_pair, votes_url
-
 
 
 @pytest.fixture
@@ -31,9 +30,18 @@ def store(reviewed_db: Path, tmp_path: Path) -> Store:
 
 def hold_for_reading(db: Path) -> subprocess.Popen[str]:
     """Another process holding the database open read-only (as `panel sql` does) until its stdin closes."""
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1], "
-                               "read_only=True); print('holding', flush=True); sys.stdin.read()", str(db)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1], "
+            "read_only=True); print('holding', flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
     return holder
 
@@ -43,12 +51,16 @@ def stored_votes(db: Path) -> list[tuple[str, str]]:
         return con.execute("SELECT tool_id, verdict FROM votes ORDER BY vote_id").fetchall()
 
 
-def test_a_vote_acknowledged_while_a_reader_holds_the_database_survives_kill_9_and_is_stored_once(
-        store: Store) -> None:
+def test_a_vote_acknowledged_while_a_reader_holds_the_database_survives_kill_9_and_is_stored_once(store: Store) -> None:
     target = the_pair(store)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    server = subprocess.Popen([*PANEL, "serve", "--port", "0", "--db", str(store.path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=dict(env, COLUMNS="200"))
+    server = subprocess.Popen(
+        [*PANEL, "serve", "--port", "0", "--db", str(store.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env, COLUMNS="200"),
+    )
     holder: subprocess.Popen[str] | None = None
     try:
         assert server.stdout is not None
@@ -106,8 +118,9 @@ def test_an_append_while_a_fold_commits_does_not_wait_for_it_and_is_kept_for_the
     appended = threading.Event()
     with journal.folding() as records:  # the block stands for the database's transaction and commit
         assert [record["id"] for record in records] == ["folded"]
-        late = threading.Thread(target=lambda: (journal.append({"id": "late", "kind": "votes", "run_id": "r",
-                                                                "votes": []}), appended.set()))
+        late = threading.Thread(
+            target=lambda: (journal.append({"id": "late", "kind": "votes", "run_id": "r", "votes": []}), appended.set())
+        )
         late.start()
         # The old journal held its lock through the commit: a vote's acknowledgement waited for DuckDB.
         assert appended.wait(timeout=5), "the append waited for the fold"

@@ -12,8 +12,8 @@ import httpx2
 import pytest
 
 from panel.errors import PanelError
-from panel.serve import ServeLimits, VoteServer
 from panel.store import Store
+from panel.web.serve import ServeLimits, VoteServer
 from tests.vote_clients import TLS, cast, new_reader, stored_events, the_pair, votes_url
 
 # The figures README.md ("Community votes") documents for the default limits.
@@ -53,8 +53,9 @@ def made_up_token() -> str:
     return f"{secrets.token_urlsafe(16)}.{secrets.token_urlsafe(32)}"
 
 
-def test_a_made_up_or_tampered_voter_cookie_cannot_vote_and_gets_a_fresh_issued_one(store: Store,
-                                                                                  server: VoteServer) -> None:
+def test_a_made_up_or_tampered_voter_cookie_cannot_vote_and_gets_a_fresh_issued_one(
+    store: Store, server: VoteServer
+) -> None:
     target = the_pair(store)
     reader, _ = new_reader(server, target)
     issued = reader.cookies["panel_voter"]
@@ -68,8 +69,11 @@ def test_a_made_up_or_tampered_voter_cookie_cannot_vote_and_gets_a_fresh_issued_
         fresh = answer.cookies.get("panel_voter")
         assert fresh is not None and fresh != token  # the reader is issued a real cookie instead
         stuffer.cookies.clear()
-        refused = stuffer.post(votes_url(target), headers={"cookie": f"panel_voter={token}"},
-                               data={"tool": target.left_tool_id, "verdict": "ship", "csrf": answer.json()["csrf"]})
+        refused = stuffer.post(
+            votes_url(target),
+            headers={"cookie": f"panel_voter={token}"},
+            data={"tool": target.left_tool_id, "verdict": "ship", "csrf": answer.json()["csrf"]},
+        )
         assert refused.status_code == 403 and refused.text.count("\n") == 1
         assert_security_headers(refused)
     assert reader.get(votes_url(target)).json()["tools"][0]["votes"] == 0
@@ -94,8 +98,11 @@ def test_a_client_discarding_cookies_adds_no_more_than_the_documented_votes_a_mi
                 continue
             issued += 1
             for tool in (target.left_tool_id, target.right_tool_id):
-                client.post(votes_url(target), data={"tool": tool, "verdict": "ship", "csrf": answer.json()["csrf"]},
-                            headers={**spoofed, "accept": "application/json"})
+                client.post(
+                    votes_url(target),
+                    data={"tool": tool, "verdict": "ship", "csrf": answer.json()["csrf"]},
+                    headers={**spoofed, "accept": "application/json"},
+                )
         elapsed = time.monotonic() - started
     counted = {(tool, voter) for tool, voter, _ in stored_events(store)}
     assert issued <= DOCUMENTED_NEW_READERS_AT_ONCE + DOCUMENTED_NEW_READERS_PER_MINUTE * elapsed / 60 + 1
@@ -153,8 +160,11 @@ def test_a_forged_host_with_a_matching_origin_cannot_vote(store: Store, server: 
         rebound = client.post(votes_url(target), data=form, headers={"host": host, "origin": f"http://{host}"})
         assert rebound.status_code == 400
         assert_security_headers(rebound)
-    allowed_host_foreign_origin = client.post(votes_url(target), data=form, headers={
-        "host": f"localhost:{server.port}", "origin": f"http://evil.example:{server.port}"})
+    allowed_host_foreign_origin = client.post(
+        votes_url(target),
+        data=form,
+        headers={"host": f"localhost:{server.port}", "origin": f"http://evil.example:{server.port}"},
+    )
     assert allowed_host_foreign_origin.status_code == 403
     own = client.post(votes_url(target), data=form, headers={"origin": server.url, "accept": "application/json"})
     assert own.status_code == 200
@@ -169,8 +179,10 @@ def test_allow_host_adds_a_name_that_may_serve_and_vote(store: Store) -> None:
         host = f"votes.example.org:{server.port}"
         form = {"tool": target.left_tool_id, "verdict": "ship", "csrf": csrf}
         assert client.get(f"/runs/{target.run_id}/pairs/1", headers={"host": host}).status_code == 200
-        assert client.post(votes_url(target), data=form, headers={"host": host, "origin": f"http://{host}"}
-                           ).status_code == 303
+        assert (
+            client.post(votes_url(target), data=form, headers={"host": host, "origin": f"http://{host}"}).status_code
+            == 303
+        )
         assert client.get("/", headers={"host": "other.example.org"}).status_code == 400
     for bad in ("http://votes.example.org", "votes.example.org:8000", "votes.example.org/path", "", "a b"):
         with pytest.raises(PanelError, match="^--allow-host takes a host name"):
@@ -178,13 +190,17 @@ def test_allow_host_adds_a_name_that_may_serve_and_vote(store: Store) -> None:
 
 
 @pytest.mark.parametrize("number", ["9" * 5000, "0", "-1", "01", "2", "1e3", "１"])
-def test_a_pair_number_no_run_has_is_404_with_the_security_headers(store: Store, server: VoteServer,
-                                                                    number: str) -> None:
+def test_a_pair_number_no_run_has_is_404_with_the_security_headers(
+    store: Store, server: VoteServer, number: str
+) -> None:
     target = the_pair(store)
     client, csrf = new_reader(server, target)
     page = f"/runs/{target.run_id}/pairs/{number}"
-    answers = [client.get(page), client.get(page + "/votes"),
-               client.post(page + "/votes", data={"tool": target.left_tool_id, "verdict": "ship", "csrf": csrf})]
+    answers = [
+        client.get(page),
+        client.get(page + "/votes"),
+        client.post(page + "/votes", data={"tool": target.left_tool_id, "verdict": "ship", "csrf": csrf}),
+    ]
     for answer in answers:
         assert answer.status_code == 404 and answer.text == "no such pair\n"
         assert_security_headers(answer)
@@ -211,7 +227,10 @@ def test_a_vote_whose_csrf_token_is_not_ascii_is_refused_not_a_server_error(stor
     target = the_pair(store)
     client, _ = new_reader(server, target)
     for csrf in ("é", "%C3%A9", "\u0660" * 64):
-        refused = client.post(votes_url(target), data={"tool": target.left_tool_id, "verdict": "ship", "csrf": csrf},
-                              headers={"origin": server.url})
+        refused = client.post(
+            votes_url(target),
+            data={"tool": target.left_tool_id, "verdict": "ship", "csrf": csrf},
+            headers={"origin": server.url},
+        )
         assert refused.status_code == 403, refused.text
         assert_security_headers(refused)

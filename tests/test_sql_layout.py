@@ -21,7 +21,7 @@ SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own colours and bold; any other es
 
 
 def terminal(*args: str, columns: int) -> str:
-    """What `panel` prints on a terminal `columns` wide (rich takes the pipe for a terminal: FORCE_COLOR), uncoloured."""
+    """What `panel` prints on a terminal `columns` wide (FORCE_COLOR: rich takes the pipe for one), uncoloured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
     env.update(FORCE_COLOR="1", TERM="xterm-256color", COLUMNS=str(columns))
     result = subprocess.run([*PANEL, *args], capture_output=True, text=True, env=env, timeout=120)
@@ -55,8 +55,9 @@ def test_a_table_too_wide_for_the_terminal_prints_one_record_at_a_time(db: Path)
 
 
 def test_a_table_that_fits_the_terminal_stays_a_table(db: Path) -> None:
-    output = terminal("sql", "SELECT left_name, left_split, right_name, right_split FROM pair_summary",
-                      "--db", str(db), columns=80)
+    output = terminal(
+        "sql", "SELECT left_name, left_split, right_name, right_split FROM pair_summary", "--db", str(db), columns=80
+    )
     assert "│" in output and "SmolVLM2-2B" in output and "Perplexity Sonar Pro 2 API" in output
     assert max(len(line) for line in output.splitlines()) <= 80
     assert "record 1" not in output
@@ -73,10 +74,12 @@ def test_a_long_text_column_folds_in_a_table_while_the_others_keep_their_width(d
 
 
 def test_format_vertical_and_table_choose_the_layout_anywhere(db: Path) -> None:
-    vertical = CliRunner().invoke(app, ["sql", "SELECT left_name FROM pair_summary", "--db", str(db),
-                                        "--format", "vertical"])
-    assert vertical.exit_code == 0 and vertical.stdout.splitlines()[:2] == ["-[ record 1 of 1 ]",
-                                                                           "left_name: SmolVLM2-2B"]
-    table = CliRunner().invoke(app, ["sql", "SELECT left_name FROM pair_summary", "--db", str(db),
-                                     "--format", "table"])
+    vertical = CliRunner().invoke(
+        app, ["sql", "SELECT left_name FROM pair_summary", "--db", str(db), "--format", "vertical"]
+    )
+    assert vertical.exit_code == 0 and vertical.stdout.splitlines()[:2] == [
+        "-[ record 1 of 1 ]",
+        "left_name: SmolVLM2-2B",
+    ]
+    table = CliRunner().invoke(app, ["sql", "SELECT left_name FROM pair_summary", "--db", str(db), "--format", "table"])
     assert table.exit_code == 0 and "SmolVLM2-2B" in table.stdout and "1 row" in table.stdout

@@ -20,8 +20,10 @@ def _views(db: Path) -> dict[str, str]:
 def _database_at(db: Path, newest: int) -> None:
     """A database as a panel that knew migrations up to `newest` left it, without its views."""
     with duckdb.connect(str(db)) as con:
-        con.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                    "applied_at TIMESTAMPTZ NOT NULL)")
+        con.execute(
+            "CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+            "applied_at TIMESTAMPTZ NOT NULL)"
+        )
         for number, name, migration in MIGRATIONS:
             if number <= newest:
                 migration(con)

@@ -41,8 +41,11 @@ def test_every_file_in_tests_has_a_row_in_the_map_and_every_row_a_file() -> None
 def test_no_test_module_imports_another_test_module_or_conftest() -> None:
     offenders = {}
     for path in sorted(TESTS.glob("*.py")):
-        bad = [name for name in imported_modules(path)
-               if re.match(r"tests\.(test_\w+|conftest)(\.|$)", name) and name != f"tests.{path.stem}"]
+        bad = [
+            name
+            for name in imported_modules(path)
+            if re.match(r"tests\.(test_\w+|conftest)(\.|$)", name) and name != f"tests.{path.stem}"
+        ]
         if bad:
             offenders[path.name] = bad
     assert offenders == {}, "move what they share into a helper module (tests/README.md lists them)"
@@ -50,6 +53,9 @@ def test_no_test_module_imports_another_test_module_or_conftest() -> None:
 
 def test_the_import_check_sees_absolute_relative_and_nested_imports(tmp_path: Path) -> None:
     module = tmp_path / "test_example.py"
-    module.write_text("from tests.test_cli import run_panel\nfrom . import test_serve\nfrom .conftest import X\n"
-                      "def f():\n    import tests.test_page\n", encoding="utf-8")
+    module.write_text(
+        "from tests.test_cli import run_panel\nfrom . import test_serve\nfrom .conftest import X\n"
+        "def f():\n    import tests.test_page\n",
+        encoding="utf-8",
+    )
     assert imported_modules(module) == ["tests.test_cli", "tests.test_serve", "tests.conftest", "tests.test_page"]

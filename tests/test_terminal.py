@@ -18,8 +18,7 @@ from tests.helpers import PROJECT_ROOT, run_panel
 BRACKETED = "Tool [/bold] x"  # a closing tag with nothing open: rich raises MarkupError when it parses it
 LINKED = "[link=https://evil.example]x[/link]"  # parsed as markup, an OSC-8 hyperlink on a terminal
 # A reply with a hidden hyperlink, a right-to-left override, a screen clear and an 8-bit CSI.
-HOSTILE = (" \x1b]8;;https://evil.example\x1b\\click here\x1b]8;;\x1b\\ \u202edesrever\u202c"
-           " \x1b[2J\x9b31m the end.")
+HOSTILE = " \x1b]8;;https://evil.example\x1b\\click here\x1b]8;;\x1b\\ \u202edesrever\u202c \x1b[2J\x9b31m the end."
 HIDDEN = ("\x1b", "\x9b", "\u202e", "\u202c")
 # rich writes colour and links only to what it takes for a terminal; this makes it take a pipe for one.
 TERMINAL = {"FORCE_COLOR": "1", "TERM": "xterm-256color"}
@@ -40,13 +39,23 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("terminal")
     card = yaml.safe_load((PROJECT_ROOT / "runs" / "cards" / "smolvlm2-2b.yaml").read_text(encoding="utf-8"))
     run_file = folder / "brackets.yaml"
-    run_file.write_text(yaml.safe_dump({"title": "brackets", "pairs": [[dict(card, name=BRACKETED),
-                                                                        dict(card, name=LINKED)]]}),
-                        encoding="utf-8")
+    run_file.write_text(
+        yaml.safe_dump({"title": "brackets", "pairs": [[dict(card, name=BRACKETED), dict(card, name=LINKED)]]}),
+        encoding="utf-8",
+    )
     db = folder / "panel.duckdb"
     with FakeOpenAI(responder=hostile_model) as server:
-        result = run_panel("review", str(run_file), "--base-url", server.base_url, "--db", str(db),
-                           "--out", str(folder / "pages"), env_extra=TERMINAL)
+        result = run_panel(
+            "review",
+            str(run_file),
+            "--base-url",
+            server.base_url,
+            "--db",
+            str(db),
+            "--out",
+            str(folder / "pages"),
+            env_extra=TERMINAL,
+        )
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     return db, result.stdout
 
@@ -67,14 +76,31 @@ def test_render_prints_bracketed_tool_names_literally(reviewed: tuple[Path, str]
     assert_printed_literally(result.stdout)
 
 
-def test_override_and_overrides_print_bracketed_names_and_notes_literally(reviewed: tuple[Path, str],
-                                                                         tmp_path: Path) -> None:
+def test_override_and_overrides_print_bracketed_names_and_notes_literally(
+    reviewed: tuple[Path, str], tmp_path: Path
+) -> None:
     db = tmp_path / "panel.duckdb"
     db.write_bytes(reviewed[0].read_bytes())
     note = "see [bold]this[/bold] :x: \x1b]8;;https://evil.example\x1b\\here\x1b]8;;\x1b\\"
     for tool in (BRACKETED, LINKED):
-        result = run_panel("override", "--tool", tool, "--persona", "business", "--verdict", "skip", "--note", note,
-                           "--editor", "[red]ed[/red]", "--db", str(db), "--out", str(tmp_path), env_extra=TERMINAL)
+        result = run_panel(
+            "override",
+            "--tool",
+            tool,
+            "--persona",
+            "business",
+            "--verdict",
+            "skip",
+            "--note",
+            note,
+            "--editor",
+            "[red]ed[/red]",
+            "--db",
+            str(db),
+            "--out",
+            str(tmp_path),
+            env_extra=TERMINAL,
+        )
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         assert f"business on {tool}: ship → skip (by [red]ed[/red])" in result.stdout
     listed = run_panel("overrides", "--db", str(db), env_extra=TERMINAL)
@@ -85,15 +111,27 @@ def test_override_and_overrides_print_bracketed_names_and_notes_literally(review
 
 
 def test_an_error_message_with_an_emoji_code_prints_the_code(reviewed: tuple[Path, str]) -> None:
-    result = run_panel("override", "--tool", ":x: [bold]", "--persona", "business", "--verdict", "skip",
-                       "--db", str(reviewed[0]), env_extra=TERMINAL)
+    result = run_panel(
+        "override",
+        "--tool",
+        ":x: [bold]",
+        "--persona",
+        "business",
+        "--verdict",
+        "skip",
+        "--db",
+        str(reviewed[0]),
+        env_extra=TERMINAL,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "no tool ':x: [bold]'" in result.stderr
     assert "❌" not in result.stderr and "\x1b]8;" not in result.stderr
 
 
-REVIEWS = ("SELECT r.tool_name, v.review FROM run_verdicts r JOIN verdicts v USING (verdict_id) "
-           "ORDER BY r.tool_name, r.persona_id")
+REVIEWS = (
+    "SELECT r.tool_name, v.review FROM run_verdicts r JOIN verdicts v USING (verdict_id) "
+    "ORDER BY r.tool_name, r.persona_id"
+)
 
 
 @pytest.mark.parametrize("layout", ["table", "vertical"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from panel.serve import VoteServer
 from panel.store import Store
+from panel.web.serve import VoteServer
 from tests.browser import chromium
 from tests.helpers import copy_db
 
@@ -49,7 +49,9 @@ def test_clicking_a_vote_button_changes_the_community_figure(browser: Browser, s
         assert community_figure(page, target.left_name) == "100% Community · 1 vote"
         assert community_figure(page, target.right_name) == "— Community · 0 votes"
         assert "Panel vs community: −25 pts" in page.inner_text("body")  # panel 75%, readers 100%
-        assert page.get_by_role("button", name=f"Vote ship on {target.left_name}").get_attribute("aria-pressed") == "true"
+        assert (
+            page.get_by_role("button", name=f"Vote ship on {target.left_name}").get_attribute("aria-pressed") == "true"
+        )
 
         page.get_by_role("button", name=f"Vote skip on {target.left_name}").click()  # a change, not a second vote
         page.wait_for_load_state()

@@ -18,14 +18,13 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-
 from typer.testing import CliRunner
 
 from panel.agreement import fleiss_kappa
 from panel.cli import app
 from panel.errors import StoreError
-from panel.store.migrations import MIGRATIONS
 from panel.store import Store
+from panel.store.migrations import MIGRATIONS
 from panel.warehouse import export, run_query
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import EXAMPLE_RUN, PANEL, PROJECT_ROOT, run_panel
@@ -54,16 +53,28 @@ def file_digest(path: Path) -> str:
 def stored_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two runs a month apart: January splits the panel, February (a new skeptic prompt) ships everything."""
     h = History(tmp_path_factory.mktemp("history") / "panel.duckdb")
-    h.run("run-jan", "2024-01-10 09:00:00+00", [("Alpha", "Beta"), ("Gamma", "Delta")],
-          verdict_table(Alpha="skip skip ship ship", Beta="skip skip skip skip",
-                        Gamma="ship ship - skip", Delta="ship ship ship ship"),
-          attempts={("Gamma", "futurist"): 4, ("Delta", "skeptic"): 2})
+    h.run(
+        "run-jan",
+        "2024-01-10 09:00:00+00",
+        [("Alpha", "Beta"), ("Gamma", "Delta")],
+        verdict_table(
+            Alpha="skip skip ship ship",
+            Beta="skip skip skip skip",
+            Gamma="ship ship - skip",
+            Delta="ship ship ship ship",
+        ),
+        attempts={("Gamma", "futurist"): 4, ("Delta", "skeptic"): 2},
+    )
     h.refresh("run-jan", "Alpha", "builder", "ship", "2024-01-11 09:00:00+00")  # the current verdict: ship
     h.chair("run-jan", 0, "Alpha", "Beta", "2024-01-10 10:00:00+00")  # not a reviewer: in no panel figure
     # 23:30 in New York on 31 January is 1 February in UTC: months are UTC months.
-    h.run("run-feb", "2024-01-31 23:30:00-05:00", [("Alpha", "Beta")],
-          verdict_table(Alpha="ship ship ship ship", Beta="ship ship ship ship"),
-          persona_versions={"skeptic": "v2"})
+    h.run(
+        "run-feb",
+        "2024-01-31 23:30:00-05:00",
+        [("Alpha", "Beta")],
+        verdict_table(Alpha="ship ship ship ship", Beta="ship ship ship ship"),
+        persona_versions={"skeptic": "v2"},
+    )
     h.label("Alpha", "skeptic", "ship", "2024-01-01 00:00:00+00")
     h.label("Alpha", "skeptic", "skip", "2024-01-05 00:00:00+00")  # the latest label is the one in force
     h.label("Alpha", None, "ship", "2024-01-05 00:00:00+00")  # a tool-level label: not a persona's gold
@@ -85,9 +96,23 @@ def rows_as_dicts(path: Path, sql: str) -> list[dict]:
 # --- views ------------------------------------------------------------------------------------------------
 def test_pair_summary_gives_both_tools_ship_percent_and_split_with_overrides_and_refreshes(history: Path) -> None:
     rows = rows_as_dicts(history, "SELECT * FROM pair_summary")
-    got = [(r["run_id"], r["left_name"], r["left_ship_pct"], r["left_split"], r["left_unanimous"],
-            r["left_missing"], r["right_name"], r["right_ship_pct"], r["right_split"], r["right_unanimous"],
-            r["right_missing"], r["overridden"]) for r in rows]
+    got = [
+        (
+            r["run_id"],
+            r["left_name"],
+            r["left_ship_pct"],
+            r["left_split"],
+            r["left_unanimous"],
+            r["left_missing"],
+            r["right_name"],
+            r["right_ship_pct"],
+            r["right_split"],
+            r["right_unanimous"],
+            r["right_missing"],
+            r["overridden"],
+        )
+        for r in rows
+    ]
     assert got == [
         # Alpha: builder's refresh turned skip into ship (3-1); Beta: the editor's override of business (1-3).
         ("run-jan", "Alpha", 75.0, "3-1", False, 0, "Beta", 25.0, "1-3", False, 0, 1),
@@ -97,12 +122,16 @@ def test_pair_summary_gives_both_tools_ship_percent_and_split_with_overrides_and
 
 
 def test_persona_by_version_shows_how_a_prompt_version_moved_ship_rate_reasks_and_label_agreement(
-        history: Path) -> None:
-    rows = {(r["persona_id"], r["persona_version"]): r
-            for r in rows_as_dicts(history, "SELECT * FROM persona_by_version")}
+    history: Path,
+) -> None:
+    rows = {
+        (r["persona_id"], r["persona_version"]): r for r in rows_as_dicts(history, "SELECT * FROM persona_by_version")
+    }
     skeptic_v1, skeptic_v2 = rows[("skeptic", 1)], rows[("skeptic", 2)]
-    assert (skeptic_v1["persona_hash"], skeptic_v2["persona_hash"]) == (History.persona("skeptic", "v1").content_hash,
-                                                                        History.persona("skeptic", "v2").content_hash)
+    assert (skeptic_v1["persona_hash"], skeptic_v2["persona_hash"]) == (
+        History.persona("skeptic", "v1").content_hash,
+        History.persona("skeptic", "v2").content_hash,
+    )
     assert (skeptic_v1["answers"], skeptic_v1["ship_rate"], skeptic_v1["reask_rate"]) == (4, 0.5, 0.25)
     assert (skeptic_v2["answers"], skeptic_v2["ship_rate"], skeptic_v2["reask_rate"]) == (2, 1.0, 0.0)
     # Gold for (Alpha, skeptic) is the latest label, skip: v1 agreed, v2 did not.
@@ -124,8 +153,10 @@ def test_persona_by_month_uses_utc_months_and_editor_overrides_count_as_gold(his
     assert (january["answers"], january["ship_rate"]) == (4, 0.5)
     assert (february["answers"], february["ship_rate"]) == (2, 1.0)
     # The editor's override made (Beta, business) gold 'ship': January's model said skip, February's ship.
-    gold = rows_as_dicts(history, "SELECT DISTINCT label, label_source FROM persona_answers "
-                                  "WHERE persona_id = 'business' AND tool_name = 'Beta'")
+    gold = rows_as_dicts(
+        history,
+        "SELECT DISTINCT label, label_source FROM persona_answers WHERE persona_id = 'business' AND tool_name = 'Beta'",
+    )
     assert gold == [{"label": "ship", "label_source": "override by ed"}]
     assert (january["labelled"], january["label_agreement"]) == (1, 0.0)
     assert (february["labelled"], february["label_agreement"]) == (1, 1.0)
@@ -133,8 +164,9 @@ def test_persona_by_month_uses_utc_months_and_editor_overrides_count_as_gold(his
 
 def test_a_reverted_override_is_no_longer_gold(history: Path) -> None:
     History(history).override("run-jan", "Beta", "business", None, revert=True)  # what `panel override --revert` stores
-    business = rows_as_dicts(history, "SELECT labelled, label_agreement FROM persona_by_month "
-                                      "WHERE persona_id = 'business' ORDER BY month")
+    business = rows_as_dicts(
+        history, "SELECT labelled, label_agreement FROM persona_by_month WHERE persona_id = 'business' ORDER BY month"
+    )
     assert business == [{"labelled": 0, "label_agreement": None}] * 2
     pair = rows_as_dicts(history, "SELECT right_split, overridden FROM pair_summary WHERE run_id = 'run-jan'")[0]
     assert pair == {"right_split": "0-4", "overridden": 0}  # the page shows the model's verdict again
@@ -153,13 +185,18 @@ def test_run_agreement_is_fleiss_kappa_of_the_personas_own_verdicts(history: Pat
 
 def test_views_agree_with_the_rendered_page_for_a_reviewed_run(fake: FakeOpenAI, tmp_path: Path) -> None:
     db = tmp_path / "reviewed.duckdb"
-    reviewed = panel("review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(db),
-                         "--out", str(tmp_path / "pages"))
+    reviewed = panel(
+        "review", str(EXAMPLE_RUN), "--base-url", fake.base_url, "--db", str(db), "--out", str(tmp_path / "pages")
+    )
     assert reviewed.returncode == 0, reviewed.stderr
-    pair, = rows_as_dicts(db, "SELECT * FROM pair_summary")
+    (pair,) = rows_as_dicts(db, "SELECT * FROM pair_summary")
     assert (pair["left_ship_pct"], pair["left_split"], pair["right_ship_pct"], pair["right_split"]) == (
-        75.0, "3-1", 75.0, "3-1")  # the page's "75% Panel ship" on both tools
-    agreement, = rows_as_dicts(db, "SELECT fleiss_kappa FROM run_agreement")
+        75.0,
+        "3-1",
+        75.0,
+        "3-1",
+    )  # the page's "75% Panel ship" on both tools
+    (agreement,) = rows_as_dicts(db, "SELECT fleiss_kappa FROM run_agreement")
     assert agreement["fleiss_kappa"] == pytest.approx(-1 / 3)
 
 
@@ -172,8 +209,12 @@ def test_sql_prints_a_table_csv_or_json(history: Path) -> None:
     assert [row["left_name"] for row in as_csv] == ["Alpha", "Alpha", "Gamma"]
     assert as_csv[0]["started_at"] == "2024-02-01T04:30:00"  # times are printed in UTC
     as_json = json.loads(invoke("sql", query, "--db", str(history), "--format", "json"))
-    assert as_json[2] == {"run_id": "run-jan", "left_name": "Gamma", "left_ship_pct": pytest.approx(200 / 3),
-                          "started_at": "2024-01-10T09:00:00"}
+    assert as_json[2] == {
+        "run_id": "run-jan",
+        "left_name": "Gamma",
+        "left_ship_pct": pytest.approx(200 / 3),
+        "started_at": "2024-01-10T09:00:00",
+    }
 
 
 WRITES = [
@@ -200,8 +241,9 @@ WRITES = [
 
 
 @pytest.mark.parametrize("statement", WRITES)
-def test_sql_that_writes_or_touches_files_is_refused_and_changes_nothing(history: Path, tmp_path: Path,
-                                                                          statement: str) -> None:
+def test_sql_that_writes_or_touches_files_is_refused_and_changes_nothing(
+    history: Path, tmp_path: Path, statement: str
+) -> None:
     before = file_digest(history)
     out = tmp_path / "out"
     out.mkdir()
@@ -216,14 +258,16 @@ def test_refused_write_is_a_one_line_cli_error(history: Path) -> None:
     before = file_digest(history)
     result = panel("sql", "DELETE FROM verdicts", "--db", str(history))
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip() == ("error: refused: panel sql only reads (SELECT or EXPLAIN); "
-                                     "this is a DELETE statement")
+    assert result.stderr.strip() == (
+        "error: refused: panel sql only reads (SELECT or EXPLAIN); this is a DELETE statement"
+    )
     assert file_digest(history) == before
 
 
 def test_sql_error_names_the_problem_on_one_line(history: Path) -> None:
-    with pytest.raises(StoreError, match=r"^SQL error: Catalog Error: Table with name pair_sumary does not exist") \
-            as failed:
+    with pytest.raises(
+        StoreError, match=r"^SQL error: Catalog Error: Table with name pair_sumary does not exist"
+    ) as failed:
         run_query(history, "SELECT * FROM pair_sumary")
     assert "\n" not in str(failed.value)
 
@@ -263,9 +307,16 @@ def test_missing_database_is_not_created_by_a_query(tmp_path: Path) -> None:
 
 
 def test_database_locked_by_another_process_is_a_one_line_error(history: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
-                               "print('holding', flush=True); time.sleep(60)", str(history)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('holding', flush=True); time.sleep(60)",
+            str(history),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         result = panel("sql", "SELECT count(*) FROM verdicts", "--db", str(history), "--wait", "0.3")
@@ -288,17 +339,20 @@ def test_database_from_a_newer_panel_is_refused_and_left_as_it_was(history: Path
 def test_database_from_an_older_panel_is_upgraded_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL)")
+    con.execute(
+        "CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL)"
+    )
     for number, name, migration in MIGRATIONS[:2]:  # the walking skeleton's schema: no views yet
         migration(con)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
-    con.execute("INSERT INTO runs VALUES ('old-run', 'Old', 'r.yaml', 'm', NULL, 'prompt', '{}', 'finished', "
-                "now(), now())")
+    con.execute(
+        "INSERT INTO runs VALUES ('old-run', 'Old', 'r.yaml', 'm', NULL, 'prompt', '{}', 'finished', now(), now())"
+    )
     con.close()
     assert run_query(db, "SELECT run_id, subjects FROM run_agreement").rows == [("old-run", 0)]
     applied = run_query(db, "SELECT number FROM schema_migrations ORDER BY number").rows
-    assert [n for n, in applied] == [number for number, _, _ in MIGRATIONS]
+    assert [n for (n,) in applied] == [number for number, _, _ in MIGRATIONS]
 
 
 # --- panel export -------------------------------------------------------------------------------------------
@@ -306,9 +360,15 @@ def test_database_from_an_older_panel_is_upgraded_in_place_and_keeps_its_rows(tm
 def test_export_writes_every_table_and_view_with_all_rows(history: Path, tmp_path: Path, file_format: str) -> None:
     out = tmp_path / "export"
     invoke("export", "--format", file_format, "--out", str(out), "--db", str(history))
-    names = {name for name, in run_query(history, """
+    names = {
+        name
+        for (name,) in run_query(
+            history,
+            """
         SELECT table_name FROM duckdb_tables() WHERE NOT temporary
-        UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary""").rows}
+        UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary""",
+        ).rows
+    }
     assert {"verdicts", "labels", "pair_summary", "persona_by_month", "run_agreement"} <= names
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.{file_format}" for name in names)
     reader = "read_parquet" if file_format == "parquet" else "read_csv"
@@ -328,12 +388,23 @@ def test_export_library_reports_rows_per_object(history: Path, tmp_path: Path) -
 # --- reading while a review writes, in two processes ------------------------------------------------------
 def write_generated_run(folder: Path, pairs: int) -> Path:
     def card(number: int) -> dict:
-        return {"name": f"Generated Tool {number}", "category": "Developer Tools",
-                "tagline": f"Generated tool {number}", "description": f"Generated tool {number} for a long run.",
-                "pricing": {"entry": "Free", "details": "Free."}}
+        return {
+            "name": f"Generated Tool {number}",
+            "category": "Developer Tools",
+            "tagline": f"Generated tool {number}",
+            "description": f"Generated tool {number} for a long run.",
+            "pricing": {"entry": "Free", "details": "Free."},
+        }
+
     path = folder / "long-run.yaml"
-    path.write_text(yaml.safe_dump({"title": "A run that lasts several seconds",
-                                    "pairs": [[card(2 * i), card(2 * i + 1)] for i in range(pairs)]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "title": "A run that lasts several seconds",
+                "pairs": [[card(2 * i), card(2 * i + 1)] for i in range(pairs)],
+            }
+        )
+    )
     return path
 
 
@@ -341,15 +412,36 @@ def test_analysts_read_while_a_review_writes_in_another_process(tmp_path: Path) 
     pairs = 3  # 24 verdicts, two at a time, 0.3 s each: a review of about 4 s
     db = tmp_path / "live.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PANEL_"))}
-    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--port", "0", "--latency", "0.3"],
-                            stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, env=env)
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--port", "0", "--latency", "0.3"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+    )
     writer = None
     try:
         url = re.match(r"READY (\S+)", fake.stdout.readline()).group(1)
-        writer = subprocess.Popen([*PANEL, "review", str(write_generated_run(tmp_path, pairs)), "--base-url", url,
-                                   "--concurrency", "2", "--db", str(db), "--out", str(tmp_path / "pages")],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                  cwd=PROJECT_ROOT)
+        writer = subprocess.Popen(
+            [
+                *PANEL,
+                "review",
+                str(write_generated_run(tmp_path, pairs)),
+                "--base-url",
+                url,
+                "--concurrency",
+                "2",
+                "--db",
+                str(db),
+                "--out",
+                str(tmp_path / "pages"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
         assert writer.stdout.readline().startswith("run ")  # the database exists from here on
         counts, exports = [], 0
         while writer.poll() is None:
@@ -389,8 +481,11 @@ def documented_columns(doc: str) -> dict[str, set[str]]:
 def test_schema_doc_describes_every_table_column_and_view(tmp_path: Path) -> None:
     Store(tmp_path / "fresh.duckdb")
     documented = documented_columns(SCHEMA_DOC.read_text(encoding="utf-8"))
-    columns = run_query(tmp_path / "fresh.duckdb", """
+    columns = run_query(
+        tmp_path / "fresh.duckdb",
+        """
         SELECT table_name, column_name FROM duckdb_columns()
-        WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()""").rows
+        WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()""",
+    ).rows
     missing = [f"{table}.{column}" for table, column in columns if column not in documented.get(table, set())]
     assert missing == [], f"docs/schema.md does not describe: {', '.join(missing)}"

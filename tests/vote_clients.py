@@ -11,8 +11,8 @@ import ssl
 import duckdb
 import httpx2
 
-from panel.serve import VoteServer
 from panel.store import Store, VoteTarget
+from panel.web.serve import VoteServer
 
 # Building a TLS context costs ~80 ms per client; the loopback server is plain HTTP, so share one.
 TLS = ssl.create_default_context()
@@ -30,8 +30,11 @@ def votes_url(target: VoteTarget) -> str:
 
 def cast(client: httpx2.Client, target: VoteTarget, tool_id: str, verdict: str, csrf: str) -> httpx2.Response:
     """Post a vote as the API does (Accept: application/json answers with the new tallies)."""
-    return client.post(votes_url(target), data={"tool": tool_id, "verdict": verdict, "csrf": csrf},
-                       headers={"accept": "application/json"})
+    return client.post(
+        votes_url(target),
+        data={"tool": tool_id, "verdict": verdict, "csrf": csrf},
+        headers={"accept": "application/json"},
+    )
 
 
 def new_reader(server: VoteServer, target: VoteTarget) -> tuple[httpx2.Client, str]:

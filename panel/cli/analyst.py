@@ -29,8 +29,9 @@ TABLE_ROWS = 1000  # a terminal table beyond this is unreadable; csv and json pr
 # prints the rows vertically instead (18 columns squeezed into 80 are one character each).
 READABLE_WIDTH = 12
 
-WaitOption = Annotated[float, typer.Option(
-    "--wait", min=0, help="Seconds to wait while a running review holds the database for a write.")]
+WaitOption = Annotated[
+    float, typer.Option("--wait", min=0, help="Seconds to wait while a running review holds the database for a write.")
+]
 
 
 class SqlFormat(str, Enum):
@@ -52,13 +53,24 @@ class ExportFormat(str, Enum):
 @app.command("sql")
 def sql_command(
     query: Annotated[str, typer.Argument(help="One SELECT (or EXPLAIN) statement; see docs/schema.md.")],
-    output: Annotated[Optional[SqlFormat], typer.Option("--format", help=(
-        "table, vertical (one `column: value` line each, record by record), csv or json. Default: on a "
-        "terminal a table, or vertical when the table would not fit its width; piped or redirected, csv."))] = None,
-    timeout: Annotated[float, typer.Option(
-        min=0.1, help="Cancel the query after this many seconds (meanwhile a running review keeps its answers "
-                      "in its journal and stores them once the query ends).")]
-        = QUERY_TIMEOUT_S,
+    output: Annotated[
+        Optional[SqlFormat],
+        typer.Option(
+            "--format",
+            help=(
+                "table, vertical (one `column: value` line each, record by record), csv or json. Default: on a "
+                "terminal a table, or vertical when the table would not fit its width; piped or redirected, csv."
+            ),
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Cancel the query after this many seconds (meanwhile a running review keeps its answers "
+            "in its journal and stores them once the query ends).",
+        ),
+    ] = QUERY_TIMEOUT_S,
     wait: WaitOption = LOCK_RETRY_S,
     db: DbOption = None,
 ) -> None:
@@ -86,8 +98,10 @@ def sql_command(
 @app.command("export")
 def export_command(
     file_format: Annotated[ExportFormat, typer.Option("--format", help="parquet or csv.")] = ExportFormat.parquet,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for one file per table and view (default runs/export in the project).")]
-        = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Folder for one file per table and view (default runs/export in the project)."),
+    ] = None,
     wait: WaitOption = LOCK_RETRY_S,
     db: DbOption = None,
 ) -> None:
@@ -192,8 +206,9 @@ def _csv_value(value: Any) -> Any:
 
 
 def _print_json(result: QueryResult) -> None:
-    text = json.dumps([dict(zip(result.columns, row)) for row in result.rows], default=_json_value,
-                      ensure_ascii=False, indent=1)
+    text = json.dumps(
+        [dict(zip(result.columns, row)) for row in result.rows], default=_json_value, ensure_ascii=False, indent=1
+    )
     # json escapes C0 controls itself but passes DEL, C1 and bidi/zero-width characters raw: write those as
     # \u escapes too, so the terminal sees none of them and json.loads still gives back the exact value.
     print(HIDDEN_CHARACTER.sub(_json_escape, text))

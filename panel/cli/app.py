@@ -2,7 +2,8 @@
 
 Commands live beside it, grouped by who uses them: editor.py (review, render, override),
 maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve),
-configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings); they print through terminal.py's
+configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings); they
+print through terminal.py's
 consoles.
 """
 
@@ -23,33 +24,107 @@ from panel.errors import PanelError
 from panel.model.modes import MODES
 from panel.served_model import asks_served_model, with_served_model
 
-app = typer.Typer(help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="A panel of LLM reviewers judges pairs of AI tools and drafts comparison pages.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
-DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb in the project, or $PANEL_DB).")]
-OutOption = Annotated[Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages in the project).")]
+DbOption = Annotated[
+    Optional[Path], typer.Option("--db", help="DuckDB file (default runs/panel.duckdb in the project, or $PANEL_DB).")
+]
+OutOption = Annotated[
+    Optional[Path], typer.Option("--out", help="Folder for rendered pages (default runs/pages in the project).")
+]
 # The endpoint and persona options every model-calling command shares.
-EndpointOption = Annotated[Optional[str], typer.Option("--endpoint", help="Endpoint profile [endpoints.NAME] of panel.toml (default $PANEL_ENDPOINT, else endpoint = in panel.toml, else embedded).")]
-BaseUrlOption = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the profile's base_url; beats --endpoint's).")]
-ModelOption = Annotated[Optional[str], typer.Option(help="Model name to request (default $PANEL_MODEL, else the profile's model, else the only one the endpoint's /v1/models lists).")]
+EndpointOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--endpoint",
+        help="Endpoint profile [endpoints.NAME] of panel.toml "
+        "(default $PANEL_ENDPOINT, else endpoint = in panel.toml, else embedded).",
+    ),
+]
+BaseUrlOption = Annotated[
+    Optional[str],
+    typer.Option(
+        help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, else the profile's base_url; beats --endpoint's)."
+    ),
+]
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Model name to request "
+        "(default $PANEL_MODEL, else the profile's model, else the only one the endpoint's /v1/models lists)."
+    ),
+]
 ModeOption = Annotated[Optional[str], typer.Option(help=f"Structured-output mode: {', '.join(MODES)}.")]
-ConcurrencyOption = Annotated[Optional[int], typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model).")]
-TemperatureOption = Annotated[Optional[float], typer.Option(min=0, max=2, help="Sampling temperature (default 0.2, or [sampling] temperature).")]
-MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Per reply: most tokens one answer may have (default 700). The run-wide budget is --token-budget.")]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", min=0, help="Sampling seed sent with every request (default 7, or [sampling] seed).")]
-TimeoutOption = Annotated[Optional[float], typer.Option(min=0.1, help="Seconds one HTTP request may take (default 120); the SDK's tries multiply it.")]
-MaxRetriesOption = Annotated[Optional[int], typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2).")]
-MaxRequestsOption = Annotated[Optional[int], typer.Option(min=1, help="Budget: stop cleanly after this many HTTP requests (retries count).")]
-TokenBudgetOption = Annotated[Optional[int], typer.Option("--token-budget", min=1, help="Budget: stop cleanly once this many prompt+completion tokens are spent in the run.")]
-PersonasDirOption = Annotated[Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/ in the project).")]
-PromptsDirOption = Annotated[Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/ in the project).")]
+ConcurrencyOption = Annotated[
+    Optional[int],
+    typer.Option(min=1, max=256, help="Verdict requests in flight (default 8; 1 for the embedded model)."),
+]
+TemperatureOption = Annotated[
+    Optional[float], typer.Option(min=0, max=2, help="Sampling temperature (default 0.2, or [sampling] temperature).")
+]
+MaxTokensOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        help="Per reply: most tokens one answer may have (default 700). The run-wide budget is --token-budget.",
+    ),
+]
+SeedOption = Annotated[
+    Optional[int],
+    typer.Option("--seed", min=0, help="Sampling seed sent with every request (default 7, or [sampling] seed)."),
+]
+TimeoutOption = Annotated[
+    Optional[float],
+    typer.Option(min=0.1, help="Seconds one HTTP request may take (default 120); the SDK's tries multiply it."),
+]
+MaxRetriesOption = Annotated[
+    Optional[int],
+    typer.Option(min=0, max=10, help="SDK retries of one request on transport errors, 408/409/429/5xx (default 2)."),
+]
+MaxRequestsOption = Annotated[
+    Optional[int], typer.Option(min=1, help="Budget: stop cleanly after this many HTTP requests (retries count).")
+]
+TokenBudgetOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--token-budget",
+        min=1,
+        help="Budget: stop cleanly once this many prompt+completion tokens are spent in the run.",
+    ),
+]
+PersonasDirOption = Annotated[
+    Optional[Path], typer.Option("--personas-dir", help="Persona files (default personas/ in the project).")
+]
+PromptsDirOption = Annotated[
+    Optional[Path], typer.Option("--prompts-dir", help="Prompt templates (default prompts/ in the project).")
+]
 # USD per million tokens (also price_input/price_output in panel.toml); the cost line and stored attempts use them.
-PriceInputOption = Annotated[Optional[float], typer.Option("--price-input", min=0, help="USD per million prompt tokens, for the printed and stored cost (default: unknown; the embedded model: 0).")]
-PriceOutputOption = Annotated[Optional[float], typer.Option("--price-output", min=0, help="USD per million completion tokens.")]
+PriceInputOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--price-input",
+        min=0,
+        help="USD per million prompt tokens, for the printed and stored cost "
+        "(default: unknown; the embedded model: 0).",
+    ),
+]
+PriceOutputOption = Annotated[
+    Optional[float], typer.Option("--price-output", min=0, help="USD per million completion tokens.")
+]
 PersonaOption = Annotated[Optional[list[str]], typer.Option("--persona", help="Only these personas (repeatable).")]
 # Every command that loads run files; the name is cards.OUTSIDE_CARDS_FLAG, quoted by the error it lifts.
-AllowOutsideCardsOption = Annotated[bool, typer.Option(
-    "--allow-outside-cards", help="Let card paths leave the run file's folder (absolute paths, '..', symlinks).")]
+AllowOutsideCardsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-outside-cards", help="Let card paths leave the run file's folder (absolute paths, '..', symlinks)."
+    ),
+]
 
 
 class _State:
@@ -67,10 +142,15 @@ def _print_version(asked: bool) -> None:
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
-          version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
-                                                help="Print panel's version and exit.")] = False) -> None:
-    """Start: init, setup. Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export. Everyone: config."""
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print panel's version and exit.")
+    ] = False,
+) -> None:
+    """Start: init, setup. Editors: review, render. Maintainers: personas, lint, compare. Analysts: sql, export.
+
+    Everyone: config."""
     _State.debug = debug
 
 
@@ -82,8 +162,9 @@ def make_settings(db: Path | None = None, out: Path | None = None, **flags: obje
     return project_settings(None, db_path=db, out_dir=out, **flags)
 
 
-def model_settings(db: Path | None = None, out: Path | None = None, run_files: Sequence[Path] = (),
-                   **flags: object) -> Settings:
+def model_settings(
+    db: Path | None = None, out: Path | None = None, run_files: Sequence[Path] = (), **flags: object
+) -> Settings:
     """make_settings for a command that calls a model: a configured endpoint without a model gets the one its
     /v1/models lists (said on stderr), or a one-line error listing them.
 

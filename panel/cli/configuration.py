@@ -9,10 +9,26 @@ from typing import Annotated
 
 import typer
 
-from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxRequestsOption,
-                           MaxRetriesOption, MaxTokensOption, ModelOption, ModeOption, OutOption, PersonasDirOption,
-                           PromptsDirOption, SeedOption, TemperatureOption, TimeoutOption, TokenBudgetOption, app,
-                           console)
+from panel.cli.app import (
+    BaseUrlOption,
+    ConcurrencyOption,
+    DbOption,
+    EndpointOption,
+    MaxRequestsOption,
+    MaxRetriesOption,
+    MaxTokensOption,
+    ModelOption,
+    ModeOption,
+    OutOption,
+    PersonasDirOption,
+    PromptsDirOption,
+    SeedOption,
+    TemperatureOption,
+    TimeoutOption,
+    TokenBudgetOption,
+    app,
+    console,
+)
 from panel.config import KEYS, PROFILE, Settings, load_settings
 from panel.project import PROJECT_ENV, Project, find_project
 
@@ -30,27 +46,37 @@ def _shown(settings: Settings, name: str, value: object) -> str:
         return f"{value} ({'set' if os.environ.get(str(value)) else 'not set'}; the key itself is never shown)"
     if value is not None:
         return str(value)
-    return {"base_url": "none (the embedded model)",
-            "model": (f"{settings.model_name} (the embedded model)" if settings.embedded
-                      else "none (asked from the endpoint's /v1/models when a command calls the model)"),
-            "mode": f"{settings.structured_mode} (chosen for the endpoint)",
-            "concurrency": f"{settings.effective_concurrency} (chosen for the endpoint)",
-            "seed": "none", "max_requests": "none (no budget)", "token_budget": "none (no budget)",
-            }.get(name, "unknown")
+    return {
+        "base_url": "none (the embedded model)",
+        "model": (
+            f"{settings.model_name} (the embedded model)"
+            if settings.embedded
+            else "none (asked from the endpoint's /v1/models when a command calls the model)"
+        ),
+        "mode": f"{settings.structured_mode} (chosen for the endpoint)",
+        "concurrency": f"{settings.effective_concurrency} (chosen for the endpoint)",
+        "seed": "none",
+        "max_requests": "none (no budget)",
+        "token_budget": "none (no budget)",
+    }.get(name, "unknown")
 
 
 def config_entries(project: Project, settings: Settings) -> list[dict[str, object]]:
     """The effective settings as {key, value, shown, origin} rows, the project first; never a key's value."""
     origin = f"env {PROJECT_ENV}" if os.environ.get(PROJECT_ENV) else f"found from {Path.cwd()}"
-    rows: list[dict[str, object]] = [{"key": "project", "value": str(project.root), "shown": str(project.root),
-                                      "origin": origin}]
+    rows: list[dict[str, object]] = [
+        {"key": "project", "value": str(project.root), "shown": str(project.root), "origin": origin}
+    ]
     for key in KEYS:
         if key.table is None or key.key is None:  # flag-only switches are not settings to share
             continue
         value = getattr(settings, key.field)
-        row: dict[str, object] = {"key": _name(key.table, key.key),
-                                  "value": str(value) if isinstance(value, Path) else value,
-                                  "shown": _shown(settings, key.field, value), "origin": settings.origin(key.field)}
+        row: dict[str, object] = {
+            "key": _name(key.table, key.key),
+            "value": str(value) if isinstance(value, Path) else value,
+            "shown": _shown(settings, key.field, value),
+            "origin": settings.origin(key.field),
+        }
         if key.field == "api_key_env":
             row["set"] = bool(os.environ.get(str(value)))
         rows.append(row)
@@ -85,11 +111,27 @@ def config_command(
     Example: panel config --json
     """
     project = find_project()
-    settings = load_settings(project, {
-        "endpoint_name": endpoint, "base_url": base_url, "model": model, "mode": mode, "temperature": temperature,
-        "max_tokens": max_tokens, "seed": seed, "concurrency": concurrency, "timeout_s": timeout,
-        "max_retries": max_retries, "max_requests": max_requests, "token_budget": token_budget,
-        "personas_dir": personas_dir, "prompts_dir": prompts_dir, "db_path": db, "out_dir": out})
+    settings = load_settings(
+        project,
+        {
+            "endpoint_name": endpoint,
+            "base_url": base_url,
+            "model": model,
+            "mode": mode,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "concurrency": concurrency,
+            "timeout_s": timeout,
+            "max_retries": max_retries,
+            "max_requests": max_requests,
+            "token_budget": token_budget,
+            "personas_dir": personas_dir,
+            "prompts_dir": prompts_dir,
+            "db_path": db,
+            "out_dir": out,
+        },
+    )
     rows = config_entries(project, settings)
     if as_json:
         console.print(json.dumps([{k: v for k, v in row.items() if k != "shown"} for row in rows], indent=2))

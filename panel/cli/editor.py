@@ -13,11 +13,33 @@ from rich.table import Table
 from panel.answer_kinds import CHAIR_ID, kind_of
 from panel.answers import Answer
 from panel.chair import ChairOutcome
-from panel.cli.app import (AllowOutsideCardsOption, BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption,
-                           MaxRequestsOption, MaxRetriesOption, MaxTokensOption, ModelOption, ModeOption, OutOption,
-                           PersonaOption, PersonasDirOption, PriceInputOption, PriceOutputOption, PromptsDirOption,
-                           SeedOption, TemperatureOption, TimeoutOption, TokenBudgetOption, app, console, err_console,
-                           make_settings, model_settings)
+from panel.cli.app import (
+    AllowOutsideCardsOption,
+    BaseUrlOption,
+    ConcurrencyOption,
+    DbOption,
+    EndpointOption,
+    MaxRequestsOption,
+    MaxRetriesOption,
+    MaxTokensOption,
+    ModelOption,
+    ModeOption,
+    OutOption,
+    PersonaOption,
+    PersonasDirOption,
+    PriceInputOption,
+    PriceOutputOption,
+    PromptsDirOption,
+    SeedOption,
+    TemperatureOption,
+    TimeoutOption,
+    TokenBudgetOption,
+    app,
+    console,
+    err_console,
+    make_settings,
+    model_settings,
+)
 from panel.config import Settings
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run
 from panel.render import write_run_pages
@@ -65,7 +87,9 @@ def review_command(
     persona: PersonaOption = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
-    refresh: Annotated[bool, typer.Option(help="Ask again even for cached verdicts; old ones stay as history.")] = False,
+    refresh: Annotated[
+        bool, typer.Option(help="Ask again even for cached verdicts; old ones stay as history.")
+    ] = False,
     timeout: TimeoutOption = None,
     max_retries: MaxRetriesOption = None,
     max_requests: MaxRequestsOption = None,
@@ -82,12 +106,28 @@ def review_command(
 
     Example: panel review runs/example.yaml --concurrency 16 --max-requests 500
     """
-    settings = model_settings(db, out, [run_file], endpoint_name=endpoint, base_url=base_url, model=model,
-                              mode=mode, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
-                              seed=seed, timeout_s=timeout, max_retries=max_retries, max_requests=max_requests,
-                              token_budget=token_budget, price_input=price_input, price_output=price_output,
-                              personas_dir=personas_dir, prompts_dir=prompts_dir,
-                              allow_outside_cards=allow_outside_cards)
+    settings = model_settings(
+        db,
+        out,
+        [run_file],
+        endpoint_name=endpoint,
+        base_url=base_url,
+        model=model,
+        mode=mode,
+        concurrency=concurrency,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        timeout_s=timeout,
+        max_retries=max_retries,
+        max_requests=max_requests,
+        token_budget=token_budget,
+        price_input=price_input,
+        price_output=price_output,
+        personas_dir=personas_dir,
+        prompts_dir=prompts_dir,
+        allow_outside_cards=allow_outside_cards,
+    )
     try:  # Ctrl-C at any step (the chair, the render, the wait for a reader) keeps what was received
         with _ReviewPrinter(settings) as printer:
             outcome = draft_run(run_file, settings, refresh=refresh, personas=persona, progress=printer)
@@ -112,9 +152,15 @@ class _ReviewPrinter(DraftProgress):
         self.live = console.is_terminal
         self.failed = self.retries = self.tokens = 0
         self.started = time.monotonic()
-        self._bar = Progress(TextColumn("verdicts"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
-                             console=console, disable=not self.live)
+        self._bar = Progress(
+            TextColumn("verdicts"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not self.live,
+        )
         self._task = self._bar.add_task("review", total=None, counts="")
         self._asking = False
 
@@ -136,8 +182,10 @@ class _ReviewPrinter(DraftProgress):
     def planned(self, prepared: PreparedRun) -> None:
         """Name the run, its size and where it is asked."""
         where = "embedded model" if self.settings.embedded else self.settings.base_url
-        console.print(f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
-                      f"({self.settings.model_name}, mode {self.settings.structured_mode})")
+        console.print(
+            f"run {prepared.run_id}: {len(prepared.jobs)} verdicts from {where} "
+            f"({self.settings.model_name}, mode {self.settings.structured_mode})"
+        )
         self.started = time.monotonic()
 
     def asking(self, review: ReviewOutcome) -> None:
@@ -174,23 +222,31 @@ class _ReviewPrinter(DraftProgress):
 
 
 def _answer_line(answer: Answer) -> str:
-    verdict = kind_of(answer.verdict).choice(answer.verdict) if answer.verdict else f"no valid answer ({answer.failure})"
+    verdict = (
+        kind_of(answer.verdict).choice(answer.verdict) if answer.verdict else f"no valid answer ({answer.failure})"
+    )
     subject = answer.job.tool.name[:40]
     if answer.job.persona.id == CHAIR_ID:  # the chair judges the pair, not one tool
         subject = f"{answer.job.tool.name[:30]} vs {answer.job.rival.name[:30]}"
-    return (f"  {answer.job.persona.id:<9} on {subject}: {verdict} "
-            f"({len(answer.attempts)} attempt{'s' if len(answer.attempts) != 1 else ''}, {answer.latency_s:.1f} s)")
+    return (
+        f"  {answer.job.persona.id:<9} on {subject}: {verdict} "
+        f"({len(answer.attempts)} attempt{'s' if len(answer.attempts) != 1 else ''}, {answer.latency_s:.1f} s)"
+    )
 
 
 def _chair_lines(chair: ChairOutcome) -> list[str]:
     """What went wrong with the pair summaries, one line each, with how to get them."""
     lines = []
     if chair.not_asked:
-        lines.append(f"chair: {_summaries(chair.not_asked)} not asked, {chair.stop_reason}; "
-                     "rerun the same command to ask the chair (the stored verdicts are reused)")
+        lines.append(
+            f"chair: {_summaries(chair.not_asked)} not asked, {chair.stop_reason}; "
+            "rerun the same command to ask the chair (the stored verdicts are reused)"
+        )
     if chair.failed:
-        lines.append(f"chair: {_summaries(chair.failed)} got no valid answer; rerun the same command to ask again, "
-                     "or write one with panel override --persona chair")
+        lines.append(
+            f"chair: {_summaries(chair.failed)} got no valid answer; rerun the same command to ask again, "
+            "or write one with panel override --persona chair"
+        )
     return lines
 
 
@@ -199,8 +255,10 @@ def _summaries(count: int) -> str:
 
 
 def _outcome_line(outcome: ReviewOutcome, seconds: float) -> str:
-    return (f"{outcome.status}: {outcome.needed} verdicts, {outcome.cached} cached, {outcome.asked} asked, "
-            f"{outcome.failed} failed, {outcome.requests} requests, {outcome.tokens} tokens, {seconds:.1f} s")
+    return (
+        f"{outcome.status}: {outcome.needed} verdicts, {outcome.cached} cached, {outcome.asked} asked, "
+        f"{outcome.failed} failed, {outcome.requests} requests, {outcome.tokens} tokens, {seconds:.1f} s"
+    )
 
 
 @app.command("render")

@@ -10,11 +10,28 @@ from rich.table import Table
 
 from panel.answer_kinds import kind_of
 from panel.answers import Answer
-from panel.cli.app import AllowOutsideCardsOption
-from panel.cli.app import (BaseUrlOption, ConcurrencyOption, DbOption, EndpointOption, MaxTokensOption,
-                           ModelOption, ModeOption, OutOption, PersonaOption, PersonasDirOption, PriceInputOption,
-                           PriceOutputOption, PromptsDirOption, SeedOption, TemperatureOption, app, console,
-                           make_settings, model_settings)
+from panel.cli.app import (
+    AllowOutsideCardsOption,
+    BaseUrlOption,
+    ConcurrencyOption,
+    DbOption,
+    EndpointOption,
+    MaxTokensOption,
+    ModelOption,
+    ModeOption,
+    OutOption,
+    PersonaOption,
+    PersonasDirOption,
+    PriceInputOption,
+    PriceOutputOption,
+    PromptsDirOption,
+    SeedOption,
+    TemperatureOption,
+    app,
+    console,
+    make_settings,
+    model_settings,
+)
 from panel.cli.terminal import markup_text
 from panel.compare import Comparison, compare, render_compare_html, report_name, resolve_version
 from panel.config import Settings
@@ -43,13 +60,19 @@ def _rate(value: float | None, percent: bool = False) -> str:
 
 
 def _progress(answer: Answer) -> None:
-    verdict = kind_of(answer.verdict).choice(answer.verdict) if answer.verdict else f"no valid answer ({answer.failure or ''})"
+    verdict = (
+        kind_of(answer.verdict).choice(answer.verdict)
+        if answer.verdict
+        else f"no valid answer ({answer.failure or ''})"
+    )
     console.print(f"  asked {answer.job.persona.id} on {answer.job.tool.name[:40]}: {verdict}")
 
 
 @app.command("personas")
 def personas_command(
-    show: Annotated[Optional[str], typer.Option("--show", help="Print the stored text of this version (hash prefix).")] = None,
+    show: Annotated[
+        Optional[str], typer.Option("--show", help="Print the stored text of this version (hash prefix).")
+    ] = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
     db: DbOption = None,
@@ -72,9 +95,14 @@ def personas_command(
     for v in versions:
         name = {"persona": v.name, "templates": "templates"}.get(v.kind, v.kind)
         stored.add((name, v.content_hash))
-        table.add_row(name, v.content_hash[:12], "*" if current.get(name) == v.content_hash else "",
-                      f"{v.first_used_at:%Y-%m-%d %H:%M}" if v.first_used_at else "never",
-                      f"{v.last_used_at:%Y-%m-%d %H:%M}" if v.last_used_at else "—", str(v.verdict_count))
+        table.add_row(
+            name,
+            v.content_hash[:12],
+            "*" if current.get(name) == v.content_hash else "",
+            f"{v.first_used_at:%Y-%m-%d %H:%M}" if v.first_used_at else "never",
+            f"{v.last_used_at:%Y-%m-%d %H:%M}" if v.last_used_at else "—",
+            str(v.verdict_count),
+        )
     for name, digest in current.items():
         if (name, digest) not in stored:
             table.add_row(name, digest[:12], "*", "not yet used", "—", "0")
@@ -89,45 +117,75 @@ def lint_command(
     endpoint: EndpointOption = None,
     mode: ModeOption = None,
     base_url: BaseUrlOption = None,
-    max_prompt_tokens: Annotated[Optional[int], typer.Option("--max-prompt-tokens", min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens).")] = None,
+    max_prompt_tokens: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-prompt-tokens", min=1, help="Max prompt tokens (default: 4096 context minus the reply's max tokens)."
+        ),
+    ] = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
 ) -> None:
     """Render every persona x template x card without a model and check it; exit 1 on any error (for CI).
 
     Example: panel lint runs/example.yaml --prompts-dir prompts
     """
-    settings = make_settings(personas_dir=personas_dir, prompts_dir=prompts_dir, endpoint_name=endpoint,
-                             mode=mode, base_url=base_url, allow_outside_cards=allow_outside_cards)
+    settings = make_settings(
+        personas_dir=personas_dir,
+        prompts_dir=prompts_dir,
+        endpoint_name=endpoint,
+        mode=mode,
+        base_url=base_url,
+        allow_outside_cards=allow_outside_cards,
+    )
     report = lint(_run_files(run_files, settings), settings, max_prompt_tokens)
     for finding in report.findings:
         colour = "red" if finding.severity == "error" else "yellow"
-        console.print(f"[{colour}]{finding.severity}[/{colour}] {markup_text(finding.where)}: "
-                      f"{markup_text(finding.message)}", markup=True)
+        console.print(
+            f"[{colour}]{finding.severity}[/{colour}] {markup_text(finding.where)}: {markup_text(finding.message)}",
+            markup=True,
+        )
         if finding.example:
             console.print(f"    first seen: {finding.example}", style="dim")
     budget = max_prompt_tokens or default_token_budget(settings)
-    console.print(f"{report.renders} renders checked (mode {settings.structured_mode}); largest prompt "
-                  f"~{report.largest_prompt} of {budget} tokens ({report.token_counter}); "
-                  f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings")
+    console.print(
+        f"{report.renders} renders checked (mode {settings.structured_mode}); largest prompt "
+        f"~{report.largest_prompt} of {budget} tokens ({report.token_counter}); "
+        f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings"
+    )
     if report.errors:
         raise typer.Exit(code=1)
 
 
 def _compare_table(result: Comparison) -> Table:
     table = Table(title="Before → after, per persona")
-    for column in ("Persona", "Flipped", "Ship rate", "Accuracy", "Balanced acc.", "Cohen's κ", "Labelled",
-                   "Mean conf.", "Tokens", "Cost"):
+    for column in (
+        "Persona",
+        "Flipped",
+        "Ship rate",
+        "Accuracy",
+        "Balanced acc.",
+        "Cohen's κ",
+        "Labelled",
+        "Mean conf.",
+        "Tokens",
+        "Cost",
+    ):
         table.add_column(column, justify="left" if column == "Persona" else "right")
     for p in result.personas:
         b, a = result.before[p], result.after[p]
         flips = sum(1 for item in result.flips if item.persona_id == p)
-        table.add_row(p, f"{flips} of {a.verdicts}",
-                      f"{_rate(b.ship_rate, True)} → {_rate(a.ship_rate, True)}",
-                      f"{_rate(b.accuracy)} → {_rate(a.accuracy)}",
-                      f"{_rate(b.balanced_accuracy)} → {_rate(a.balanced_accuracy)}",
-                      f"{_rate(b.kappa)} → {_rate(a.kappa)}", f"{b.labelled} → {a.labelled}",
-                      f"{_rate(b.mean_confidence)} → {_rate(a.mean_confidence)}",
-                      f"{b.tokens} → {a.tokens}", f"{dollars(b.cost)} → {dollars(a.cost)}")
+        table.add_row(
+            p,
+            f"{flips} of {a.verdicts}",
+            f"{_rate(b.ship_rate, True)} → {_rate(a.ship_rate, True)}",
+            f"{_rate(b.accuracy)} → {_rate(a.accuracy)}",
+            f"{_rate(b.balanced_accuracy)} → {_rate(a.balanced_accuracy)}",
+            f"{_rate(b.kappa)} → {_rate(a.kappa)}",
+            f"{b.labelled} → {a.labelled}",
+            f"{_rate(b.mean_confidence)} → {_rate(a.mean_confidence)}",
+            f"{b.tokens} → {a.tokens}",
+            f"{dollars(b.cost)} → {dollars(a.cost)}",
+        )
     return table
 
 
@@ -135,11 +193,23 @@ def _compare_table(result: Comparison) -> Table:
 def compare_command(
     run_files: RunFilesArgument = None,
     persona: PersonaOption = None,
-    base: Annotated[Optional[list[str]], typer.Option("--base", help="Stored version(s) for the before side (hash prefix; default: each prompt's most recently used version).")] = None,
-    candidate: Annotated[Optional[list[str]], typer.Option("--candidate", help="Stored version(s) for the after side (default: the working tree).")] = None,
+    base: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--base",
+            help="Stored version(s) for the before side "
+            "(hash prefix; default: each prompt's most recently used version).",
+        ),
+    ] = None,
+    candidate: Annotated[
+        Optional[list[str]],
+        typer.Option("--candidate", help="Stored version(s) for the after side (default: the working tree)."),
+    ] = None,
     price_input: PriceInputOption = None,
     price_output: PriceOutputOption = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the HTML report (default <out>/compare/).")] = None,
+    html: Annotated[
+        Optional[Path], typer.Option("--html", help="Where to write the HTML report (default <out>/compare/).")
+    ] = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
     endpoint: EndpointOption = None,
@@ -158,27 +228,45 @@ def compare_command(
 
     Example: panel compare runs/example.yaml --persona skeptic
     """
-    settings = model_settings(db, out, run_files or [], endpoint_name=endpoint, base_url=base_url, model=model,
-                              mode=mode, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
-                              seed=seed, price_input=price_input, price_output=price_output,
-                              personas_dir=personas_dir, prompts_dir=prompts_dir,
-                              allow_outside_cards=allow_outside_cards)
+    settings = model_settings(
+        db,
+        out,
+        run_files or [],
+        endpoint_name=endpoint,
+        base_url=base_url,
+        model=model,
+        mode=mode,
+        concurrency=concurrency,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        price_input=price_input,
+        price_output=price_output,
+        personas_dir=personas_dir,
+        prompts_dir=prompts_dir,
+        allow_outside_cards=allow_outside_cards,
+    )
     store = Store(settings.db_path)
     result = compare(_run_files(run_files, settings), settings, store, base, candidate, persona, on_answer=_progress)
     for name, before, after in result.changes():
         console.print(f"{name}: {before} → {after}")
-    console.print(f"requests: before {result.requests['before']}, after {result.requests['after']} "
-                  "(cached answers cost none)")
+    console.print(
+        f"requests: before {result.requests['before']}, after {result.requests['after']} (cached answers cost none)"
+    )
     console.print(result.spent.line())
     console.print(_compare_table(result))
     console.print(f"{len(result.flips)} verdict(s) flipped")
     for item in result.flips:
+        before, after = item.before, item.after
+        if before is None or after is None:  # a flip has both sides; this only narrows the types
+            continue
         label = f" (label: {item.gold})" if item.gold else ""
-        console.print(f"\n{item.persona_id} on {item.tool_name}{label}: "
-                      f"{item.before.verdict} → {item.after.verdict}", style="bold")  # type: ignore[union-attr]
-        for heading, v in (("before", item.before), ("after", item.after)):
-            console.print(f"  {heading}: {v.headline} (confidence {_rate(v.confidence)})")  # type: ignore[union-attr]
-            console.print(f"    {v.review}", style="dim")  # type: ignore[union-attr]
+        console.print(
+            f"\n{item.persona_id} on {item.tool_name}{label}: {before.verdict} → {after.verdict}", style="bold"
+        )
+        for heading, v in (("before", before), ("after", after)):
+            console.print(f"  {heading}: {v.headline} (confidence {_rate(v.confidence)})")
+            console.print(f"    {v.review}", style="dim")
     path = html or settings.out_dir / "compare" / report_name(result)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_compare_html(result), encoding="utf-8")
@@ -187,25 +275,50 @@ def compare_command(
 
 def _check_table(report: ConsistencyReport) -> Table:
     table = Table(title=f"Consistency of run {report.run_id}")
-    for column in ("Persona", "Verdicts", "Ship rate", "Labelled base rate", "Swapped flips", "Blinded flips",
-                   "Contradictions", "Problems"):
+    for column in (
+        "Persona",
+        "Verdicts",
+        "Ship rate",
+        "Labelled base rate",
+        "Swapped flips",
+        "Blinded flips",
+        "Contradictions",
+        "Problems",
+    ):
         table.add_column(column, justify="left" if column in ("Persona", "Problems") else "right")
     for p in report.personas:
         flips = {v: f"{p.flips[v][0]}/{p.flips[v][1]} ({_rate(p.flip_rate(v), True)})" for v in (SWAPPED, BLINDED)}
-        table.add_row(p.persona_id, str(p.verdicts), _rate(p.ship_rate, True), _rate(p.base_rate, True),
-                      flips[SWAPPED], flips[BLINDED], str(len(p.contradictions)),
-                      "; ".join(p.problems) or "ok")
+        table.add_row(
+            p.persona_id,
+            str(p.verdicts),
+            _rate(p.ship_rate, True),
+            _rate(p.base_rate, True),
+            flips[SWAPPED],
+            flips[BLINDED],
+            str(len(p.contradictions)),
+            "; ".join(p.problems) or "ok",
+        )
     return table
 
 
 @app.command("check")
 def check_command(
-    run_file: Annotated[Optional[Path], typer.Argument(help="Run file whose verdicts to probe (default runs/example.yaml in the project).")] = None,
+    run_file: Annotated[
+        Optional[Path],
+        typer.Argument(help="Run file whose verdicts to probe (default runs/example.yaml in the project)."),
+    ] = None,
     sample: Annotated[Optional[int], typer.Option(min=1, help="Verdicts to re-ask per probe (default: all).")] = None,
-    sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed for choosing the sample (--seed is the sampling seed sent to the model).")] = 7,
+    sample_seed: Annotated[
+        int,
+        typer.Option(
+            "--sample-seed", help="Seed for choosing the sample (--seed is the sampling seed sent to the model)."
+        ),
+    ] = 7,
     persona: PersonaOption = None,
     max_flip_rate: Annotated[float, typer.Option(min=0, max=1, help="Fail a persona above this flip rate.")] = 0.25,
-    tolerance: Annotated[float, typer.Option(min=0, max=1, help="Fail a ship rate further than this from the labelled base rate.")] = 0.25,
+    tolerance: Annotated[
+        float, typer.Option(min=0, max=1, help="Fail a ship rate further than this from the labelled base rate.")
+    ] = 0.25,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
     endpoint: EndpointOption = None,
@@ -221,23 +334,46 @@ def check_command(
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
 ) -> None:
-    """Re-ask a sample with the tools swapped and names blinded; count flips, contradictions, ship-rate drift. Exit 1 on failure.
+    """Re-ask a sample with tools swapped and names blinded; count flips, contradictions, drift. Exit 1 on failure.
 
     Example: panel check runs/example.yaml --sample 4
     """
-    settings = model_settings(db, None, [run_file] if run_file else [], endpoint_name=endpoint,
-                              base_url=base_url, model=model, mode=mode, concurrency=concurrency,
-                              temperature=temperature, max_tokens=max_tokens, seed=seed, price_input=price_input,
-                              price_output=price_output, personas_dir=personas_dir, prompts_dir=prompts_dir,
-                              allow_outside_cards=allow_outside_cards)
-    report = check(run_file or settings.runs_dir / "example.yaml", settings, Store(settings.db_path), sample,
-                   sample_seed, persona, max_flip_rate, tolerance)
+    settings = model_settings(
+        db,
+        None,
+        [run_file] if run_file else [],
+        endpoint_name=endpoint,
+        base_url=base_url,
+        model=model,
+        mode=mode,
+        concurrency=concurrency,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        price_input=price_input,
+        price_output=price_output,
+        personas_dir=personas_dir,
+        prompts_dir=prompts_dir,
+        allow_outside_cards=allow_outside_cards,
+    )
+    report = check(
+        run_file or settings.runs_dir / "example.yaml",
+        settings,
+        Store(settings.db_path),
+        sample,
+        sample_seed,
+        persona,
+        max_flip_rate,
+        tolerance,
+    )
     console.print(_check_table(report))
     for p in report.personas:
         for tool, why in p.contradictions:
             console.print(f"  contradiction: {p.persona_id} on {tool}: {why}")
-    console.print(f"panel ship rate {_rate(report.panel_ship_rate, True)} vs labelled base rate "
-                  f"{_rate(report.panel_base_rate, True)}; {report.requests} requests made")
+    console.print(
+        f"panel ship rate {_rate(report.panel_ship_rate, True)} vs labelled base rate "
+        f"{_rate(report.panel_base_rate, True)}; {report.requests} requests made"
+    )
     console.print(report.spent.line())
     for problem in report.problems:
         console.print(f"[red]panel:[/red] {markup_text(problem)}", markup=True)
@@ -245,8 +381,11 @@ def check_command(
         raise typer.Exit(code=1)
 
 
-labels_app = typer.Typer(help="Gold labels: editors' ship/skip per tool and persona.\n\nExample: panel labels import runs/example-labels.jsonl",
-                         no_args_is_help=True)
+labels_app = typer.Typer(
+    help="Gold labels: editors' ship/skip per tool and persona.\n\n"
+    "Example: panel labels import runs/example-labels.jsonl",
+    no_args_is_help=True,
+)
 app.add_typer(labels_app, name="labels")
 
 
@@ -271,7 +410,9 @@ def labels_import_command(
 def labels_add_command(
     tool: Annotated[str, typer.Argument(help="Tool name exactly as on its card.")],
     verdict: Annotated[str, typer.Argument(help="ship or skip.")],
-    persona: Annotated[Optional[str], typer.Option(help="The persona this label is for (default: the tool overall).")] = None,
+    persona: Annotated[
+        Optional[str], typer.Option(help="The persona this label is for (default: the tool overall).")
+    ] = None,
     source: Annotated[str, typer.Option(help="Who labelled it.")] = "editor",
     personas_dir: PersonasDirOption = None,
     db: DbOption = None,
@@ -297,6 +438,11 @@ def labels_list_command(db: DbOption = None) -> None:
     for column in ("Tool", "Persona", "Verdict", "Source", "Added"):
         table.add_column(column)
     for label in labels:
-        table.add_row(label.tool_name, label.persona_id or "(overall)", label.verdict,
-                      label.source, f"{label.created_at:%Y-%m-%d}" if label.created_at else "")
+        table.add_row(
+            label.tool_name,
+            label.persona_id or "(overall)",
+            label.verdict,
+            label.source,
+            f"{label.created_at:%Y-%m-%d}" if label.created_at else "",
+        )
     console.print(table)

@@ -37,21 +37,61 @@ def _describe(override: Override, subject: str) -> str:
 
 @app.command("override")
 def override_command(
-    persona: Annotated[str, typer.Option("--persona", help="Persona id (builder, skeptic, futurist, business), or 'chair' for the panel summary.")],
-    tool: Annotated[Optional[str], typer.Option("--tool", help="The tool, by its name on the page (or a tool id prefix).")] = None,
+    persona: Annotated[
+        str,
+        typer.Option(
+            "--persona", help="Persona id (builder, skeptic, futurist, business), or 'chair' for the panel summary."
+        ),
+    ],
+    tool: Annotated[
+        Optional[str], typer.Option("--tool", help="The tool, by its name on the page (or a tool id prefix).")
+    ] = None,
     run_id: Annotated[Optional[str], typer.Argument(help="Run id or prefix (default: the latest run).")] = None,
-    pair: Annotated[Optional[int], typer.Option("--pair", help="The pair's number (its page's 01, 02, ...): needed when the tool is in several pairs; the chair takes it without --tool.")] = None,
-    verdict: Annotated[Optional[str], typer.Option("--verdict", help="ship or skip (for the chair: left, right, both or neither).")] = None,
-    quote: Annotated[Optional[str], typer.Option("--quote", help="The quote (or summary) the page shows instead of the model's; required where the model gave no valid answer.")] = None,
-    quote_file: Annotated[Optional[Path], typer.Option("--quote-file", exists=True, dir_okay=False, help="Read the quote from this UTF-8 file.")] = None,
-    headline: Annotated[Optional[str], typer.Option("--headline", help="The one-line headline (the chair's, or a reviewer's); a changed verdict or pick without one drops the model's.")] = None,
+    pair: Annotated[
+        Optional[int],
+        typer.Option(
+            "--pair",
+            help="The pair's number (its page's 01, 02, ...): needed when the tool is in several pairs; "
+            "the chair takes it without --tool.",
+        ),
+    ] = None,
+    verdict: Annotated[
+        Optional[str], typer.Option("--verdict", help="ship or skip (for the chair: left, right, both or neither).")
+    ] = None,
+    quote: Annotated[
+        Optional[str],
+        typer.Option(
+            "--quote",
+            help="The quote (or summary) the page shows instead of the model's; "
+            "required where the model gave no valid answer.",
+        ),
+    ] = None,
+    quote_file: Annotated[
+        Optional[Path],
+        typer.Option("--quote-file", exists=True, dir_okay=False, help="Read the quote from this UTF-8 file."),
+    ] = None,
+    headline: Annotated[
+        Optional[str],
+        typer.Option(
+            "--headline",
+            help="The one-line headline (the chair's, or a reviewer's); "
+            "a changed verdict or pick without one drops the model's.",
+        ),
+    ] = None,
     note: Annotated[Optional[str], typer.Option("--note", help="Why: kept with the override.")] = None,
-    editor: Annotated[str, typer.Option("--editor", envvar="PANEL_EDITOR", help="Who is editing (default $PANEL_EDITOR, else your login name).")] = "",
-    revert: Annotated[bool, typer.Option("--revert", help="Show the model's answer again (the override history stays).")] = False,
+    editor: Annotated[
+        str,
+        typer.Option(
+            "--editor", envvar="PANEL_EDITOR", help="Who is editing (default $PANEL_EDITOR, else your login name)."
+        ),
+    ] = "",
+    revert: Annotated[
+        bool, typer.Option("--revert", help="Show the model's answer again (the override history stays).")
+    ] = False,
     db: DbOption = None,
     out: OutOption = None,
 ) -> None:
-    """Change a persona's verdict, quote or headline (the chair's pick) on a stored run and re-render its pages; the model's answer stays stored.
+    """Change a verdict, quote or headline (or the chair's pick) of a stored run, re-render; the model's answer stays.
 
     Example: panel override --tool SmolVLM2-2B --persona business --verdict ship --note "free weights are the point"
     """
@@ -65,8 +105,12 @@ def override_command(
     store = Store.existing(settings.db_path)
     run_ref = store.resolve_run_id(run_id)
     saved, target = apply_override(store, run_ref, request)
-    console.print(f"override {saved.override_id}: {_describe(saved, target.subject)}", markup=False,
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"override {saved.override_id}: {_describe(saved, target.subject)}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     for page in write_run_pages(store, run_ref, settings.out_dir)[1]:
         console.print(f"page: {page}", markup=False, highlight=False, soft_wrap=True)
 
@@ -88,8 +132,17 @@ def overrides_command(
         table.add_column(column)
     for o in store.overrides(run_ref):
         pair = "all" if o.pair_index is None else str(o.pair_index + 1)  # rows from before pairs were recorded
-        cells = (str(o.override_id), o.created_at.strftime("%Y-%m-%d %H:%M"), o.editor, pair, o.tool_name,
-                 o.persona_id, o.model_verdict or "—", o.verdict or o.model_verdict or "—",
-                 "edited" if o.review is not None else "model's", o.note or "")
+        cells = (
+            str(o.override_id),
+            o.created_at.strftime("%Y-%m-%d %H:%M"),
+            o.editor,
+            pair,
+            o.tool_name,
+            o.persona_id,
+            o.model_verdict or "—",
+            o.verdict or o.model_verdict or "—",
+            "edited" if o.review is not None else "model's",
+            o.note or "",
+        )
         table.add_row(*(terminal_text(cell) for cell in cells))  # names and notes: never markup, no escapes
     console.print(table)

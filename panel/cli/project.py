@@ -14,14 +14,17 @@ from panel.errors import EndpointError
 from panel.model.embedded import require_embedded_runtime
 from panel.scaffold import NEXT_COMMAND, init_project
 
-setup_app = typer.Typer(help="Install what panel needs besides itself. Example: panel setup embedded",
-                        no_args_is_help=True)
+setup_app = typer.Typer(
+    help="Install what panel needs besides itself. Example: panel setup embedded", no_args_is_help=True
+)
 app.add_typer(setup_app, name="setup")
 
 
 @app.command("init")
 def init_command(
-    folder: Annotated[Path, typer.Argument(help="Folder of the new project (made if missing; default: here).")] = Path("."),
+    folder: Annotated[Path, typer.Argument(help="Folder of the new project (made if missing; default: here).")] = Path(
+        "."
+    ),
 ) -> None:
     """Write a ready project: panel.toml, personas/, prompts/, runs/example.yaml with its cards, .gitignore, README.md.
 

@@ -49,8 +49,12 @@ def tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
-def make_client(endpoint: Endpoint, settings: Settings, http_client: httpx2.AsyncClient | None = None,
-                before_request: Callable[[], None] | None = None) -> openai.AsyncOpenAI:
+def make_client(
+    endpoint: Endpoint,
+    settings: Settings,
+    http_client: httpx2.AsyncClient | None = None,
+    before_request: Callable[[], None] | None = None,
+) -> openai.AsyncOpenAI:
     """An async OpenAI client: the SDK owns transport and HTTP-status retries (max_retries).
 
     Every request it sends (retries too) first calls `before_request`, which may refuse it by raising
@@ -73,10 +77,19 @@ def make_client(endpoint: Endpoint, settings: Settings, http_client: httpx2.Asyn
         # The SDK's own defaults (timeouts, connection limits, redirects), plus our hooks. Not its aiohttp
         # transport: 1% faster here, but it reports a refused connection as a timeout.
         http_client = openai.DefaultAsyncHttpxClient(
-            verify=tls_context(), event_hooks={"request": [on_request], "response": [on_response]})
+            verify=tls_context(), event_hooks={"request": [on_request], "response": [on_response]}
+        )
     else:
         hooks = http_client.event_hooks
-        http_client.event_hooks = {**hooks, "request": [*hooks.get("request", []), on_request],
-                                   "response": [*hooks.get("response", []), on_response]}
-    return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=api_key(settings), timeout=settings.timeout_s,
-                              max_retries=settings.max_retries, http_client=http_client)
+        http_client.event_hooks = {
+            **hooks,
+            "request": [*hooks.get("request", []), on_request],
+            "response": [*hooks.get("response", []), on_response],
+        }
+    return openai.AsyncOpenAI(
+        base_url=endpoint.base_url,
+        api_key=api_key(settings),
+        timeout=settings.timeout_s,
+        max_retries=settings.max_retries,
+        http_client=http_client,
+    )

@@ -22,8 +22,10 @@ from panel.model.endpoint import Endpoint
 
 READY_TIMEOUT_S = 90.0
 # Both ways out for a user with neither the embedded runtime nor an endpoint.
-NOT_INSTALLED = ("the embedded model is not installed (run `panel setup embedded`), or point panel at an "
-                 "endpoint (--endpoint NAME / OPENAI_BASE_URL)")
+NOT_INSTALLED = (
+    "the embedded model is not installed (run `panel setup embedded`), or point panel at an "
+    "endpoint (--endpoint NAME / OPENAI_BASE_URL)"
+)
 
 
 def require_embedded_runtime() -> None:
@@ -58,19 +60,36 @@ def embedded_server(log_path: Path | None = None, n_ctx: int = 4096) -> Iterator
     require_embedded_runtime()
     model_path = embedded_model_path()
     port = _free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
-               "--model_alias", EMBEDDED_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", str(n_ctx), "--n_threads", str(max(1, os.cpu_count() or 1)), "--verbose", "False"]
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path),
+        "--model_alias",
+        EMBEDDED_MODEL_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(max(1, os.cpu_count() or 1)),
+        "--verbose",
+        "False",
+    ]
+    log = open(log_path, "ab") if log_path else None
+    output = log or subprocess.DEVNULL
     # Its own session, so Ctrl-C in the terminal reaches us and we stop it in order.
-    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    process = subprocess.Popen(command, stdout=output, stderr=output, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_ready(process, base_url)
         yield Endpoint(base_url, EMBEDDED_MODEL_NAME, embedded=True)
     finally:
         _stop(process)
-        if log_path:
+        if log:
             log.close()
 
 

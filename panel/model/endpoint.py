@@ -39,7 +39,7 @@ def normalise_base_url(base_url: str) -> str:
         host = f"{host}:{port}"
     path = parts.path.rstrip("/")
     if path.endswith("/v1"):
-        path = path[:-len("/v1")]
+        path = path[: -len("/v1")]
     query = f"?{parts.query}" if parts.query else ""
     return f"{scheme}://{host}{path}{query}"
 
@@ -66,5 +66,7 @@ def missing_key_warning(settings: Settings) -> str | None:
     """One line to warn with when a remote endpoint is configured and its key variable is unset or empty."""
     if settings.embedded or os.environ.get(settings.api_key_env) or is_loopback(settings.base_url or ""):
         return None
-    return (f"warning: {settings.api_key_env} is not set and the endpoint is not on this machine: "
-            "it will likely refuse requests")
+    return (
+        f"warning: {settings.api_key_env} is not set and the endpoint is not on this machine: "
+        "it will likely refuse requests"
+    )

@@ -52,8 +52,11 @@ def gguf_sha256(path: Path, size: int, mtime_ns: int) -> str:
         known = {}
     known = known if isinstance(known, dict) else {}
     cached = known.get(entry)
-    if isinstance(cached, dict) and (cached.get("size"), cached.get("mtime_ns")) == (size, mtime_ns) \
-            and isinstance(cached.get("sha256"), str):
+    if (
+        isinstance(cached, dict)
+        and (cached.get("size"), cached.get("mtime_ns")) == (size, mtime_ns)
+        and isinstance(cached.get("sha256"), str)
+    ):
         return cached["sha256"]
     digest = hashlib.sha256()
     with open(path, "rb") as model:

@@ -21,8 +21,12 @@ REASK_ECHO_LIMIT = 2000
 
 
 def _request_json_schema(schema: dict) -> dict[str, Any]:
-    return {"response_format": {"type": "json_schema",
-                                "json_schema": {"name": "verdict", "schema": schema, "strict": False}}}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "verdict", "schema": schema, "strict": False},
+        }
+    }
 
 
 def _request_json_object_schema(schema: dict) -> dict[str, Any]:
@@ -30,9 +34,15 @@ def _request_json_object_schema(schema: dict) -> dict[str, Any]:
 
 
 def _request_tools(schema: dict) -> dict[str, Any]:
-    return {"tools": [{"type": "function", "function": {
-                "name": TOOL_NAME, "description": "Submit your verdict.", "parameters": schema}}],
-            "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}}}
+    return {
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": TOOL_NAME, "description": "Submit your verdict.", "parameters": schema},
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
+    }
 
 
 def _request_prompt(schema: dict) -> dict[str, Any]:
@@ -53,8 +63,10 @@ def _reply_tool_arguments(reply: ChatReply) -> str | None:
 def _reask_with_echo(text: str | None, feedback: str) -> list[dict[str, str]]:
     # The answer goes back as the assistant's turn (tool arguments too: the request forces the tool again), then
     # only our own validation message, never an API error.
-    return [{"role": "assistant", "content": (text or "")[:REASK_ECHO_LIMIT]},
-            {"role": "user", "content": feedback + " Reply again with only the corrected JSON object."}]
+    return [
+        {"role": "assistant", "content": (text or "")[:REASK_ECHO_LIMIT]},
+        {"role": "user", "content": feedback + " Reply again with only the corrected JSON object."},
+    ]
 
 
 @dataclass(frozen=True)
@@ -67,12 +79,15 @@ class Mode:
     reask: Callable[[str | None, str], list[dict[str, str]]]
 
 
-MODE_TABLE: dict[str, Mode] = {mode.name: mode for mode in (
-    Mode("json_schema", _request_json_schema, _reply_content, _reask_with_echo),
-    Mode("json_object_schema", _request_json_object_schema, _reply_content, _reask_with_echo),
-    Mode("tools", _request_tools, _reply_tool_arguments, _reask_with_echo),
-    Mode("prompt", _request_prompt, _reply_content, _reask_with_echo),
-)}
+MODE_TABLE: dict[str, Mode] = {
+    mode.name: mode
+    for mode in (
+        Mode("json_schema", _request_json_schema, _reply_content, _reask_with_echo),
+        Mode("json_object_schema", _request_json_object_schema, _reply_content, _reask_with_echo),
+        Mode("tools", _request_tools, _reply_tool_arguments, _reask_with_echo),
+        Mode("prompt", _request_prompt, _reply_content, _reask_with_echo),
+    )
+}
 
 
 def get_mode(name: str) -> Mode:

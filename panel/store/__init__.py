@@ -29,10 +29,33 @@ process, readers included. So:
 
 from panel.store.connection import LOCK_RETRY_S, connect
 from panel.store.database import Store
-from panel.store.records import (AnsweredVerdict, GoldLabel, Override, PromptVersion, StoredRun, StoredVerdict,
-                                  VoteEvent, VoteTarget)
+from panel.store.records import (
+    AnsweredVerdict,
+    GoldLabel,
+    Override,
+    PromptVersion,
+    StoredRun,
+    StoredVerdict,
+    VoteEvent,
+    VoteTarget,
+)
 from panel.store.writer import BATCH_INTERVAL_S, BATCH_SIZE, FOLD_WAIT_S, SETTLE_WAIT_S, AnswerWriter
 
-__all__ = ["LOCK_RETRY_S", "connect", "Store", "AnsweredVerdict", "GoldLabel", "Override", "PromptVersion", "StoredRun",
-           "StoredVerdict", "VoteEvent", "VoteTarget", "BATCH_INTERVAL_S", "BATCH_SIZE", "FOLD_WAIT_S",
-           "SETTLE_WAIT_S", "AnswerWriter"]
+__all__ = [
+    "LOCK_RETRY_S",
+    "connect",
+    "Store",
+    "AnsweredVerdict",
+    "GoldLabel",
+    "Override",
+    "PromptVersion",
+    "StoredRun",
+    "StoredVerdict",
+    "VoteEvent",
+    "VoteTarget",
+    "BATCH_INTERVAL_S",
+    "BATCH_SIZE",
+    "FOLD_WAIT_S",
+    "SETTLE_WAIT_S",
+    "AnswerWriter",
+]

@@ -29,8 +29,9 @@ def _is_lock_conflict(error: Exception) -> bool:
     return "lock" in str(error).lower() and "conflict" in str(error).lower() or "Could not set lock" in str(error)
 
 
-def connect(path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S,
-            config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S, config: dict[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open the database (with DuckDB `config` options), retrying while another process holds it briefly.
 
     Raises DatabaseBusy if it is still held after `wait_s`, StoreError if it cannot be opened at all.
@@ -64,10 +65,12 @@ def unusable(path: Path, error: duckdb.Error, doing: str) -> StoreError:
     elif "Could not read enough bytes" in text:
         reason = "it is damaged (the file ends before its last block: truncated?)"
     else:
-        return StoreError(f"{path}: cannot {doing} the database (DuckDB {type(error).__name__}; "
-                          "--debug shows its message)")
-    return StoreError(f"{path}: cannot {doing} the database: {reason}; restore it from a backup or give --db "
-                      "another file")
+        return StoreError(
+            f"{path}: cannot {doing} the database (DuckDB {type(error).__name__}; --debug shows its message)"
+        )
+    return StoreError(
+        f"{path}: cannot {doing} the database: {reason}; restore it from a backup or give --db another file"
+    )
 
 
 def records(cursor: duckdb.DuckDBPyConnection, record: type[Record]) -> list[Record]:
@@ -245,8 +248,9 @@ class Database:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise StoreError(f"{self.path}: another panel run is writing this database ({holder}); "
-                             "wait for it to finish or use --db") from None
+            raise StoreError(
+                f"{self.path}: another panel run is writing this database ({holder}); wait for it to finish or use --db"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
@@ -259,4 +263,3 @@ class Database:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
-

@@ -15,7 +15,9 @@ class MaintainerStore(Database):
     def prompt_versions(self, kind: str | None = None) -> list[PromptVersion]:
         """Every stored persona/templates version with first and last use and valid verdicts produced."""
         with self.reader() as con:
-            return records(con.execute("""
+            return records(
+                con.execute(
+                    """
                 WITH used AS (
                     SELECT false AS is_templates, persona_hash AS content_hash, min(created_at) AS first_used,
                            max(created_at) AS last_used, count(*) FILTER (WHERE valid) AS n
@@ -28,7 +30,11 @@ class MaintainerStore(Database):
                 FROM prompt_versions p
                 LEFT JOIN used u ON u.content_hash = p.content_hash AND u.is_templates = (p.kind = 'templates')
                 WHERE ? IS NULL OR p.kind = ?
-                ORDER BY p.kind, p.name, coalesce(u.first_used, p.first_seen_at)""", [kind, kind]), PromptVersion)
+                ORDER BY p.kind, p.name, coalesce(u.first_used, p.first_seen_at)""",
+                    [kind, kind],
+                ),
+                PromptVersion,
+            )
 
     def add_labels(self, labels: list[GoldLabel]) -> int:
         """Store gold labels, skipping exact repeats (a re-import adds nothing); return how many were new."""
@@ -36,15 +42,25 @@ class MaintainerStore(Database):
         now = datetime.now(timezone.utc)
         with self.transaction() as con:
             for label in labels:
-                repeat = con.execute("""
+                repeat = con.execute(
+                    """
                     SELECT count(*) FROM labels WHERE tool_name = ? AND persona_id IS NOT DISTINCT FROM ?
                     AND verdict = ? AND source = ? AND review IS NOT DISTINCT FROM ?""",
-                    [label.tool_name, label.persona_id, label.verdict, label.source, label.review]).fetchall()[0][0]
+                    [label.tool_name, label.persona_id, label.verdict, label.source, label.review],
+                ).fetchall()[0][0]
                 if not repeat:
-                    con.execute("""INSERT INTO labels (tool_name, persona_id, verdict, source, review, created_at)
+                    con.execute(
+                        """INSERT INTO labels (tool_name, persona_id, verdict, source, review, created_at)
                                    VALUES (?, ?, ?, ?, ?, ?)""",
-                                [label.tool_name, label.persona_id, label.verdict, label.source, label.review,
-                                 label.created_at or now])
+                        [
+                            label.tool_name,
+                            label.persona_id,
+                            label.verdict,
+                            label.source,
+                            label.review,
+                            label.created_at or now,
+                        ],
+                    )
                     added += 1
         return added
 

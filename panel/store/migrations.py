@@ -203,23 +203,31 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
 
 def applied(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Migration numbers already applied to this database (works read-only once the table exists)."""
-    if not con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
-                       "AND schema_name = 'main' AND table_name = 'schema_migrations'").fetchall():
+    if not con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'schema_migrations'"
+    ).fetchall():
         if _holds_objects(con):  # someone else's database: giving it the panel schema would mix the two
-            raise StoreError("not a panel database (it has tables of its own and no panel migration record); "
-                             "give --db a panel database or a new file")
-        con.execute("CREATE TABLE schema_migrations ("
-                    "number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)")
+            raise StoreError(
+                "not a panel database (it has tables of its own and no panel migration record); "
+                "give --db a panel database or a new file"
+            )
+        con.execute(
+            "CREATE TABLE schema_migrations ("
+            "number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        )
     return [row[0] for row in con.execute("SELECT number FROM schema_migrations ORDER BY number").fetchall()]
 
 
 def _holds_objects(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the database has any table, view or sequence of its own (an empty DuckDB file has none)."""
     where = "database_name = current_database() AND NOT internal AND NOT temporary"
-    return bool(con.execute(f"""SELECT 1 FROM duckdb_tables() WHERE {where} UNION ALL
+    return bool(
+        con.execute(f"""SELECT 1 FROM duckdb_tables() WHERE {where} UNION ALL
                                 SELECT 1 FROM duckdb_views() WHERE {where} UNION ALL
                                 SELECT 1 FROM duckdb_sequences() WHERE database_name = current_database()
-                                AND NOT temporary LIMIT 1""").fetchall())
+                                AND NOT temporary LIMIT 1""").fetchall()
+    )
 
 
 def pending(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, Migration]]:
@@ -227,8 +235,9 @@ def pending(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, Migration]]:
     done = applied(con)
     newest = MIGRATIONS[-1][0]
     if done and max(done) > newest:
-        raise StoreError(f"database schema version {max(done)} is newer than this panel "
-                         f"(knows up to {newest}): upgrade panel")
+        raise StoreError(
+            f"database schema version {max(done)} is newer than this panel (knows up to {newest}): upgrade panel"
+        )
     return [m for m in MIGRATIONS if m[0] not in done]
 
 

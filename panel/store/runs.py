@@ -17,8 +17,15 @@ from panel.personas import Persona, PromptTemplates
 from panel.store.connection import LOCK_RETRY_S, OPEN_WAIT_S, Database, named_rows, records, unusable
 from panel.store.migrations import migrate
 from panel.store.records import AnsweredVerdict, StoredRun, StoredVerdict
-from panel.store.run_writes import (answers_record, copy_run, fold, items_record, journaled_answers, run_record,
-                                    status_record)
+from panel.store.run_writes import (
+    answers_record,
+    copy_run,
+    fold,
+    items_record,
+    journaled_answers,
+    run_record,
+    status_record,
+)
 from panel.store.schema import insert_probe_rows
 from panel.store.views import current_verdicts
 
@@ -31,21 +38,41 @@ def _stored_verdict(row: dict[str, Any]) -> StoredVerdict:
     # The model's headline argued for the model's verdict (or pick): a changed one drops it.
     headline = row["override_headline"] or (row["model_headline"] if shown == row["model_verdict"] else None)
     return StoredVerdict(
-        row["persona_id"], row["tool_id"], shown, row["confidence"], headline,
+        row["persona_id"],
+        row["tool_id"],
+        shown,
+        row["confidence"],
+        headline,
         row["override_review"] or row["model_review"],
-        json.loads(row["key_points_json"]) if row["key_points_json"] else [], row["valid"], row["attempt_count"],
-        row["model"], row["persona_hash"], json.loads(row["flags_json"]), row["created_at"],
-        model_verdict=row["model_verdict"], model_review=row["model_review"],
+        json.loads(row["key_points_json"]) if row["key_points_json"] else [],
+        row["valid"],
+        row["attempt_count"],
+        row["model"],
+        row["persona_hash"],
+        json.loads(row["flags_json"]),
+        row["created_at"],
+        model_verdict=row["model_verdict"],
+        model_review=row["model_review"],
         override_editor=row["override_editor"] if changed else None,
-        override_at=row["override_at"] if changed else None)
+        override_at=row["override_at"] if changed else None,
+    )
 
 
 class RunStore(Database):
     """Runs and verdicts: what a review, compare or check writes and what tally and render read."""
 
-    def begin_run(self, run_id: str, spec: RunSpec, settings: Settings, personas: list[Persona],
-                  templates: PromptTemplates, jobs: list[VerdictJob], purpose: str = "review",
-                  wait_s: float = LOCK_RETRY_S, rehearse: bool = False) -> None:
+    def begin_run(
+        self,
+        run_id: str,
+        spec: RunSpec,
+        settings: Settings,
+        personas: list[Persona],
+        templates: PromptTemplates,
+        jobs: list[VerdictJob],
+        purpose: str = "review",
+        wait_s: float = LOCK_RETRY_S,
+        rehearse: bool = False,
+    ) -> None:
         """Record a run, its tools, pairs, prompt versions and planned items (idempotent; through the journal).
 
         A run first recorded as a review stays one when a maintainer's compare or check reuses it.
@@ -61,25 +88,35 @@ class RunStore(Database):
                     fold(con, [record])
                     # Committing the run's status rewrites the runs table (one row per run: cheap to read whole).
                     con.execute("SELECT max(hash(COLUMNS(*))) FROM runs").fetchall()
-                    con.execute("""SELECT cache_key, max(generation) FROM verdicts
+                    con.execute(
+                        """SELECT cache_key, max(generation) FROM verdicts
                                    WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
-                                [[job.cache_key for job in jobs]]).fetchall()
+                        [[job.cache_key for job in jobs]],
+                    ).fetchall()
             except DatabaseBusy:  # a reader holds the file: the run's writes wait in the journal for it
                 self._current_schema()  # but a damaged one is refused before the first request all the same
             return
         self._write_through_journal(record, wait_s)
 
-    def add_run_items(self, run_id: str, jobs: list[VerdictJob], prompt_kind: str,
-                      wait_s: float = LOCK_RETRY_S) -> None:
-        """Record extra items of a stored run (the chair's) with their prompt versions (idempotent; through the journal)."""
+    def add_run_items(
+        self, run_id: str, jobs: list[VerdictJob], prompt_kind: str, wait_s: float = LOCK_RETRY_S
+    ) -> None:
+        """Record extra items (the chair's) of a stored run with their prompt versions; idempotent, via the journal."""
         self._write_through_journal(items_record(run_id, jobs, prompt_kind), wait_s)
 
     def answered_keys(self, cache_keys: list[str]) -> set[str]:
         """The cache keys whose current verdict is valid (a rerun skips them; a failed --refresh is asked again)."""
         return {key for key, answer in self.answered_verdicts(cache_keys).items() if answer.valid}
 
-    def save_answers(self, run_id: str, answers: list[Answer], settings: Settings,
-                     wait_s: float = LOCK_RETRY_S, finish_status: str | None = None, fold: bool = True) -> None:
+    def save_answers(
+        self,
+        run_id: str,
+        answers: list[Answer],
+        settings: Settings,
+        wait_s: float = LOCK_RETRY_S,
+        finish_status: str | None = None,
+        fold: bool = True,
+    ) -> None:
         """Store verdicts (valid or not) with all their attempts as one journal record, folded when the file is free.
 
         With `finish_status`, the run is marked finished/incomplete/stopped in the same record. `fold` False
@@ -100,8 +137,9 @@ class RunStore(Database):
         """A full run id from a prefix, or the latest editor's run (not a compare/check probe) when None."""
         with self.reader() as con:
             if run_ref is None:
-                rows = con.execute("SELECT run_id FROM runs WHERE purpose = 'review' "
-                                   "ORDER BY started_at DESC LIMIT 1").fetchall()
+                rows = con.execute(
+                    "SELECT run_id FROM runs WHERE purpose = 'review' ORDER BY started_at DESC LIMIT 1"
+                ).fetchall()
             else:
                 rows = con.execute("SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_ref]).fetchall()
         if not rows:
@@ -117,21 +155,40 @@ class RunStore(Database):
         an answer a reader kept from the database. Raises StoreError when there is no such run.
         """
         with self._run_reader(run_id) as con:
-            found = named_rows(con.execute("""SELECT run_id, title, model, mode, status, started_at, finished_at,
-                                                     run_file FROM runs WHERE run_id = ?""", [run_id]))
+            found = named_rows(
+                con.execute(
+                    """SELECT run_id, title, model, mode, status, started_at, finished_at,
+                                                     run_file FROM runs WHERE run_id = ?""",
+                    [run_id],
+                )
+            )
             if not found:
                 raise StoreError(f"{self.path}: no run '{run_id}'")
-            pair_rows = named_rows(con.execute("""
+            pair_rows = named_rows(
+                con.execute(
+                    """
                 SELECT p.left_tool_id, l.card_json AS left_json, l.flags_json AS left_flags,
                        p.right_tool_id, r.card_json AS right_json, r.flags_json AS right_flags
                 FROM pairs p JOIN tools l ON l.tool_id = p.left_tool_id JOIN tools r ON r.tool_id = p.right_tool_id
-                WHERE p.run_id = ? ORDER BY p.pair_index""", [run_id]))
-            item_rows = named_rows(con.execute(
-                current_verdicts("i.run_id = $run") + " ORDER BY i.pair_index, i.tool_id, i.persona_id",
-                {"run": run_id}))
-            texts = {row["content_hash"]: (row["name"], row["text"]) for row in named_rows(con.execute(
-                "SELECT content_hash, name, text FROM prompt_versions WHERE content_hash IN (SELECT unnest(?))",
-                [sorted({row["persona_hash"] for row in item_rows if row["persona_hash"]})]))}
+                WHERE p.run_id = ? ORDER BY p.pair_index""",
+                    [run_id],
+                )
+            )
+            item_rows = named_rows(
+                con.execute(
+                    current_verdicts("i.run_id = $run") + " ORDER BY i.pair_index, i.tool_id, i.persona_id",
+                    {"run": run_id},
+                )
+            )
+            texts = {
+                row["content_hash"]: (row["name"], row["text"])
+                for row in named_rows(
+                    con.execute(
+                        "SELECT content_hash, name, text FROM prompt_versions WHERE content_hash IN (SELECT unnest(?))",
+                        [sorted({row["persona_hash"] for row in item_rows if row["persona_hash"]})],
+                    )
+                )
+            }
         stored = StoredRun(**found[0], pairs=[], tool_ids=[])
         for row in pair_rows:
             left = ToolCard.model_validate_json(row["left_json"])
@@ -182,10 +239,15 @@ class RunStore(Database):
         # The journal before the database: a fold between the two reads then shows an answer twice, never not at all.
         journaled = journaled_answers(self.journal.pending(), cache_keys)
         with self.reader() as con:
-            stored = records(con.execute("""
+            stored = records(
+                con.execute(
+                    """
                 SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens
                 FROM verdicts WHERE cache_key IN (SELECT unnest(?))
-                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""", [cache_keys]), AnsweredVerdict)
+                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""",
+                    [cache_keys],
+                ),
+                AnsweredVerdict,
+            )
         # An answer still in the run journal is newer than any stored one: a rerun must not pay for it again.
         return {answer.cache_key: answer for answer in stored} | journaled
-

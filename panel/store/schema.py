@@ -21,8 +21,14 @@ from panel.store.migrations import migrate
 from panel.store.views import create_views
 
 # A probe row's value per column type: never a real key (ids count from 1, run and tool ids are hashes).
-_PROBE_VALUES: dict[str, Any] = {"VARCHAR": "panel write probe", "INTEGER": -1, "BIGINT": -1, "DOUBLE": 0.0,
-                                 "BOOLEAN": False, "TIMESTAMP WITH TIME ZONE": datetime(2000, 1, 1, tzinfo=timezone.utc)}
+_PROBE_VALUES: dict[str, Any] = {
+    "VARCHAR": "panel write probe",
+    "INTEGER": -1,
+    "BIGINT": -1,
+    "DOUBLE": 0.0,
+    "BOOLEAN": False,
+    "TIMESTAMP WITH TIME ZONE": datetime(2000, 1, 1, tzinfo=timezone.utc),
+}
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,13 @@ def read_schema(con: duckdb.DuckDBPyConnection) -> Schema:
     for (table,) in con.execute(f"SELECT table_name FROM duckdb_tables() WHERE {where}").fetchall():
         tables.setdefault(table, {})
     views = dict(con.execute(f"SELECT view_name, sql FROM duckdb_views() WHERE {where}").fetchall())
-    sequences = frozenset(row[0] for row in con.execute(
-        "SELECT sequence_name FROM duckdb_sequences() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND NOT temporary").fetchall())
+    sequences = frozenset(
+        row[0]
+        for row in con.execute(
+            "SELECT sequence_name FROM duckdb_sequences() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND NOT temporary"
+        ).fetchall()
+    )
     return Schema(tables, views, sequences)
 
 
@@ -68,8 +78,13 @@ def missing_data(found: Schema) -> list[str]:
     """Tables, columns and sequences the migrations made that `found` lacks, e.g. "table attempts"."""
     expected = expected_schema()
     gone = [f"table {name}" for name in expected.tables if name not in found.tables]
-    gone += [f"column {table}.{column}" for table, columns in expected.tables.items() if table in found.tables
-             for column in columns if column not in found.tables[table]]
+    gone += [
+        f"column {table}.{column}"
+        for table, columns in expected.tables.items()
+        if table in found.tables
+        for column in columns
+        if column not in found.tables[table]
+    ]
     return gone + [f"sequence {name}" for name in sorted(expected.sequences - found.sequences)]
 
 
@@ -82,8 +97,10 @@ def refuse_missing_data(found: Schema) -> None:
     """Raise StoreError naming a missing table, column or sequence (they held data); works read-only."""
     gone = missing_data(found)
     if gone:
-        raise StoreError(f"{', '.join(gone)} missing: the database lost data panel cannot recreate; "
-                         "restore it from a backup, or give --db a new file")
+        raise StoreError(
+            f"{', '.join(gone)} missing: the database lost data panel cannot recreate; "
+            "restore it from a backup, or give --db a new file"
+        )
 
 
 def check_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -107,5 +124,6 @@ def insert_probe_rows(con: duckdb.DuckDBPyConnection) -> None:
     for table, columns in expected_schema().tables.items():
         names = ", ".join(f'"{column}"' for column in columns)
         marks = ", ".join("?" for _ in columns)
-        con.execute(f'INSERT INTO "{table}" ({names}) VALUES ({marks})',
-                    [_PROBE_VALUES.get(kind) for kind in columns.values()])
+        con.execute(
+            f'INSERT INTO "{table}" ({names}) VALUES ({marks})', [_PROBE_VALUES.get(kind) for kind in columns.values()]
+        )

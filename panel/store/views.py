@@ -161,8 +161,10 @@ _PERSONA_ANSWERS = """
     WHERE true{only_reviews}""".replace("{gold}", GOLD_LABELS)
 
 # An answer's purpose in persona_answers: a review's when a review run asked for it or uses it (`adopted`).
-_ANSWER_PURPOSE = ("CASE WHEN coalesce(ru.purpose, 'review') = 'review' OR v.cache_key IN (SELECT cache_key FROM adopted) "
-                   "THEN 'review' ELSE ru.purpose END")
+_ANSWER_PURPOSE = (
+    "CASE WHEN coalesce(ru.purpose, 'review') = 'review' OR v.cache_key IN (SELECT cache_key FROM adopted) "
+    "THEN 'review' ELSE ru.purpose END"
+)
 
 # The per-persona figures, computed the same way by version and by month over persona_answers (one row per
 # stored answer). A rate is NULL when there is nothing to divide by.
@@ -244,13 +246,24 @@ def _twins(con: duckdb.DuckDBPyConnection, statement: str, name: str, purpose: s
     `purpose` is the SQL expression of a row's purpose the statement filters on; without one, the statement
     aggregates a view that is already filtered, and its `_all` twin groups by `purpose` as well.
     """
-    con.execute(statement.format(
-        name=name, suffix="", purpose_column="", purpose_key="",
-        only_reviews=f" AND {purpose} = 'review'" if purpose else ""))
-    con.execute(statement.format(
-        name=f"{name}_all", suffix="_all", only_reviews="",
-        purpose_column=f", {purpose} AS purpose" if purpose else "",
-        purpose_key="" if purpose else ", purpose"))
+    con.execute(
+        statement.format(
+            name=name,
+            suffix="",
+            purpose_column="",
+            purpose_key="",
+            only_reviews=f" AND {purpose} = 'review'" if purpose else "",
+        )
+    )
+    con.execute(
+        statement.format(
+            name=f"{name}_all",
+            suffix="_all",
+            only_reviews="",
+            purpose_column=f", {purpose} AS purpose" if purpose else "",
+            purpose_key="" if purpose else ", purpose",
+        )
+    )
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:

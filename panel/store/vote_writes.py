@@ -26,23 +26,30 @@ def votes_records(votes: Iterable[VoteEvent]) -> list[JournalRecord]:
     by_run: dict[str, list[list[object]]] = {}
     for vote in votes:
         by_run.setdefault(vote.run_id, []).append(
-            [vote.run_id, vote.tool_id, vote.voter_id, vote.verdict, vote.created_at])
+            [vote.run_id, vote.tool_id, vote.voter_id, vote.verdict, vote.created_at]
+        )
     now = datetime.now(timezone.utc)
-    return [{"id": uuid.uuid4().hex, "kind": "votes", "run_id": run_id, "written_at": now, "votes": rows}
-            for run_id, rows in by_run.items()]
+    return [
+        {"id": uuid.uuid4().hex, "kind": "votes", "run_id": run_id, "written_at": now, "votes": rows}
+        for run_id, rows in by_run.items()
+    ]
 
 
 def fold_votes(con: duckdb.DuckDBPyConnection, record: JournalRecord) -> None:
     """Append a record's vote events to `votes` (inside the caller's transaction)."""
     rows = record["votes"]
     if rows:
-        con.execute(f"INSERT INTO votes ({', '.join(VOTE_COLUMNS)}) "
-                    f"SELECT {', '.join(['unnest(?)'] * len(VOTE_COLUMNS))}",
-                    [list(column) for column in zip(*rows)])
+        con.execute(
+            f"INSERT INTO votes ({', '.join(VOTE_COLUMNS)}) SELECT {', '.join(['unnest(?)'] * len(VOTE_COLUMNS))}",
+            [list(column) for column in zip(*rows)],
+        )
 
 
 def journaled_votes(records: list[JournalRecord]) -> list[VoteEvent]:
     """The vote events waiting in the journal, oldest first."""
-    return [VoteEvent(run_id, tool_id, voter, verdict, datetime.fromisoformat(created_at))
-            for record in records if record["kind"] == "votes"
-            for run_id, tool_id, voter, verdict, created_at in record["votes"]]
+    return [
+        VoteEvent(run_id, tool_id, voter, verdict, datetime.fromisoformat(created_at))
+        for record in records
+        if record["kind"] == "votes"
+        for run_id, tool_id, voter, verdict, created_at in record["votes"]
+    ]

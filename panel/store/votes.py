@@ -29,22 +29,27 @@ class VoteStore(Database):
         # The journal before the database: a fold between the two reads then shows a vote twice, never not at all.
         journaled = journaled_votes(self.journal.pending())
         with self.reader() as con:
-            stored = records(con.execute("""
+            stored = records(
+                con.execute("""
                 SELECT run_id, tool_id, voter_token AS voter_id, verdict, created_at FROM votes
                 QUALIFY row_number() OVER (PARTITION BY run_id, tool_id, voter_token
                                            ORDER BY created_at DESC, vote_id DESC) = 1
-                ORDER BY created_at, vote_id"""), VoteEvent)
+                ORDER BY created_at, vote_id"""),
+                VoteEvent,
+            )
         # Replayed in time order a vote seen twice changes nothing; a reader's later vote still wins.
         return sorted(dict.fromkeys(stored + journaled), key=lambda v: v.created_at)
 
     def vote_targets(self) -> list[VoteTarget]:
         """Every pair of an editor's run (not a maintainer's probe) with its run title and tool names, newest first."""
         with self.reader() as con:
-            return records(con.execute("""
+            return records(
+                con.execute("""
                 SELECT r.run_id, r.title AS run_title, p.pair_index, p.left_tool_id, l.name AS left_name,
                        p.right_tool_id, t.name AS right_name
                 FROM pairs p JOIN runs r USING (run_id)
                 JOIN tools l ON l.tool_id = p.left_tool_id JOIN tools t ON t.tool_id = p.right_tool_id
                 WHERE r.purpose = 'review'
-                ORDER BY r.started_at DESC, r.run_id, p.pair_index"""), VoteTarget)
-
+                ORDER BY r.started_at DESC, r.run_id, p.pair_index"""),
+                VoteTarget,
+            )

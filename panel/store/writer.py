@@ -41,10 +41,19 @@ class AnswerWriter:
     failure as a StoreError.
     """
 
-    def __init__(self, store: Store, run_id: str, settings: Settings, first: Callable[[], None] | None = None,
-                 batch_size: int = BATCH_SIZE, interval_s: float = BATCH_INTERVAL_S,
-                 fold_wait_s: float = FOLD_WAIT_S, status_on_error: str | None = "stopped",
-                 expected: int | None = None, fold_interval_s: float = FOLD_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        settings: Settings,
+        first: Callable[[], None] | None = None,
+        batch_size: int = BATCH_SIZE,
+        interval_s: float = BATCH_INTERVAL_S,
+        fold_wait_s: float = FOLD_WAIT_S,
+        status_on_error: str | None = "stopped",
+        expected: int | None = None,
+        fold_interval_s: float = FOLD_INTERVAL_S,
+    ) -> None:
         self.store, self.run_id, self.settings = store, run_id, settings
         self.batch_size, self.interval_s, self.fold_wait_s = batch_size, interval_s, fold_wait_s
         self.status_on_error = status_on_error
@@ -96,8 +105,14 @@ class AnswerWriter:
                 batch, close = self._next_batch()
                 if batch or (close is not None and close.status is not None):
                     fold = close is not None or self._fold_due(folded_at, len(batch))
-                    self.store.save_answers(self.run_id, batch, self.settings, wait_s=self.fold_wait_s,
-                                            finish_status=close.status if close else None, fold=fold)
+                    self.store.save_answers(
+                        self.run_id,
+                        batch,
+                        self.settings,
+                        wait_s=self.fold_wait_s,
+                        finish_status=close.status if close else None,
+                        fold=fold,
+                    )
                     self.journaled += len(batch)
                     if fold:
                         folded_at = time.monotonic()

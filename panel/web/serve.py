@@ -32,15 +32,24 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from panel.community import (CommunityVotes, RateLimiter, VoteForms, VoterKeys, VoteQueueFull, VoteWriter,
-                             load_voter_secret)
+from panel.community import CommunityVotes, VoteForms
 from panel.errors import PanelError, ServeError
-from panel.guards import LOOPBACK_HOSTS, Rejected, allowed_hosts, check_origin, client_address, parse_vote_form
-from panel.page_cache import PageCache
 from panel.render import content_security_policy
-from panel.serve_connections import connections_that_fit, request_deadline_protocol
 from panel.store import Store, VoteTarget
 from panel.verdict import VERDICTS
+from panel.web.connections import connections_that_fit, request_deadline_protocol
+from panel.web.guards import (
+    LOOPBACK_HOSTS,
+    RateLimiter,
+    Rejected,
+    allowed_hosts,
+    check_origin,
+    client_address,
+    parse_vote_form,
+)
+from panel.web.page_cache import PageCache
+from panel.web.vote_writer import VoteQueueFull, VoteWriter
+from panel.web.voter_keys import VoterKeys, load_voter_secret
 
 VOTER_COOKIE = "panel_voter"
 VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -94,8 +103,9 @@ class _SecurityHeaders:
 class CommunityApp:
     """The ASGI app of `panel serve`: pages, vote forms, tallies; built over an open Store."""
 
-    def __init__(self, store: Store, limits: ServeLimits = ServeLimits(),
-                 hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> None:
+    def __init__(
+        self, store: Store, limits: ServeLimits = ServeLimits(), hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    ) -> None:
         self.store, self.limits, self.hosts = store, limits, hosts
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="panel-db")  # every DB call, one at a time
         self.targets = {(t.run_id, t.pair_index): t for t in store.vote_targets()}
@@ -107,8 +117,9 @@ class CommunityApp:
         self.new_readers = RateLimiter(limits.new_readers_per_minute, limits.new_readers_per_minute / 60)
         self.writer = VoteWriter(store, self.votes, self.executor)
         self.pages = PageCache(store, self.executor, SERVED_FORM_ACTION)
-        self._index = Environment(loader=PackageLoader("panel", "templates"),
-                                  autoescape=select_autoescape(default=True)).get_template("index.html.j2")
+        self._index = Environment(
+            loader=PackageLoader("panel", "templates"), autoescape=select_autoescape(default=True)
+        ).get_template("index.html.j2")
         routes = [
             Route("/", self.index, methods=["GET"]),
             # {number} is parsed by _target: Starlette's int convertor turns 5,000 digits into a 500.
@@ -116,13 +127,18 @@ class CommunityApp:
             Route("/runs/{run_id}/pairs/{number}/votes", self.tallies, methods=["GET"]),
             Route("/runs/{run_id}/pairs/{number}/votes", self.vote, methods=["POST"]),
         ]
-        starlette = Starlette(routes=routes, lifespan=self._lifespan, max_body_size=limits.max_body_bytes,
-                              exception_handlers={Rejected: self._rejected, HTTPException: self._http_error})
+        starlette = Starlette(
+            routes=routes,
+            lifespan=self._lifespan,
+            max_body_size=limits.max_body_bytes,
+            exception_handlers={Rejected: self._rejected, HTTPException: self._http_error},
+        )
         # The host check runs before routing (so a trailing-slash redirect only ever names an allowed host),
         # and inside the security headers, so its 400 carries them too.
         starlette.add_exception_handler(ClientDisconnect, self._hung_up)
-        self.asgi: ASGIApp = _SecurityHeaders(TrustedHostMiddleware(starlette, allowed_hosts=list(hosts),
-                                                                    www_redirect=False))
+        self.asgi: ASGIApp = _SecurityHeaders(
+            TrustedHostMiddleware(starlette, allowed_hosts=list(hosts), www_redirect=False)
+        )
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -209,8 +225,11 @@ class CommunityApp:
 
     def _vote_forms(self, target: VoteTarget, token: str) -> VoteForms:
         voter = VoterKeys.voter_id(token)
-        mine = {tool_id: verdict for tool_id in (target.left_tool_id, target.right_tool_id)
-                if (verdict := self.votes.vote_of(target.run_id, tool_id, voter)) is not None}
+        mine = {
+            tool_id: verdict
+            for tool_id in (target.left_tool_id, target.right_tool_id)
+            if (verdict := self.votes.vote_of(target.run_id, tool_id, voter)) is not None
+        }
         return VoteForms(action=page_path(target) + "/votes", csrf=self.keys.csrf_token(token), mine=mine)
 
     def _voter(self, request: Request) -> tuple[str, bool]:
@@ -220,25 +239,39 @@ class CommunityApp:
             return token, False
         wait = self.new_readers.wait_s(client_address(request))
         if wait:
-            raise Rejected(429, "too many new readers from your address: try again in a minute",
-                           {"retry-after": str(math.ceil(wait))})
+            raise Rejected(
+                429,
+                "too many new readers from your address: try again in a minute",
+                {"retry-after": str(math.ceil(wait))},
+            )
         return self.keys.issue(), True
 
     @staticmethod
     def _set_cookie(response: Response, token: str) -> None:
         response.set_cookie(VOTER_COOKIE, token, max_age=VOTER_COOKIE_MAX_AGE_S, httponly=True, samesite="strict")
 
-
     def _tallies_json(self, target: VoteTarget, token: str) -> dict[str, Any]:
         voter = VoterKeys.voter_id(token)
         tools = []
         for tool_id, name in ((target.left_tool_id, target.left_name), (target.right_tool_id, target.right_name)):
             tally = self.votes.tally(target.run_id, tool_id)
-            tools.append({"tool_id": tool_id, "name": name, "ship": tally.ship, "skip": tally.skip,
-                          "votes": tally.votes, "ship_percent": tally.ship_percent,
-                          "your_vote": self.votes.vote_of(target.run_id, tool_id, voter)})
-        return {"run_id": target.run_id, "pair": target.pair_index + 1, "csrf": self.keys.csrf_token(token),
-                "tools": tools}
+            tools.append(
+                {
+                    "tool_id": tool_id,
+                    "name": name,
+                    "ship": tally.ship,
+                    "skip": tally.skip,
+                    "votes": tally.votes,
+                    "ship_percent": tally.ship_percent,
+                    "your_vote": self.votes.vote_of(target.run_id, tool_id, voter),
+                }
+            )
+        return {
+            "run_id": target.run_id,
+            "pair": target.pair_index + 1,
+            "csrf": self.keys.csrf_token(token),
+            "tools": tools,
+        }
 
     async def _rejected(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, Rejected)
@@ -266,8 +299,14 @@ class VoteServer:
     background thread (tests, bench) and stops, committing every queued vote, on exit.
     """
 
-    def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0,
-                 limits: ServeLimits = ServeLimits(), allow_hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: ServeLimits = ServeLimits(),
+        allow_hosts: Iterable[str] = (),
+    ) -> None:
         self.store, self.host, self.port, self.limits = store, host, port, limits
         self.hosts = allowed_hosts(allow_hosts, bound_address=host)
         self.app: CommunityApp | None = None
@@ -293,8 +332,9 @@ class VoteServer:
             try:
                 self._socket.bind((self.host, self.port))
             except OSError as error:
-                raise ServeError(f"cannot listen on {self.host}:{self.port} ({error.strerror}); "
-                                 "pick another --port") from None
+                raise ServeError(
+                    f"cannot listen on {self.host}:{self.port} ({error.strerror}); pick another --port"
+                ) from None
             self._socket.listen(2048)  # connections queue from here on, before uvicorn's loop starts
             self.port = self._socket.getsockname()[1]
             self.app = CommunityApp(self.store, self.limits, self.hosts)
@@ -303,10 +343,17 @@ class VoteServer:
             raise
         # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local client as its
         # address, and the per-address limits would count whatever address a client made up.
-        config = uvicorn.Config(self.app.asgi, lifespan="on", log_level="warning", access_log=False, ws="none",
-                                proxy_headers=False, http=request_deadline_protocol(self.limits.request_deadline_s, SECURITY_HEADERS),
-                                limit_concurrency=connections_that_fit(self.limits.max_connections),
-                                timeout_graceful_shutdown=10)
+        config = uvicorn.Config(
+            self.app.asgi,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            ws="none",
+            proxy_headers=False,
+            http=request_deadline_protocol(self.limits.request_deadline_s, SECURITY_HEADERS),
+            limit_concurrency=connections_that_fit(self.limits.max_connections),
+            timeout_graceful_shutdown=10,
+        )
         self._server = uvicorn.Server(config)
         return self._server
 
@@ -322,8 +369,9 @@ class VoteServer:
 
     def __enter__(self) -> "VoteServer":
         server = self._prepare()
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [self._socket]},
-                                        name="panel-serve", daemon=True)
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [self._socket]}, name="panel-serve", daemon=True
+        )
         self._thread.start()
         while not server.started:
             if not self._thread.is_alive():

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
@@ -35,8 +37,9 @@ def parse_vote_form(content_type: str | None, body: bytes) -> dict[str, str]:
     if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise Rejected(415, "a vote must be a form post (application/x-www-form-urlencoded)")
     try:
-        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True,
-                          max_num_fields=len(_VOTE_FIELDS))
+        fields = parse_qs(
+            body.decode("ascii"), keep_blank_values=True, strict_parsing=True, max_num_fields=len(_VOTE_FIELDS)
+        )
     except (UnicodeDecodeError, ValueError):
         raise Rejected(400, "malformed vote form") from None
     if set(fields) != _VOTE_FIELDS or any(len(values) != 1 for values in fields.values()):
@@ -57,8 +60,10 @@ def allowed_hosts(extra: Iterable[str] = (), bound_address: str = "") -> tuple[s
         with contextlib.suppress(ValueError):  # a bare IPv6 address is written [addr] in a Host header
             host = f"[{ipaddress.IPv6Address(host)}]"
         if _HOST_NAME.fullmatch(host) is None:
-            raise ConfigError("--allow-host takes a host name such as example.org, *.example.org or 192.168.1.5 "
-                             "(no scheme, port or path)")
+            raise ConfigError(
+                "--allow-host takes a host name such as example.org, *.example.org or 192.168.1.5 "
+                "(no scheme, port or path)"
+            )
         names.append(host)
     return tuple(dict.fromkeys(names))
 
@@ -101,5 +106,34 @@ def _same_allowed_origin(request: Request, origin: str, hosts: Iterable[str]) ->
     except ValueError:
         return False
     host = f"[{hostname}]" if ":" in hostname else hostname
-    return (parts.scheme == request.url.scheme and parts.netloc.lower() == request.headers.get("host", "").lower()
-            and host_is_allowed(host, hosts))
+    return (
+        parts.scheme == request.url.scheme
+        and parts.netloc.lower() == request.headers.get("host", "").lower()
+        and host_is_allowed(host, hosts)
+    )
+
+
+class RateLimiter:
+    """A token bucket per voter: `burst` votes at once, then one every 1/`per_second` seconds."""
+
+    def __init__(
+        self,
+        burst: int = 10,
+        per_second: float = 1.0,
+        max_tracked: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst, self.per_second, self.max_tracked = burst, per_second, max_tracked
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait_s(self, key: str) -> float:
+        """0 and a vote spent when `key` may vote now; otherwise the seconds until it may."""
+        now = self._clock()
+        level, last = self._buckets.pop(key, (float(self.burst), now))
+        level = min(float(self.burst), level + (now - last) * self.per_second)
+        wait = 0.0 if level >= 1 else (1 - level) / self.per_second
+        self._buckets[key] = (level - 1 if wait == 0 else level, now)
+        while len(self._buckets) > self.max_tracked:  # forget the longest-idle voters first
+            self._buckets.popitem(last=False)
+        return wait

@@ -37,8 +37,12 @@ class _HeadedConnection(h11.Connection):
             present = {name for name, _ in event.headers}
             missing = [(name, value) for name, value in self._headers if name not in present]
             if missing:
-                event = h11.Response(status_code=event.status_code, headers=[*event.headers, *missing],
-                                     reason=event.reason, http_version=event.http_version)
+                event = h11.Response(
+                    status_code=event.status_code,
+                    headers=[*event.headers, *missing],
+                    reason=event.reason,
+                    http_version=event.http_version,
+                )
         return super().send(event)
 
 
@@ -49,8 +53,9 @@ class _DeadlineH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         size = self.config.h11_max_incomplete_event_size
-        self.conn = _HeadedConnection(self.response_headers,
-                                      DEFAULT_MAX_INCOMPLETE_EVENT_SIZE if size is None else size)
+        self.conn = _HeadedConnection(
+            self.response_headers, DEFAULT_MAX_INCOMPLETE_EVENT_SIZE if size is None else size
+        )
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -90,8 +95,11 @@ def request_deadline_protocol(seconds: float, headers: dict[str, str]) -> type[a
     Every response it sends carries `headers` (name -> value), uvicorn's own 400 and 503 included.
     """
     encoded = tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
-    return type("RequestDeadlineH11Protocol", (_DeadlineH11Protocol,),
-                {"request_deadline_s": seconds, "response_headers": encoded})
+    return type(
+        "RequestDeadlineH11Protocol",
+        (_DeadlineH11Protocol,),
+        {"request_deadline_s": seconds, "response_headers": encoded},
+    )
 
 
 def connections_that_fit(connections: int, spare: int = 128) -> int:
