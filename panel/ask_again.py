@@ -12,7 +12,7 @@ new one at once, use_version any. Asking the same note again is cached (no model
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel
 
@@ -59,8 +59,8 @@ class AskAgainOutcome:
     cached: bool  # True: no model call, the question had a stored answer
     picked: bool  # the page uses this version now
     target: OverrideTarget
-    answer: Answer | None  # None when cached
-    prices: Prices
+    answer: Answer | None = field(repr=False)  # None when cached
+    prices: Prices = field(repr=False)
 
     @property
     def cost(self) -> RunCost:
