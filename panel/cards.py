@@ -220,28 +220,46 @@ def load_card(raw: Any, source: Path, label: str, allow_outside: bool = False) -
         source = path
     elif not isinstance(raw, dict):
         raise CardError(f"{shown_path(source)}: {label}: expected a card mapping or a path to a card file")
+    return validate_card(raw, shown_path(source), label)
+
+
+def validate_card(raw: dict[str, Any], where: str, label: str) -> ToolCard:
+    """Validate one card mapping and return it cleaned; a CardError reads '<where>: tool 'Name': <problem>'.
+
+    `label` names the card while it has no name ('pair 1 tool 1'). The one set of card rules: card files, inline
+    cards and the desk's form all pass here.
+    """
     shown_name = _shown(raw["name"]) if isinstance(raw.get("name"), str) else "''"
     tool = f"tool {shown_name}" if shown_name != "''" else label
     if "flags" in raw:
-        raise CardError(f"{shown_path(source)}: {tool}: field 'flags' is not a card field")
+        raise CardError(f"{where}: {tool}: field 'flags' is not a card field")
     try:
         return ToolCard.model_validate(raw).clean()
     except ValidationError as error:
-        raise CardError(f"{shown_path(source)}: {tool}: {_first_error(error)}") from None
+        raise CardError(f"{where}: {tool}: {_first_error(error)}") from None
     except EmptyText as error:
-        raise CardError(f"{shown_path(source)}: {tool}: {error}") from None
+        raise CardError(f"{where}: {tool}: {error}") from None
 
 
-def _run_title(raw: Any, path: Path, pairs: list[ToolPair]) -> str:
-    """The run's title, cleaned and capped like vendor text (it is shown on the served index page)."""
+def tool_pair(left: ToolCard, right: ToolCard, where: str, index: int) -> ToolPair:
+    """Pair `index` (1-based) of two validated cards; CardError when both name the same tool."""
+    if left.name.casefold() == right.name.casefold():
+        raise CardError(
+            f"{where}: pair {index} names the tool {_shown(left.name)} twice; a pair compares two different tools"
+        )
+    return ToolPair(left=left, right=right)
+
+
+def run_title(raw: Any, where: str, pairs: list[ToolPair]) -> str:
+    """The run's title (None: '<left> vs <right>'), cleaned and capped like vendor text (the index page shows it)."""
     if raw is None:
         raw = f"{pairs[0].left.name} vs {pairs[0].right.name}"
     elif isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-        raise CardError(f"{shown_path(path)}: 'title' must be text")
+        raise CardError(f"{where}: 'title' must be text")
     title = clean_vendor_text(str(raw), "title", FIELD_LIMITS["title"], single_line=True).text
     if not title:
         raise CardError(
-            f"{shown_path(path)}: 'title' is empty once invisible characters and spaces are removed "
+            f"{where}: 'title' is empty once invisible characters and spaces are removed "
             "(leave it out for '<left> vs <right>')"
         )
     return title
@@ -269,9 +287,5 @@ def load_run(path: str | Path, allow_outside: bool = False) -> RunSpec:
             raise CardError(f"{where}: pair {index} must be a list of exactly two tools")
         left = load_card(pair[0], path, f"pair {index} tool 1", allow_outside)
         right = load_card(pair[1], path, f"pair {index} tool 2", allow_outside)
-        if left.name.casefold() == right.name.casefold():
-            raise CardError(
-                f"{where}: pair {index} names the tool {_shown(left.name)} twice; a pair compares two different tools"
-            )
-        pairs.append(ToolPair(left=left, right=right))
-    return RunSpec(path=str(path), title=_run_title(data.get("title"), path, pairs), pairs=pairs)
+        pairs.append(tool_pair(left, right, where, index))
+    return RunSpec(path=str(path), title=run_title(data.get("title"), where, pairs), pairs=pairs)

@@ -12,6 +12,7 @@ The whole tree (raised where named):
   |  + DatabaseBusy: another process held the database past the wait
   + BudgetExceeded: a run hit its request or token budget (ask.py)
   + OverrideError: an editor's override (overrides.py)
+  + AskAgainError: an editor's "ask again" or version pick, or the answer that did not come (ask_again.py)
   + CompareError: `panel compare`'s version references (compare.py)
   + CheckError: `panel check` cannot probe the prompts (consistency.py)
   + LabelError: a gold labels file or label (labels.py)
@@ -59,6 +60,10 @@ class BudgetExceeded(PanelError):
 
 class OverrideError(PanelError):
     """An editor's override names no stored tool, or gives a verdict or quote the page cannot show."""
+
+
+class AskAgainError(PanelError):
+    """An ask-again or version pick names no stored persona or version, has an empty note, or got no valid answer."""
 
 
 class CompareError(PanelError):

@@ -8,6 +8,7 @@ from panel.cli import (
     maintainer,  # noqa: F401
     overrides,  # noqa: F401
     project,  # noqa: F401
+    versions,  # noqa: F401
 )
 from panel.cli.app import app, main
 

@@ -16,7 +16,8 @@ from panel.render import write_run_pages
 from panel.store import Override, Store
 
 
-def _default_editor() -> str:
+def default_editor() -> str:
+    """Who is editing when no --editor or $PANEL_EDITOR says: the login name, else 'editor'."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name (e.g. a container without /etc/passwd entry)
@@ -99,7 +100,7 @@ def override_command(
         quote = quote_file.read_text(encoding="utf-8")
     quote = quote.strip() if quote is not None else None
     headline = headline.strip() if headline is not None else None
-    request = OverrideRequest(persona, editor or _default_editor(), tool, pair, verdict, quote, headline, note, revert)
+    request = OverrideRequest(persona, editor or default_editor(), tool, pair, verdict, quote, headline, note, revert)
     request.check()  # before the database is opened: a wrong option is named even where there is none
     settings = make_settings(db, out)
     store = Store.existing(settings.db_path)

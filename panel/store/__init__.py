@@ -31,6 +31,7 @@ from panel.store.connection import LOCK_RETRY_S, connect
 from panel.store.database import Store
 from panel.store.records import (
     AnsweredVerdict,
+    AnswerVersion,
     GoldLabel,
     Override,
     PromptVersion,
@@ -46,6 +47,7 @@ __all__ = [
     "connect",
     "Store",
     "AnsweredVerdict",
+    "AnswerVersion",
     "GoldLabel",
     "Override",
     "PromptVersion",

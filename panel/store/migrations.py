@@ -188,6 +188,40 @@ def _m010_attempt_cost(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE attempts ADD COLUMN price_output DOUBLE")
 
 
+def _m012_answer_versions(con: duckdb.DuckDBPyConnection) -> None:
+    # An editor's "ask again": each new answer of one run item is a numbered version beside the model's original
+    # (version 0, the run item's own cache key, never a row here); the editor's latest pick decides which the
+    # page shows. Both tables are append-only: every version and every pick is kept.
+    con.execute("CREATE SEQUENCE answer_version_seq")
+    con.execute("""
+        CREATE TABLE answer_versions (
+            version_id  BIGINT PRIMARY KEY DEFAULT nextval('answer_version_seq'),
+            run_id      VARCHAR NOT NULL,
+            pair_index  INTEGER NOT NULL,
+            tool_id     VARCHAR NOT NULL,
+            persona_id  VARCHAR NOT NULL,
+            number      INTEGER NOT NULL,        -- 1, 2, ... per run item (0 is the model's original)
+            cache_key   VARCHAR NOT NULL,        -- the answer: verdicts.cache_key and generation
+            generation  INTEGER NOT NULL,
+            note        VARCHAR,                 -- the editor's note sent with the question; NULL: none
+            editor      VARCHAR NOT NULL,        -- who asked
+            created_at  TIMESTAMPTZ NOT NULL,
+            UNIQUE (run_id, pair_index, tool_id, persona_id, number)
+        )""")
+    con.execute("CREATE SEQUENCE version_pick_seq")
+    con.execute("""
+        CREATE TABLE version_picks (
+            pick_id     BIGINT PRIMARY KEY DEFAULT nextval('version_pick_seq'),
+            run_id      VARCHAR NOT NULL,
+            pair_index  INTEGER NOT NULL,
+            tool_id     VARCHAR NOT NULL,
+            persona_id  VARCHAR NOT NULL,
+            number      INTEGER NOT NULL,        -- the version the page uses from now on (0: the original)
+            editor      VARCHAR NOT NULL,
+            created_at  TIMESTAMPTZ NOT NULL
+        )""")
+
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "core", _m001_core),
@@ -198,6 +232,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (9, "journal folds", _m009_journal_folds),
     (10, "attempt cost", _m010_attempt_cost),
     (11, "probe-free views and spend", _views_come_after),
+    (12, "answer versions", _m012_answer_versions),
 ]
 
 

@@ -29,6 +29,7 @@ class StoredVerdict:
     model_review: str | None = None
     override_editor: str | None = None
     override_at: datetime | None = None
+    version: int = 0  # the answer version shown: 0 the model's original, N the editor's pick of an "ask again"
 
     @property
     def overridden(self) -> bool:
@@ -139,3 +140,21 @@ class Override:
     model_review: str | None
     pair_index: int | None = None  # None: a row from before pairs were recorded, in force on every pair
     headline: str | None = None  # None: the model's headline stands (unless the verdict or pick changed)
+
+
+@dataclass(frozen=True)
+class AnswerVersion:
+    """One answer of a run item: the model's original (number 0) or an editor's "ask again" (1, 2, ...)."""
+
+    number: int
+    cache_key: str
+    generation: int
+    verdict: str | None  # the verdict, or the chair's pick
+    confidence: float | None
+    headline: str | None
+    review: str | None  # the quote (the chair's summary)
+    valid: bool
+    note: str | None  # the editor's note sent with the question (None: none, and always for the original)
+    editor: str | None  # who asked (None for the original)
+    created_at: datetime
+    picked: bool  # the version the page uses now

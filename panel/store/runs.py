@@ -27,6 +27,7 @@ from panel.store.run_writes import (
     status_record,
 )
 from panel.store.schema import insert_probe_rows
+from panel.store.versions import copy_versions
 from panel.store.views import current_verdicts
 
 
@@ -55,6 +56,7 @@ def _stored_verdict(row: dict[str, Any]) -> StoredVerdict:
         model_review=row["model_review"],
         override_editor=row["override_editor"] if changed else None,
         override_at=row["override_at"] if changed else None,
+        version=row["version"],
     )
 
 
@@ -225,6 +227,7 @@ class RunStore(Database):
             try:
                 migrate(con)
                 copy_run(con, self.path, run_id, records)
+                copy_versions(con, self.path, run_id)
                 fold(con, records)
             except duckdb.Error as error:
                 raise unusable(self.path, error, "read") from error

@@ -28,7 +28,9 @@ def current_verdicts(items: str | None = None) -> str:
     The current verdict is its cache key's highest generation (generations start at 1, so only refreshed keys
     need a max); an item never answered has NULL verdict columns but still names its persona. The override in
     force is the latest of the item's own pair's rows and old rows without a pair (a revert row, all NULL,
-    changes nothing). `verdict` is what the page shows: the override's verdict, else the model's.
+    changes nothing). `verdict` is what the page shows: the override's verdict, else the model's. The answer is
+    the version the editor picked last (answer_versions, version_picks: an "ask again"), else the model's original;
+    `version` is its number (0: the original), and the override applies on top of whichever it is.
     """
     keys = f" AND cache_key IN (SELECT i.cache_key FROM run_items i WHERE {items})" if items else ""
     items = items or "true"
@@ -44,8 +46,16 @@ def current_verdicts(items: str | None = None) -> str:
         WHERE {items}
         QUALIFY row_number() OVER (PARTITION BY i.run_id, i.pair_index, i.tool_id, i.persona_id
                                    ORDER BY o.created_at DESC, o.override_id DESC) = 1
+    ), item_pick AS (
+        SELECT p.run_id, p.pair_index, p.tool_id, p.persona_id, p.number, a.cache_key, a.generation
+        FROM version_picks p
+        LEFT JOIN answer_versions a ON a.run_id = p.run_id AND a.pair_index = p.pair_index
+                                   AND a.tool_id = p.tool_id AND a.persona_id = p.persona_id AND a.number = p.number
+        WHERE p.run_id IN (SELECT i.run_id FROM run_items i WHERE {items})
+        QUALIFY row_number() OVER (PARTITION BY p.run_id, p.pair_index, p.tool_id, p.persona_id
+                                   ORDER BY p.created_at DESC, p.pick_id DESC) = 1
     )
-    SELECT i.run_id, i.pair_index, i.tool_id, i.rival_tool_id, i.persona_id,
+    SELECT i.run_id, i.pair_index, i.tool_id, i.rival_tool_id, i.persona_id, coalesce(pk.number, 0) AS version,
            v.verdict_id, v.generation, v.persona_hash, v.model, v.valid, v.verdict AS model_verdict,
            CASE WHEN v.verdict_id IS NOT NULL THEN coalesce(o.verdict, v.verdict) END AS verdict,
            v.confidence, v.headline AS model_headline, v.review AS model_review, v.key_points_json,
@@ -53,8 +63,11 @@ def current_verdicts(items: str | None = None) -> str:
            o.verdict AS override_verdict, o.review AS override_review, o.headline AS override_headline,
            o.editor AS override_editor, o.created_at AS override_at
     FROM run_items i
+    LEFT JOIN item_pick pk ON pk.run_id = i.run_id AND pk.pair_index = i.pair_index
+                          AND pk.tool_id = i.tool_id AND pk.persona_id = i.persona_id AND pk.cache_key IS NOT NULL
     LEFT JOIN refreshed r ON r.cache_key = i.cache_key
-    LEFT JOIN verdicts v ON v.cache_key = i.cache_key AND v.generation = coalesce(r.latest, 1)
+    LEFT JOIN verdicts v ON v.cache_key = coalesce(pk.cache_key, i.cache_key)
+                        AND v.generation = coalesce(pk.generation, r.latest, 1)
     LEFT JOIN item_override o ON o.run_id = i.run_id AND o.pair_index = i.pair_index
                              AND o.tool_id = i.tool_id AND o.persona_id = i.persona_id
     WHERE {items}"""
