@@ -248,8 +248,8 @@ def compare_command(
     )
     store = Store(settings.db_path)
     result = compare(_run_files(run_files, settings), settings, store, base, candidate, persona, on_answer=_progress)
-    for name, before, after in result.changes():
-        console.print(f"{name}: {before} → {after}")
+    for name, old_version, new_version in result.changes():
+        console.print(f"{name}: {old_version} → {new_version}")
     console.print(
         f"requests: before {result.requests['before']}, after {result.requests['after']} (cached answers cost none)"
     )
