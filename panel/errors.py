@@ -12,7 +12,7 @@ The whole tree (raised where named):
   |  + DatabaseBusy: another process held the database past the wait
   + BudgetExceeded: a run hit its request or token budget (ask.py)
   + OverrideError: an editor's override (overrides.py)
-  + CompareError: `panel compare`'s version references (compare.py)
+  + CompareError: `panel compare`'s version references (compare_sides.py)
   + CheckError: `panel check` cannot probe the prompts (consistency.py)
   + LabelError: a gold labels file or label (labels.py)
   + ServeError: `panel serve` cannot listen, start, or keep its voter secret (serve.py, community.py)

@@ -33,7 +33,9 @@ from panel.cli.app import (
     model_settings,
 )
 from panel.cli.terminal import markup_text
-from panel.compare import Comparison, compare, render_compare_html, report_name, resolve_version
+from panel.compare import Comparison, compare
+from panel.compare_report import render_compare_html, report_name
+from panel.compare_sides import resolve_version
 from panel.config import Settings
 from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
 from panel.cost import dollars
