@@ -1,6 +1,6 @@
 # The two commands a new user needs (see README.md):
 #   make demo   installs everything, then reviews the bundled example pair with the embedded model
-#   make test   installs the test tools (and Chromium when missing), then runs the test suite
+#   make test   installs the test tools (and Chromium when missing), lints (make lint), then runs the test suite
 # Re-running either is fast: each install step leaves a stamp in .make/ and is skipped next time.
 
 PYTHON ?= python3
@@ -11,12 +11,19 @@ STAMPS := .make
 # The embedded model's runtime (llama-cpp-python, its build flags and wheel cache) is set up by
 # `panel setup embedded` (panel/embedded_setup.py), the one definition of those flags.
 
-.PHONY: demo test install
+.PHONY: demo test lint install
 demo: $(STAMPS)/embedded
 	$(VENV)/bin/panel review runs/example.yaml
 
-test: $(STAMPS)/test
+test: lint
 	$(PY) -m pytest
+
+# Each check is its own recipe line, so a finding of any one stops `make test` (and CI) before pytest.
+# ruff and mypy read their settings from pyproject.toml; mypy runs in the venv to see the packages' types.
+lint: $(STAMPS)/test
+	$(PY) -m ruff check panel tests bench
+	$(PY) -m ruff format --check panel tests bench
+	$(PY) -m mypy
 
 install: $(STAMPS)/embedded
 

@@ -142,7 +142,7 @@ def main() -> None:
             )
             run_file = write_synthetic_run(folder, pairs)
 
-            warm_up_s = warm_up(Endpoint(base_url, "fake-model", embedded=False), settings)
+            warm_up_s = warm_up(Endpoint(base_url, embedded=False), settings)
             first, elapsed, first_split = timed_review(run_file, settings)
             n = first.needed
             ideal = n * args.latency / args.concurrency

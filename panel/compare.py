@@ -1,63 +1,26 @@
-"""What does a prompt edit change? Run two versions of the personas/templates over the same pairs and score both.
+"""What does a prompt edit change? Run both sides (compare_sides.py) over the same pairs and score each persona.
 
-A side is a set of persona texts plus template sources, from the working tree or from stored versions
-(prompt_versions keeps every text once per hash). Each side runs through the normal engine (prepare_run,
-review), so answers already in the cache cost no call: the unchanged side is usually free.
+Each side runs through the normal engine (prepare_run, review), so answers already in the cache cost no call:
+the unchanged side is usually free. The HTML report is compare_report.py.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
-
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
 from panel.answers import Answer
-from panel.cards import content_hash
+from panel.compare_sides import TEMPLATES, PromptSet, choose_sides, materialise
 from panel.config import Settings
-from panel.cost import Prices, RunCost, dollars, price_text, run_cost
-from panel.errors import CompareError
+from panel.cost import Prices, RunCost, run_cost
 from panel.labels import labels_by_key
-from panel.personas import PromptTemplates, load_personas, load_templates, parse_persona
-from panel.render import CONTENT_SECURITY_POLICY
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
-from panel.store import AnsweredVerdict, PromptVersion, Store
-from panel.tally import percent
-from panel.vendor_text import strip_hidden
-
-WORKING_TREE = "working tree"
-TEMPLATES = "templates"
-MIN_REF_LENGTH = 4
-
-
-@dataclass(frozen=True)
-class PromptSet:
-    """One side of a comparison: persona file texts by id, template sources, and where each came from."""
-
-    personas: dict[str, str]
-    templates: dict[str, str]
-    origins: dict[str, str]  # persona id or "templates" -> "working tree" | "stored"
-
-    def persona_hash(self, persona_id: str) -> str:
-        """The content hash of this side's version of a persona."""
-        return parse_persona(self.personas[persona_id], persona_id).content_hash
-
-    @property
-    def templates_hash(self) -> str:
-        """The content hash of this side's template set."""
-        return PromptTemplates("", self.templates).content_hash
-
-    def describe(self, name: str) -> str:
-        """'stored 3f2a9c1b' or 'working tree e81b07aa' for a persona id or 'templates'."""
-        digest = self.templates_hash if name == TEMPLATES else self.persona_hash(name)
-        return f"{self.origins[name]} {digest[:8]}"
+from panel.store import AnsweredVerdict, Store
 
 
 @dataclass
@@ -153,93 +116,6 @@ class Comparison:
         return diffs
 
 
-def _working_set(settings: Settings) -> PromptSet:
-    personas = {p.id: p.text for p in load_personas(settings.personas_dir)}
-    templates = load_templates(settings.prompts_dir).sources
-    return PromptSet(personas, templates, {**{p: WORKING_TREE for p in personas}, TEMPLATES: WORKING_TREE})
-
-
-def resolve_version(versions: list[PromptVersion], ref: str) -> PromptVersion:
-    """The stored version whose hash starts with `ref`; raise CompareError when none or several match."""
-    if len(ref) < MIN_REF_LENGTH:
-        raise CompareError(f"version '{ref}': give at least {MIN_REF_LENGTH} characters of the hash")
-    found = [v for v in versions if v.content_hash.startswith(ref.lower())]
-    if not found:
-        raise CompareError(f"no stored persona or templates version starts with '{ref}' (see `panel personas`)")
-    if len(found) > 1:
-        raise CompareError(f"version '{ref}' is ambiguous: give more characters")
-    return found[0]
-
-
-def _with_version(side: PromptSet, version: PromptVersion) -> PromptSet:
-    personas, templates = dict(side.personas), dict(side.templates)
-    if version.kind == "persona":
-        personas[version.name] = version.text
-        name = version.name
-    else:
-        templates = json.loads(version.text)
-        name = TEMPLATES
-    return PromptSet(personas, templates, {**side.origins, name: "stored"})
-
-
-def _latest_used(versions: list[PromptVersion], kind: str, name: str | None) -> PromptVersion | None:
-    mine = [v for v in versions if v.kind == kind and (name is None or v.name == name)]
-    # A version that produced verdicts beats one merely recorded; among those, the latest used wins.
-    return max(mine, key=lambda v: (v.last_used_at is not None, v.last_used_at or v.first_seen_at), default=None)
-
-
-def choose_sides(
-    store: Store, settings: Settings, base_refs: list[str], candidate_refs: list[str], persona_ids: list[str] | None
-) -> tuple[PromptSet, PromptSet, list[str]]:
-    """Both sides and the personas to compare; the base defaults to each prompt's most recently used version."""
-    versions = store.prompt_versions()
-    candidate = _working_set(settings)
-    for ref in candidate_refs:
-        candidate = _with_version(candidate, resolve_version(versions, ref))
-    base = candidate
-    explicit = [resolve_version(versions, ref) for ref in base_refs]
-    named = {v.name if v.kind == "persona" else TEMPLATES for v in explicit}
-    for persona_id in candidate.personas:
-        latest = _latest_used(versions, "persona", persona_id)
-        if persona_id not in named and latest:
-            base = _with_version(base, latest)
-    latest_templates = _latest_used(versions, "templates", None)
-    if TEMPLATES not in named and latest_templates:
-        base = _with_version(base, latest_templates)
-    for version in explicit:
-        base = _with_version(base, version)
-    unknown = [p for p in persona_ids or [] if p not in candidate.personas]
-    if unknown:
-        raise CompareError(f"unknown persona '{unknown[0]}' (have: {', '.join(sorted(candidate.personas))})")
-    changed = [p for p in candidate.personas if base.personas.get(p) != candidate.personas[p]]
-    compared = persona_ids or (list(candidate.personas) if base.templates != candidate.templates else changed)
-    if not compared and not versions:
-        raise CompareError("no stored prompt versions to compare with: run `panel review` first")
-    if not compared:
-        raise CompareError(
-            "nothing changed: the working tree matches the latest stored versions; "
-            "pass --base <hash> (see `panel personas`) or --persona"
-        )
-    return base, candidate, compared
-
-
-def _materialise(side: PromptSet, personas: list[str], settings: Settings, folder: Path) -> Settings:
-    """Settings whose personas/prompts folders hold this side's texts (the real folders when unchanged)."""
-    working = _working_set(settings)
-    changes: dict[str, Path] = {}
-    if any(side.personas[p] != working.personas.get(p) for p in personas):
-        changes["personas_dir"] = folder / "personas"
-        changes["personas_dir"].mkdir(parents=True)
-        for persona_id in personas:
-            (folder / "personas" / f"{persona_id}.md").write_text(side.personas[persona_id], encoding="utf-8")
-    if side.templates != working.templates:
-        changes["prompts_dir"] = folder / "prompts"
-        changes["prompts_dir"].mkdir(parents=True)
-        for name, source in side.templates.items():
-            (folder / "prompts" / name).write_text(source, encoding="utf-8")
-    return settings.with_overrides(**changes)
-
-
 @dataclass
 class _SideRun:
     prepared: PreparedRun
@@ -256,7 +132,7 @@ def _run_side(
     folder: Path,
     on_answer: Callable[[Answer], None] | None,
 ) -> _SideRun:
-    side_settings = _materialise(side, personas, settings, folder)
+    side_settings = materialise(side, personas, settings, folder)
     prepared = replace(prepare_run(run_file, side_settings, personas), purpose="compare")
     outcome = review(prepared, side_settings, store, on_answer=on_answer)
     if error := outcome.endpoint_error():  # the other side and run files would only meet it again
@@ -340,51 +216,3 @@ def compare(
         prices,
         run_cost(asked, prices),
     )
-
-
-def _finalize(value: object) -> object:
-    # Every {{ value }} passes here: model text loses its control, bidi and zero-width characters as on the page,
-    # but keeps its spacing (the page also folds spaces, which would bend the diffs). Markup too: `join` returns
-    # escaped Markup, and removing such a character from escaped text cannot open a tag.
-    if isinstance(value, Markup):
-        return Markup(strip_hidden(value))
-    return strip_hidden(value) if isinstance(value, str) else value
-
-
-def _report_environment() -> Environment:
-    # Same rules as the page: autoescape on, undefined is an error, and a CSP that allows no script.
-    env = Environment(
-        loader=PackageLoader("panel", "templates"),
-        undefined=StrictUndefined,
-        autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        finalize=_finalize,
-    )
-    env.filters["rate"] = lambda value: "—" if value is None else f"{value:.2f}"
-    env.filters["percent"] = percent
-    env.filters["dollars"] = dollars
-    env.filters["price"] = price_text
-    return env
-
-
-def render_compare_html(comparison: Comparison) -> str:
-    """The comparison as a self-contained HTML report (escaped like the page, no script)."""
-    return (
-        _report_environment()
-        .get_template("compare.html.j2")
-        .render(c=comparison, csp=CONTENT_SECURITY_POLICY, changes=comparison.changes(), diffs=comparison.diffs())
-    )
-
-
-def report_name(comparison: Comparison) -> str:
-    """A stable file name for the report of this comparison: same sides and runs, same name."""
-    digest = content_hash(
-        {
-            "before": [comparison.base.personas, comparison.base.templates],
-            "after": [comparison.candidate.personas, comparison.candidate.templates],
-            "runs": comparison.run_files,
-            "personas": comparison.personas,
-        }
-    )
-    return f"compare-{'-'.join(comparison.personas)[:40]}-{digest[:10]}.html"

@@ -180,9 +180,11 @@ class _Layers:
     """The values chosen so far and where each came from; each layer applied overwrites the ones below."""
 
     def __init__(self, project: Project) -> None:
-        self.values: dict[str, object] = dict(_DEFAULTS)
+        # Any: one value per Settings field, each of its field's type (checked by _checked as it is set), which
+        # only Settings(**values) itself can state.
+        self.values: dict[str, Any] = dict(_DEFAULTS)
         for name in _PATHS:
-            self.values[name] = project.root / _DEFAULTS[name]  # type: ignore[operator]
+            self.values[name] = project.root / self.values[name]
         self.origins: dict[str, str] = {}
 
     def set(self, name: str, value: object, origin: str) -> None:
@@ -221,8 +223,8 @@ def load_settings(
                 layers.set(field_name, _checked(field_name, value, origin), origin)
     for batch, single in (("price_batch_input", "price_input"), ("price_batch_output", "price_output")):
         if layers.values[batch] is None and layers.values[single] is not None:  # the Batch API costs half
-            layers.set(batch, layers.values[single] / 2, f"default (half of {single})")  # type: ignore[operator]
-    return Settings(**layers.values, origins=layers.origins)  # type: ignore[arg-type]
+            layers.set(batch, layers.values[single] / 2, f"default (half of {single})")
+    return Settings(**layers.values, origins=layers.origins)
 
 
 def project_settings(start: Path | str | None = None, **flags: object) -> Settings:

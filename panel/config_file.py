@@ -33,56 +33,58 @@ class _Table(BaseModel):
 class PathsTable(_Table):
     """[paths]: folders and files of the project, relative to its root."""
 
-    personas: str | None = Field(None, min_length=1, description="a folder path (a string)")
-    prompts: str | None = Field(None, min_length=1, description="a folder path (a string)")
-    runs: str | None = Field(None, min_length=1, description="a folder path (a string)")
-    database: str | None = Field(None, min_length=1, description="a file path (a string)")
-    pages: str | None = Field(None, min_length=1, description="a folder path (a string)")
+    personas: str | None = Field(default=None, min_length=1, description="a folder path (a string)")
+    prompts: str | None = Field(default=None, min_length=1, description="a folder path (a string)")
+    runs: str | None = Field(default=None, min_length=1, description="a folder path (a string)")
+    database: str | None = Field(default=None, min_length=1, description="a file path (a string)")
+    pages: str | None = Field(default=None, min_length=1, description="a folder path (a string)")
 
 
 class SamplingTable(_Table):
     """[sampling]: sent with every request; part of each answer's cache key."""
 
-    temperature: float | None = Field(None, ge=0, le=2, description="a number 0-2")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="a number 0-2")
     max_tokens: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=MAX_REPLY_TOKENS,
         description=(f"an integer 1-{MAX_REPLY_TOKENS} (per reply; the run-wide budget is [run] token_budget)"),
     )
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="a whole number 0 or more")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="a whole number 0 or more")
 
 
 class RunTable(_Table):
     """[run]: how a run asks: concurrency, timeouts, retries, re-asks, budgets."""
 
-    concurrency: int | None = Field(None, ge=1, le=256, description="an integer 1-256")
-    timeout: float | None = Field(None, gt=0, le=3600, description="a number of seconds above 0, at most 3600")
-    max_retries: int | None = Field(None, ge=0, le=10, description="an integer 0-10")
-    reasks: int | None = Field(None, ge=0, le=10, description="an integer 0-10")
-    max_requests: int | None = Field(None, ge=1, description="an integer 1 or more")
-    token_budget: int | None = Field(None, ge=1, description="an integer 1 or more")
+    concurrency: int | None = Field(default=None, ge=1, le=256, description="an integer 1-256")
+    timeout: float | None = Field(default=None, gt=0, le=3600, description="a number of seconds above 0, at most 3600")
+    max_retries: int | None = Field(default=None, ge=0, le=10, description="an integer 0-10")
+    reasks: int | None = Field(default=None, ge=0, le=10, description="an integer 0-10")
+    max_requests: int | None = Field(default=None, ge=1, description="an integer 1 or more")
+    token_budget: int | None = Field(default=None, ge=1, description="an integer 1 or more")
 
 
 class EndpointTable(_Table):
     """[endpoints.NAME]: one endpoint profile; no base_url means the embedded model."""
 
-    base_url: str | None = Field(None, pattern=_URL, description="an http:// or https:// URL")
-    model: str | None = Field(None, min_length=1, description="a model name (a string)")
-    mode: StructuredMode | None = Field(None, description=f"one of {', '.join(MODES)}")
+    base_url: str | None = Field(default=None, pattern=_URL, description="an http:// or https:// URL")
+    model: str | None = Field(default=None, min_length=1, description="a model name (a string)")
+    mode: StructuredMode | None = Field(default=None, description=f"one of {', '.join(MODES)}")
     api_key_env: str | None = Field(
-        None, pattern=_ENV_NAME, description=("the NAME of an environment variable (letters, digits, _), never a key")
+        default=None,
+        pattern=_ENV_NAME,
+        description=("the NAME of an environment variable (letters, digits, _), never a key"),
     )
-    price_input: float | None = Field(None, ge=0, description="USD per million tokens, 0 or more")
-    price_output: float | None = Field(None, ge=0, description="USD per million tokens, 0 or more")
-    price_batch_input: float | None = Field(None, ge=0, description="USD per million tokens, 0 or more")
-    price_batch_output: float | None = Field(None, ge=0, description="USD per million tokens, 0 or more")
+    price_input: float | None = Field(default=None, ge=0, description="USD per million tokens, 0 or more")
+    price_output: float | None = Field(default=None, ge=0, description="USD per million tokens, 0 or more")
+    price_batch_input: float | None = Field(default=None, ge=0, description="USD per million tokens, 0 or more")
+    price_batch_output: float | None = Field(default=None, ge=0, description="USD per million tokens, 0 or more")
 
 
 class PanelFile(_Table):
     """The whole of panel.toml."""
 
-    endpoint: str | None = Field(None, min_length=1, description="the name of an [endpoints.NAME] profile")
+    endpoint: str | None = Field(default=None, min_length=1, description="the name of an [endpoints.NAME] profile")
     paths: PathsTable = PathsTable()
     sampling: SamplingTable = SamplingTable()
     run: RunTable = RunTable()
@@ -152,8 +154,10 @@ def describe_error(error: ValidationError) -> str:
             if len(loc) == 2:  # [endpoints.NAME] = 5: the profile itself is not a table
                 return f"[endpoints.{loc[1]}]: must be a table of {_keys(EndpointTable)} (got {got(problem['input'])})"
             tables, model, loc = ["endpoints", loc[1]], EndpointTable, loc[2:]
-        else:
-            tables, model, loc = [loc[0]], annotation, loc[1:]  # type: ignore[assignment]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            tables, model, loc = [loc[0]], annotation, loc[1:]
+        else:  # a key that is not a table, e.g. an item of a list: name the key itself
+            break
     key = loc[0]
     where = f"[{'.'.join(tables)}] {key}" if tables else key
     if problem["type"] == "extra_forbidden":

@@ -134,7 +134,8 @@ class Probe:
     @property
     def flipped(self) -> bool:
         """The variant changed the verdict."""
-        return self.compared and self.original.verdict != self.probe.verdict  # type: ignore[union-attr]
+        original, probe = self.original, self.probe
+        return self.compared and original is not None and probe is not None and original.verdict != probe.verdict
 
 
 @dataclass

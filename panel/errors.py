@@ -13,7 +13,7 @@ The whole tree (raised where named):
   + BudgetExceeded: a run hit its request or token budget (ask.py)
   + OverrideError: an editor's override (overrides.py)
   + AskAgainError: an editor's "ask again" or version pick, or the answer that did not come (ask_again.py)
-  + CompareError: `panel compare`'s version references (compare.py)
+  + CompareError: `panel compare`'s version references (compare_sides.py)
   + CheckError: `panel check` cannot probe the prompts (consistency.py)
   + LabelError: a gold labels file or label (labels.py)
   + ServeError: `panel serve` cannot listen, start, or keep its voter secret (serve.py, community.py)

@@ -6,7 +6,7 @@ import functools
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,16 +119,22 @@ def prompt_versions(tally: RunTally) -> list[tuple[str, str]]:
     ]
 
 
-@functools.cache  # one environment: it compiles each template once (a fresh one per page took ~0.15 s)
-def _environment() -> Environment:
-    env = Environment(
+def template_environment(finalize: Callable[[object], object]) -> Environment:
+    """A jinja2 environment over panel/templates with the page's rules: autoescape on, an undefined name an error,
+    and every {{ value }} passed through `finalize` (which drops what must not reach a reader) first."""
+    return Environment(
         loader=PackageLoader("panel", "templates"),
         undefined=StrictUndefined,
         autoescape=select_autoescape(["html", "html.j2"], default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=_finalize,
+        finalize=finalize,
     )
+
+
+@functools.cache  # one environment: it compiles each template once (a fresh one per page took ~0.15 s)
+def _environment() -> Environment:
+    env = template_environment(_finalize)
     env.filters["md"] = markdown_escape
     env.filters["md_quote"] = markdown_quote
     env.filters["safe_link"] = safe_link

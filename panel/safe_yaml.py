@@ -10,10 +10,9 @@ Every problem is a YamlProblem with a line number and a description that never q
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
-from yaml.error import Mark
 from yaml.nodes import MappingNode
 
 # A run file nests run > pairs > pair > card > pricing > value; persona front matter is flatter.
@@ -49,7 +48,7 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            size = self._anchor_sizes.get(event.anchor, 0)  # 0: undefined or recursive, which PyYAML reports
+            size = self._anchor_sizes.get(event.anchor or "", 0)  # 0: undefined or recursive, which PyYAML reports
             self._nodes += size
             self._alias_nodes += size
             if self._alias_nodes > MAX_ALIAS_NODES:
@@ -86,7 +85,12 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _line(mark: Mark | None) -> int | None:
+class _Mark(Protocol):
+    # PyYAML's pure-Python Mark and libyaml's C one: both carry the 0-based line.
+    line: int
+
+
+def _line(mark: _Mark | None) -> int | None:
     return mark.line + 1 if mark else None
 
 

@@ -29,6 +29,7 @@ import duckdb
 
 from panel.errors import StoreError
 from panel.store import LOCK_RETRY_S, Store, connect
+from panel.store.connection import DuckDBConfig
 from panel.store.migrations import pending
 from panel.store.schema import missing_data, read_schema, stale_views
 
@@ -37,7 +38,7 @@ _RESULT_VIEW = "panel_sql_result"  # a temporary view, private to the query's ow
 EXPORT_FORMATS = ("parquet", "csv")
 READ_ONLY_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 # A query runs with no file system, no extension downloads, and a locked configuration.
-SANDBOX: dict[str, str] = {
+SANDBOX: DuckDBConfig = {
     "enable_external_access": "false",
     "autoinstall_known_extensions": "false",
     "autoload_known_extensions": "false",

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from panel.agreement import accuracy, balanced_accuracy, cohen_kappa
-from panel.compare import CompareError, compare, render_compare_html
+from panel.compare import compare
+from panel.compare_report import render_compare_html
 from panel.config import Settings
-from panel.errors import EndpointError
+from panel.errors import CompareError, EndpointError
 from panel.store import Store
 from tests.fake_openai import FAULT_401, FakeOpenAI
 from tests.helpers import chat_requests, run_panel

@@ -299,7 +299,7 @@ def test_the_key_is_read_from_the_profiles_variable_when_the_client_is_made(
 
     async def list_models() -> None:
         http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(respond))
-        async with make_client(Endpoint(settings.base_url or "", "m", embedded=False), settings, http_client) as client:
+        async with make_client(Endpoint(settings.base_url or "", embedded=False), settings, http_client) as client:
             await client.models.list()
 
     asyncio.run(list_models())

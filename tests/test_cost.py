@@ -214,7 +214,7 @@ def test_attempts_journaled_before_costs_fold_as_unpriced(fake: FakeOpenAI, sett
     settings = settings.with_overrides(base_url=fake.base_url, model="fake-model", price_input=0.15, price_output=0.60)
     store = Store(settings.db_path)
     outcome = review(
-        prepare_run(EXAMPLE_RUN, settings), settings, store, endpoint=Endpoint(fake.base_url, "fake-model", False)
+        prepare_run(EXAMPLE_RUN, settings), settings, store, endpoint=Endpoint(fake.base_url, embedded=False)
     )
     record = answers_record(outcome.run_id, outcome.answers, settings)
     for verdict in record["verdicts"]:  # as an older panel journaled them: no cost or prices

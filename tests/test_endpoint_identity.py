@@ -42,7 +42,7 @@ def test_the_same_base_url_written_another_way_is_cached(settings: Settings) -> 
                 prepare_run(EXAMPLE_RUN, respelled),
                 respelled,
                 Store(respelled.db_path),
-                endpoint=Endpoint(spelling, "fake-model", embedded=False),
+                endpoint=Endpoint(spelling, embedded=False),
             )
             assert (outcome.cached, outcome.asked, outcome.run_id) == (8, 0, first.run_id), spelling
         assert len(chat_requests(server)) == 8

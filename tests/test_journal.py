@@ -94,7 +94,7 @@ def test_rerun_under_a_reader_asks_nothing_already_journaled(
         prepare_run(EXAMPLE_RUN, settings.with_overrides(base_url=fake.base_url, model="fake-model")),
         settings.with_overrides(base_url=fake.base_url, model="fake-model"),
         store,
-        endpoint=Endpoint(fake.base_url, "fake-model", False),
+        endpoint=Endpoint(fake.base_url, embedded=False),
     )
     assert (again.run_id, again.cached, again.asked) == (run_id, 8, 0) and len(fake.requests) == asked
 

@@ -38,7 +38,7 @@ def test_chair_summary_is_stored_like_a_verdict_and_reused_on_rerun(settings: Se
         assert (draft.chair.needed, draft.chair.cached, len(draft.chair.answers)) == (1, 0, 1)
         assert len(chat_requests(server)) == 9
         again = summarize_run(
-            draft.store, draft.review.run_id, draft.settings, endpoint=Endpoint(server.base_url, "fake-model", False)
+            draft.store, draft.review.run_id, draft.settings, endpoint=Endpoint(server.base_url, embedded=False)
         )
         assert (again.needed, again.cached, again.answers) == (1, 1, [])
         assert len(chat_requests(server)) == 9
@@ -176,7 +176,7 @@ def test_summary_is_marked_stale_after_a_verdict_edit_until_the_chair_reads_it(s
         draft.rerender()
         assert draft.tally().pairs[0].chair_predates_edits and "rerun <code>panel review</code>" in draft.html
         summarize_run(
-            draft.store, draft.review.run_id, draft.settings, endpoint=Endpoint(server.base_url, "fake-model", False)
+            draft.store, draft.review.run_id, draft.settings, endpoint=Endpoint(server.base_url, embedded=False)
         )
         assert "business on right: ship" in chat_requests(server)[-1].body["messages"][1]["content"]
     draft.rerender()

@@ -149,6 +149,25 @@ NOT_RUN_AS_WRITTEN: dict[str, NotRun] = {
 }
 
 
+def test_make_test_the_readme_and_ci_command_lints_with_ruff_and_mypy_before_the_suite() -> None:
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in [line.strip() for line in ci.splitlines()], ".ci/run no longer runs the README's make test"
+    assert "make test" in [c.text for c in shell_commands(README.read_text(encoding="utf-8"))]
+    # -n prints the recipe lines without running them; -o keeps the install stamp from being rebuilt (printed).
+    planned = subprocess.run(
+        ["make", "-n", "-o", ".make/test", "test"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    checks = [
+        "-m ruff check panel tests bench",
+        "-m ruff format --check panel tests bench",
+        "-m mypy",
+        "-m pytest",
+    ]
+    # One recipe line each, in this order: make stops at the first that exits non-zero.
+    found = [next((i for i, line in enumerate(planned) if line.endswith(check)), None) for check in checks]
+    assert None not in found and found == sorted(found), f"make test runs {planned}"
+
+
 def test_readme_commands_join_continuations_drop_comments_and_read_a_promised_exit_status() -> None:
     text = '# Title\n\n```sh\n# a note\npanel a \\\n    --x 1   # exits 1\necho "# not a  comment" > f  # one\n```\n'
     commands = shell_commands(text)

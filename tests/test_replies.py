@@ -51,7 +51,7 @@ def ask_once(
 
     async def ask() -> Answer:
         http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(respond))
-        async with make_client(Endpoint(settings.base_url, "m", embedded=False), settings, http_client) as client:
+        async with make_client(Endpoint(settings.base_url, embedded=False), settings, http_client) as client:
             return await ask_verdict(client, job, settings, get_mode(settings.structured_mode), budget)
 
     return asyncio.run(ask()), budget

@@ -107,9 +107,7 @@ def test_render_without_a_run_id_takes_the_latest_review_not_a_maintainers_probe
 
     store, first, settings = run_example(fake, settings)
     probe = replace(prepare_run(EXAMPLE_RUN, settings.with_overrides(temperature=0.5)), purpose="check")
-    review(
-        probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False)
-    )
+    review(probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, embedded=False))
     assert store.resolve_run_id(None) == first.run_id
     assert store.resolve_run_id(probe.run_id[:8]) == probe.run_id
 
@@ -131,7 +129,5 @@ def test_readers_vote_only_on_editors_runs_not_on_probes(fake: FakeOpenAI, setti
 
     store, first, settings = run_example(fake, settings)
     probe = replace(prepare_run(EXAMPLE_RUN, settings.with_overrides(temperature=0.5)), purpose="check")
-    review(
-        probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, "fake-model", False)
-    )
+    review(probe, settings.with_overrides(temperature=0.5), store, endpoint=Endpoint(fake.base_url, embedded=False))
     assert {target.run_id for target in store.vote_targets()} == {first.run_id}

@@ -146,7 +146,7 @@ def test_failed_answer_write_stops_the_run_and_review_raises(
     store = _StoreThatFailsMidRun(settings.db_path, error)
     prepared = prepare_run(EXAMPLE_RUN, settings)
     with pytest.raises(StoreError) as raised:
-        review(prepared, settings, store, endpoint=Endpoint(fake.base_url, "fake-model", False))
+        review(prepared, settings, store, endpoint=Endpoint(fake.base_url, embedded=False))
     assert str(error) in str(raised.value)
     assert _rows(store, "SELECT status FROM runs") == [("stopped",)]
     assert _rows(store, "SELECT count(*) FROM verdicts") == [(1,)]  # the committed batch stays

@@ -5,7 +5,9 @@ from panel.cli import (
     community,  # noqa: F401
     configuration,  # noqa: F401
     editor,  # noqa: F401  (each module registers its commands on `app`)
+    labels,  # noqa: F401
     maintainer,  # noqa: F401
+    maintainer_probes,  # noqa: F401
     overrides,  # noqa: F401
     project,  # noqa: F401
     versions,  # noqa: F401

@@ -1,11 +1,9 @@
 """The `panel` command: the Typer app, shared options, and one-line errors.
 
-Commands live beside it, grouped by who uses them: editor.py (review, render), overrides.py (override),
-versions.py (ask-again, versions, use-version),
-maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve),
-configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings); they
-print through terminal.py's
-consoles.
+Commands live beside it, grouped by who uses them: editor.py (review, render), overrides.py (override, overrides),
+versions.py (ask-again, versions, use-version), maintainer.py (personas, lint), maintainer_probes.py (compare,
+check), labels.py (labels), analyst.py (sql, export), community.py (serve), configuration.py (config), project.py
+(init, setup, --version). Every command finds its project (make_settings); they print through terminal.py's consoles.
 """
 
 from __future__ import annotations
@@ -126,6 +124,16 @@ AllowOutsideCardsOption = Annotated[
         "--allow-outside-cards", help="Let card paths leave the run file's folder (absolute paths, '..', symlinks)."
     ),
 ]
+
+RunFilesArgument = Annotated[Optional[list[Path]], typer.Argument(help="Run files (default: every runs/*.yaml).")]
+
+
+def run_files_or_all(given: list[Path] | None, settings: Settings) -> list[Path]:
+    """The run files a command was given, else every runs/*.yaml of the project; BadParameter when there are none."""
+    files = given or sorted(settings.runs_dir.glob("*.yaml"))
+    if not files:
+        raise typer.BadParameter(f"no run files given and none in {settings.runs_dir}")
+    return files
 
 
 class _State:

@@ -86,7 +86,7 @@ def embedded_server(log_path: Path | None = None, n_ctx: int = 4096) -> Iterator
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_ready(process, base_url)
-        yield Endpoint(base_url, EMBEDDED_MODEL_NAME, embedded=True)
+        yield Endpoint(base_url, embedded=True)
     finally:
         _stop(process)
         if log:
@@ -127,4 +127,4 @@ def open_endpoint(settings: Settings, log_path: Path | None = None) -> Iterator[
         with embedded_server(log_path) as endpoint:
             yield endpoint
     else:
-        yield Endpoint(settings.base_url or "", settings.model_name, embedded=False)
+        yield Endpoint(settings.base_url or "", embedded=False)

@@ -16,10 +16,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass
 class Endpoint:
-    """Where requests go: a base URL and the model name to send."""
+    """Where requests go: a base URL, and whether it is the embedded server (the model name is Settings.model_name)."""
 
     base_url: str
-    model: str
     embedded: bool
 
 

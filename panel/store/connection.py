@@ -23,6 +23,8 @@ LOCK_RETRY_S = 15.0
 # Opening the database for writing tries this long before it settles for reading the schema version.
 OPEN_WAIT_S = 1.0
 Record = TypeVar("Record")
+# What duckdb.connect accepts as `config` (its own annotation).
+DuckDBConfig = dict[str, str | bool | int | float | list[str]]
 
 
 def _is_lock_conflict(error: Exception) -> bool:
@@ -30,7 +32,7 @@ def _is_lock_conflict(error: Exception) -> bool:
 
 
 def connect(
-    path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S, config: dict[str, str] | None = None
+    path: Path, read_only: bool, wait_s: float = LOCK_RETRY_S, config: DuckDBConfig | None = None
 ) -> duckdb.DuckDBPyConnection:
     """Open the database (with DuckDB `config` options), retrying while another process holds it briefly.
 
