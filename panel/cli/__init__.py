@@ -6,6 +6,7 @@ from panel.cli import (
     configuration,  # noqa: F401
     editor,  # noqa: F401  (each module registers its commands on `app`)
     maintainer,  # noqa: F401
+    newsletter,  # noqa: F401
     overrides,  # noqa: F401
     project,  # noqa: F401
 )

@@ -2,6 +2,7 @@
 
 Commands live beside it, grouped by who uses them: editor.py (review, render, override),
 maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve),
+newsletter.py (digest),
 configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings); they
 print through terminal.py's
 consoles.
@@ -123,6 +124,30 @@ AllowOutsideCardsOption = Annotated[
     bool,
     typer.Option(
         "--allow-outside-cards", help="Let card paths leave the run file's folder (absolute paths, '..', symlinks)."
+    ),
+]
+
+# Mail: `panel serve` (confirmation mails) and `panel digest`; [smtp] and [site] in panel.toml.
+SmtpHostOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--smtp-host", help="SMTP server (default $PANEL_SMTP_HOST, else smtp.host in panel.toml, else localhost)."
+    ),
+]
+SmtpPortOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--smtp-port",
+        min=1,
+        max=65535,
+        help="SMTP port (default $PANEL_SMTP_PORT, else smtp.port in panel.toml, else 25).",
+    ),
+]
+SiteUrlOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--site-url",
+        help="Public address that links in mails point to (default site.url in panel.toml, else the server's own).",
     ),
 ]
 
