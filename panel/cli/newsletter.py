@@ -45,7 +45,7 @@ def digest_command(
     """Build the week's finished comparisons into one digest mail; preview it, or send it.
 
     Rerunning --send sends only what was not sent: every (digest, subscriber) send is recorded.
-    Example: panel digest --preview runs/digest && panel digest --send
+    Example: panel digest --since 2026-06-01 --preview runs
     """
     settings = make_settings(db, smtp_host=smtp_host, smtp_port=smtp_port, site_url=site_url)
     store = Store.existing(settings.db_path)
