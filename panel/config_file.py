@@ -84,26 +84,28 @@ class EndpointTable(_Table):
 class SmtpTable(_Table):
     """[smtp]: where `panel digest` and `panel serve` send mail; the password is read from `password_env`."""
 
-    host: str | None = Field(None, pattern=_HOST, description="a host name or address (no scheme or port)")
-    port: int | None = Field(None, ge=1, le=65535, description="a port number 1-65535")
-    security: SmtpSecurity | None = Field(None, description="one of none, starttls, tls")
-    user: str | None = Field(None, min_length=1, max_length=254, description="a user name (a string)")
+    host: str | None = Field(default=None, pattern=_HOST, description="a host name or address (no scheme or port)")
+    port: int | None = Field(default=None, ge=1, le=65535, description="a port number 1-65535")
+    security: SmtpSecurity | None = Field(default=None, description="one of none, starttls, tls")
+    user: str | None = Field(default=None, min_length=1, max_length=254, description="a user name (a string)")
     password_env: str | None = Field(
-        None,
+        default=None,
         pattern=_ENV_NAME,
         description="the NAME of an environment variable (letters, digits, _), never a password",
     )
     sender: str | None = Field(
-        None, min_length=3, max_length=254, description="the From address, e.g. news@example.org"
+        default=None, min_length=3, max_length=254, description="the From address, e.g. news@example.org"
     )
-    max_per_minute: int | None = Field(None, ge=1, le=6000, description="an integer 1-6000 (mails sent per minute)")
+    max_per_minute: int | None = Field(
+        default=None, ge=1, le=6000, description="an integer 1-6000 (mails sent per minute)"
+    )
 
 
 class SiteTable(_Table):
     """[site]: the public address of the served pages, which links in mails and static pages point to."""
 
-    url: str | None = Field(None, pattern=_URL, description="an http:// or https:// URL")
-    signup_url: str | None = Field(None, pattern=_URL, description="an http:// or https:// URL")
+    url: str | None = Field(default=None, pattern=_URL, description="an http:// or https:// URL")
+    signup_url: str | None = Field(default=None, pattern=_URL, description="an http:// or https:// URL")
 
 
 class PanelFile(_Table):
