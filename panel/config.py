@@ -27,6 +27,9 @@ from panel.config_file import (
     PathsTable,
     RunTable,
     SamplingTable,
+    SiteTable,
+    SmtpSecurity,
+    SmtpTable,
     check_value,
     got,
     read_config_file,
@@ -75,6 +78,16 @@ class Settings:
     prompts_dir: Path = Path("prompts")
     runs_dir: Path = Path("runs")
     out_dir: Path = Path("runs/pages")
+    # Mail (panel digest, panel serve's confirmations): a plain SMTP server on this machine needs no settings.
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_security: SmtpSecurity = "none"
+    smtp_user: str | None = None
+    smtp_password_env: str = "PANEL_SMTP_PASSWORD"
+    smtp_sender: str = "panel@localhost"
+    smtp_max_per_minute: int = 60
+    site_url: str | None = None  # None: the server's own address (panel digest: serve's default one)
+    signup_url: str | None = None  # None: the site's /newsletter page, when site_url is set
     # Card paths may leave the run file's folder (absolute, '..', symlinks): --allow-outside-cards.
     allow_outside_cards: bool = False
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -111,6 +124,13 @@ class Settings:
     def effective_concurrency(self) -> int:
         """How many verdict requests may be in flight: the embedded server answers one at a time."""
         return self.concurrency or (1 if self.embedded else 8)
+
+    @property
+    def signup_link(self) -> str | None:
+        """Where static pages send readers to sign up: signup_url, else the site's /newsletter page, else None."""
+        if self.signup_url:
+            return self.signup_url
+        return f"{self.site_url.rstrip('/')}/newsletter" if self.site_url else None
 
     def sampling(self) -> dict[str, object]:
         """The sampling parameters that, with the messages, decide an answer (part of its cache key)."""
@@ -161,6 +181,15 @@ KEYS: tuple[Key, ...] = (
     Key("prompts_dir", "paths", "prompts", flag="--prompts-dir"),
     Key("runs_dir", "paths", "runs"),
     Key("out_dir", "paths", "pages", flag="--out"),
+    Key("smtp_host", "smtp", "host", "PANEL_SMTP_HOST", "--smtp-host"),
+    Key("smtp_port", "smtp", "port", "PANEL_SMTP_PORT", "--smtp-port"),
+    Key("smtp_security", "smtp", "security"),
+    Key("smtp_user", "smtp", "user"),
+    Key("smtp_password_env", "smtp", "password_env"),
+    Key("smtp_sender", "smtp", "sender"),
+    Key("smtp_max_per_minute", "smtp", "max_per_minute"),
+    Key("site_url", "site", "url", flag="--site-url"),
+    Key("signup_url", "site", "signup_url"),
     Key("allow_outside_cards", flag="--allow-outside-cards"),
 )
 _BY_FIELD = {key.field: key for key in KEYS}
@@ -168,6 +197,8 @@ _TABLES: dict[str, type[BaseModel]] = {
     "sampling": SamplingTable,
     "run": RunTable,
     "paths": PathsTable,
+    "smtp": SmtpTable,
+    "site": SiteTable,
     PROFILE: EndpointTable,
 }
 _PATHS = {"db_path", "personas_dir", "prompts_dir", "runs_dir", "out_dir"}

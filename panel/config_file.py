@@ -11,7 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +23,8 @@ EMBEDDED_PROFILE = "embedded"
 MAX_REPLY_TOKENS = 100_000
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _URL = r"^https?://[^\s/?#]+[^\s]*$"
+_HOST = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$"
+SmtpSecurity = Literal["none", "starttls", "tls"]
 
 
 class _Table(BaseModel):
@@ -81,6 +83,33 @@ class EndpointTable(_Table):
     price_batch_output: float | None = Field(default=None, ge=0, description="USD per million tokens, 0 or more")
 
 
+class SmtpTable(_Table):
+    """[smtp]: where `panel digest` and `panel serve` send mail; the password is read from `password_env`."""
+
+    host: str | None = Field(default=None, pattern=_HOST, description="a host name or address (no scheme or port)")
+    port: int | None = Field(default=None, ge=1, le=65535, description="a port number 1-65535")
+    security: SmtpSecurity | None = Field(default=None, description="one of none, starttls, tls")
+    user: str | None = Field(default=None, min_length=1, max_length=254, description="a user name (a string)")
+    password_env: str | None = Field(
+        default=None,
+        pattern=_ENV_NAME,
+        description="the NAME of an environment variable (letters, digits, _), never a password",
+    )
+    sender: str | None = Field(
+        default=None, min_length=3, max_length=254, description="the From address, e.g. news@example.org"
+    )
+    max_per_minute: int | None = Field(
+        default=None, ge=1, le=6000, description="an integer 1-6000 (mails sent per minute)"
+    )
+
+
+class SiteTable(_Table):
+    """[site]: the public address of the served pages, which links in mails and static pages point to."""
+
+    url: str | None = Field(default=None, pattern=_URL, description="an http:// or https:// URL")
+    signup_url: str | None = Field(default=None, pattern=_URL, description="an http:// or https:// URL")
+
+
 class PanelFile(_Table):
     """The whole of panel.toml."""
 
@@ -89,6 +118,8 @@ class PanelFile(_Table):
     sampling: SamplingTable = SamplingTable()
     run: RunTable = RunTable()
     endpoints: dict[str, EndpointTable] = Field(default_factory=dict, description="tables [endpoints.NAME]")
+    smtp: SmtpTable = SmtpTable()
+    site: SiteTable = SiteTable()
 
 
 @dataclass(frozen=True)

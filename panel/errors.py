@@ -17,6 +17,7 @@ The whole tree (raised where named):
   + CheckError: `panel check` cannot probe the prompts (consistency.py)
   + LabelError: a gold labels file or label (labels.py)
   + ServeError: `panel serve` cannot listen, start, or keep its voter secret (serve.py, community.py)
+  + MailError: an address, the SMTP server or a digest (mail/)
   + ConfigError: panel.toml, a flag or an environment variable (config.py, config_file.py, guards.py)
      + ProjectNotFound: no panel.toml here or above (project.py)
 """
@@ -80,6 +81,10 @@ class LabelError(PanelError):
 
 class ServeError(PanelError):
     """`panel serve` cannot listen on its address, did not start, or cannot read or create its voter secret."""
+
+
+class MailError(PanelError):
+    """An email address is not valid, or the SMTP server cannot be reached, refuses the login, or a digest is empty."""
 
 
 class ConfigError(PanelError):

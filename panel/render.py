@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup, escape
 
 from panel.answer_kinds import CHAIR_ID
@@ -143,14 +143,23 @@ def _environment() -> Environment:
     return env
 
 
+def mail_template(name: str) -> Template:
+    """A template of panel/templates in the pages' environment: mails are escaped and cleaned exactly as pages."""
+    return _environment().get_template(name)
+
+
 def page_context(
     tally: RunTally,
     pair: PairTally,
     community: Mapping[str, CommunityTally] | None = None,
     voting: VoteForms | None = None,
     form_action: str = "'none'",
+    signup_url: str | None = None,
 ) -> dict[str, object]:
-    """Everything the page templates read for one pair (community tallies by tool id; vote forms when served)."""
+    """Everything the page templates read for one pair (community tallies by tool id; vote forms when served).
+
+    `signup_url`: where the newsletter block's sign-up link points on a static page (None: the words only).
+    """
     return {
         "tally": tally,
         "run": tally.run,
@@ -161,6 +170,8 @@ def page_context(
         "community": community or {},
         "voting": voting,
         "vote_slot": None,
+        "signup_url": safe_link(signup_url),
+        "signup_slot": None,
         "generated_at": datetime.now(timezone.utc),
     }
 
@@ -171,9 +182,10 @@ def render_html(
     community: Mapping[str, CommunityTally] | None = None,
     voting: VoteForms | None = None,
     form_action: str = "'none'",
+    signup_url: str | None = None,
 ) -> str:
     """One pair's comparison page as a self-contained HTML document; `panel serve` adds votes and forms."""
-    context = page_context(tally, pair, community, voting, form_action)
+    context = page_context(tally, pair, community, voting, form_action, signup_url)
     return _environment().get_template("page.html.j2").render(**context)
 
 
@@ -183,12 +195,28 @@ class ServedPage:
 
     fixed: tuple[str, ...]  # the HTML before, between and after the tools' slots
     sides: tuple[ToolTally, ...]  # the tool of each slot
+    signup_marker: str = ""  # where the newsletter sign-up form goes, in the HTML after the last slot
 
-    def html(self, community: Mapping[str, CommunityTally], voting: VoteForms | None) -> str:
-        """The page for one reader: each slot filled with the current community figures and this reader's forms."""
+    def html(
+        self, community: Mapping[str, CommunityTally], voting: VoteForms | None, signup: SignupForm | None = None
+    ) -> str:
+        """The page for one reader: each slot filled with the current community figures and this reader's forms,
+        and the newsletter sign-up form (`signup`; None leaves the block's words alone)."""
         template = _environment().get_template("page_votes.html.j2")
         slots = [template.render(side=side, community=community, voting=voting) for side in self.sides]
-        return "".join(part for pair in zip(self.fixed, [*slots, ""]) for part in pair)
+        form = "" if signup is None else _environment().get_template("page_signup.html.j2").render(signup=signup)
+        fixed = (
+            [*self.fixed[:-1], self.fixed[-1].replace(self.signup_marker, form)] if self.signup_marker else self.fixed
+        )
+        return "".join(part for pair in zip(fixed, [*slots, ""]) for part in pair)
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    """What a served page needs to show one reader the newsletter sign-up form: where to post, their CSRF token."""
+
+    action: str
+    csrf: str
 
 
 def render_served_page(tally: RunTally, pair: PairTally, form_action: str) -> ServedPage:
@@ -201,15 +229,26 @@ def render_served_page(tally: RunTally, pair: PairTally, form_action: str) -> Se
         sides.append(side)
         return Markup(marker)
 
-    context = {**page_context(tally, pair, form_action=form_action), "vote_slot": vote_slot}
+    signup_marker = f"<!--signup-slot-{secrets.token_hex(16)}-->"
+    context = {
+        **page_context(tally, pair, form_action=form_action),
+        "vote_slot": vote_slot,
+        "signup_slot": Markup(signup_marker),
+    }
     fixed = _environment().get_template("page.html.j2").render(**context).split(marker)
-    assert len(fixed) == len(sides) + 1
-    return ServedPage(tuple(fixed), tuple(sides))
+    assert len(fixed) == len(sides) + 1 and signup_marker in fixed[-1]
+    return ServedPage(tuple(fixed), tuple(sides), signup_marker)
 
 
-def render_markdown(tally: RunTally, pair: PairTally, community: Mapping[str, CommunityTally] | None = None) -> str:
+def render_markdown(
+    tally: RunTally,
+    pair: PairTally,
+    community: Mapping[str, CommunityTally] | None = None,
+    signup_url: str | None = None,
+) -> str:
     """The same content as Markdown, for pasting into a CMS."""
-    return _environment().get_template("page.md.j2").render(**page_context(tally, pair, community))
+    context = page_context(tally, pair, community, signup_url=signup_url)
+    return _environment().get_template("page.md.j2").render(**context)
 
 
 def page_slug(pair: PairTally) -> str:
@@ -219,23 +258,32 @@ def page_slug(pair: PairTally) -> str:
     return f"{pair.index + 1:02d}-{slug or 'pair'}"
 
 
-def write_pages(tally: RunTally, out_dir: Path, community: Mapping[str, CommunityTally] | None = None) -> list[Path]:
+def write_pages(
+    tally: RunTally,
+    out_dir: Path,
+    community: Mapping[str, CommunityTally] | None = None,
+    signup_url: str | None = None,
+) -> list[Path]:
     """Write an HTML and a Markdown page per pair under `out_dir/<run_id>/`; return the HTML paths.
 
-    `community` maps tool ids to readers' votes so far; without it the Community figure is a dash.
+    `community` maps tool ids to readers' votes so far; without it the Community figure is a dash. `signup_url`
+    makes the newsletter words a link to the sign-up page (a static page has no form).
     """
     folder = out_dir / tally.run.run_id
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for pair in tally.pairs:
         html_path = folder / f"{page_slug(pair)}.html"
-        html_path.write_text(render_html(tally, pair, community), encoding="utf-8")
-        html_path.with_suffix(".md").write_text(render_markdown(tally, pair, community), encoding="utf-8")
+        html_path.write_text(render_html(tally, pair, community, signup_url=signup_url), encoding="utf-8")
+        markdown = render_markdown(tally, pair, community, signup_url)
+        html_path.with_suffix(".md").write_text(markdown, encoding="utf-8")
         written.append(html_path)
     return written
 
 
-def write_run_pages(store: Store, run_id: str, out_dir: Path) -> tuple[RunTally, list[Path]]:
+def write_run_pages(
+    store: Store, run_id: str, out_dir: Path, signup_url: str | None = None
+) -> tuple[RunTally, list[Path]]:
     """Tally a stored run and write its pages with readers' votes so far; return the tally and HTML paths.
 
     A run without one valid verdict gets no page (an empty draft would pass for a review): the paths are [].
@@ -251,4 +299,4 @@ def write_run_pages(store: Store, run_id: str, out_dir: Path) -> tuple[RunTally,
         for tool_id in (pair.left.tool_id, pair.right.tool_id)
         if (crowd := votes.tally(run_id, tool_id)).votes
     }
-    return tally, write_pages(tally, out_dir, community)
+    return tally, write_pages(tally, out_dir, community, signup_url)

@@ -8,6 +8,7 @@ from panel.cli import (
     labels,  # noqa: F401
     maintainer,  # noqa: F401
     maintainer_probes,  # noqa: F401
+    newsletter,  # noqa: F401
     overrides,  # noqa: F401
     project,  # noqa: F401
     versions,  # noqa: F401

@@ -1,9 +1,10 @@
 """The `panel` command: the Typer app, shared options, and one-line errors.
 
 Commands live beside it, grouped by who uses them: editor.py (review, render), overrides.py (override, overrides),
-versions.py (ask-again, versions, use-version), maintainer.py (personas, lint), maintainer_probes.py (compare,
-check), labels.py (labels), analyst.py (sql, export), community.py (serve), configuration.py (config), project.py
-(init, setup, --version). Every command finds its project (make_settings); they print through terminal.py's consoles.
+versions.py (ask-again, versions, use-version), newsletter.py (digest), maintainer.py (personas, lint),
+maintainer_probes.py (compare, check), labels.py (labels), analyst.py (sql, export), community.py (serve),
+configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings);
+they print through terminal.py's consoles.
 """
 
 from __future__ import annotations
@@ -134,6 +135,31 @@ def run_files_or_all(given: list[Path] | None, settings: Settings) -> list[Path]
     if not files:
         raise typer.BadParameter(f"no run files given and none in {settings.runs_dir}")
     return files
+
+
+# Mail: `panel serve` (confirmation mails) and `panel digest`; [smtp] and [site] in panel.toml.
+SmtpHostOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--smtp-host", help="SMTP server (default $PANEL_SMTP_HOST, else smtp.host in panel.toml, else localhost)."
+    ),
+]
+SmtpPortOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--smtp-port",
+        min=1,
+        max=65535,
+        help="SMTP port (default $PANEL_SMTP_PORT, else smtp.port in panel.toml, else 25).",
+    ),
+]
+SiteUrlOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--site-url",
+        help="Public address that links in mails point to (default site.url in panel.toml, else the server's own).",
+    ),
+]
 
 
 class _State:

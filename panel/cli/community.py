@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from panel.cli.app import DbOption, app, console, make_settings
+from panel.cli.app import DbOption, SiteUrlOption, SmtpHostOption, SmtpPortOption, app, console, make_settings
 from panel.store import Store
 from panel.web.serve import ServeLimits, VoteServer
 from panel.web.vote_writer import VoteWriter
@@ -39,21 +39,24 @@ def serve_command(
             help="Also answer for this Host name, e.g. votes.example.org (repeatable; loopback names always).",
         ),
     ] = None,
+    smtp_host: SmtpHostOption = None,
+    smtp_port: SmtpPortOption = None,
+    site_url: SiteUrlOption = None,
     db: DbOption = None,
 ) -> None:
-    """Serve the stored pairs' pages on a local web server where readers vote ship or skip.
+    """Serve the stored pairs' pages on a local web server where readers vote ship or skip, and sign up for the digest.
 
     The server is the database's only writer while it runs (panel sql and exports still read it).
     Example: panel serve --port 8000
     """
-    settings = make_settings(db)
+    settings = make_settings(db, smtp_host=smtp_host, smtp_port=smtp_port, site_url=site_url)
     limits = ServeLimits(
         burst=burst,
         votes_per_second=votes_per_second,
         new_readers_per_minute=new_readers_per_minute,
         votes_per_minute_per_address=votes_per_minute_per_address,
     )
-    server = VoteServer(Store(settings.db_path), host, port, limits, allow_host or ())
+    server = VoteServer(Store(settings.db_path), host, port, limits, allow_host or (), settings)
     try:
         server.run(lambda: console.print(f"serving {server.url}/ (Ctrl-C to stop)"))
     except KeyboardInterrupt:

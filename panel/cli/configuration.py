@@ -42,8 +42,9 @@ def _name(table: str | None, key: str) -> str:
 
 def _shown(settings: Settings, name: str, value: object) -> str:
     """A value for a person: what None means for this setting, the API key's variable with set / not set."""
-    if name == "api_key_env":
-        return f"{value} ({'set' if os.environ.get(str(value)) else 'not set'}; the key itself is never shown)"
+    if name in ("api_key_env", "smtp_password_env"):
+        secret = "key" if name == "api_key_env" else "password"
+        return f"{value} ({'set' if os.environ.get(str(value)) else 'not set'}; the {secret} itself is never shown)"
     if value is not None:
         return str(value)
     return {
@@ -58,6 +59,9 @@ def _shown(settings: Settings, name: str, value: object) -> str:
         "seed": "none",
         "max_requests": "none (no budget)",
         "token_budget": "none (no budget)",
+        "smtp_user": "none (no login)",
+        "site_url": "none (panel serve's own address; panel digest: http://127.0.0.1:8000)",
+        "signup_url": "none (the site's /newsletter page when site.url is set; else no link on static pages)",
     }.get(name, "unknown")
 
 
@@ -77,7 +81,7 @@ def config_entries(project: Project, settings: Settings) -> list[dict[str, objec
             "shown": _shown(settings, key.field, value),
             "origin": settings.origin(key.field),
         }
-        if key.field == "api_key_env":
+        if key.field in ("api_key_env", "smtp_password_env"):
             row["set"] = bool(os.environ.get(str(value)))
         rows.append(row)
     return rows

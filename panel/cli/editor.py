@@ -274,4 +274,4 @@ def render_command(
     settings = make_settings(db, out)
     store = Store.existing(settings.db_path)
     run_id = store.resolve_run_id(run_id)
-    _print_pages(run_id, *write_run_pages(store, run_id, settings.out_dir))
+    _print_pages(run_id, *write_run_pages(store, run_id, settings.out_dir, settings.signup_link))

@@ -4,6 +4,7 @@ connection.py  connections and locks (Database: open, migrate, transactions, the
 runs.py        runs and verdicts (RunStore: begin_run, save_answers, load_run, answered_verdicts, ...)
 overrides.py   editors' overrides (OverrideStore: add_override, overrides)
 votes.py       community votes (VoteStore: journal_votes, add_votes, current_votes, vote_targets)
+subscribers.py the newsletter (SubscriberStore: subscribe, confirm, unsubscribe, digest comparisons and sends)
 maintainers.py prompt versions and gold labels (MaintainerStore: prompt_versions, add_labels, gold_labels)
 versions.py    editors' "ask again" answer versions and picks (VersionStore: versions, add_version, pick_version)
 views.py       every view, and the SQL the views share with these reads; migrations.py the tables
@@ -14,9 +15,10 @@ from __future__ import annotations
 from panel.store.maintainers import MaintainerStore
 from panel.store.overrides import OverrideStore
 from panel.store.runs import RunStore
+from panel.store.subscribers import SubscriberStore
 from panel.store.versions import VersionStore
 from panel.store.votes import VoteStore
 
 
-class Store(RunStore, OverrideStore, VoteStore, MaintainerStore, VersionStore):
+class Store(RunStore, OverrideStore, VoteStore, MaintainerStore, VersionStore, SubscriberStore):
     """The panel database: open it with Store(path); every read and write goes through here."""

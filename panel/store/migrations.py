@@ -222,6 +222,47 @@ def _m012_answer_versions(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+def _m015_subscribers(con: duckdb.DuckDBPyConnection) -> None:
+    # The newsletter: sign-ups as append-only events (the current state is each address's latest), the tokens
+    # mailed out (only their sha256 is kept), and every digest send, so a rerun sends only what is missing.
+    con.execute("CREATE SEQUENCE subscriber_event_seq")
+    con.execute("""
+        CREATE TABLE subscriber_events (
+            event_id    BIGINT PRIMARY KEY DEFAULT nextval('subscriber_event_seq'),
+            address     VARCHAR NOT NULL,        -- normalised by email-validator
+            kind        VARCHAR NOT NULL,        -- subscribe | confirm | unsubscribe
+            token_hash  VARCHAR,                 -- subscribe: the confirmation token mailed; else the token used
+            created_at  TIMESTAMPTZ NOT NULL
+        )""")
+    con.execute("""
+        CREATE TABLE subscriber_tokens (
+            token_hash  VARCHAR PRIMARY KEY,     -- sha256 of the token; the token itself is only in the mail
+            address     VARCHAR NOT NULL,
+            purpose     VARCHAR NOT NULL,        -- confirm | unsubscribe: a token does its one job only
+            created_at  TIMESTAMPTZ NOT NULL,
+            expires_at  TIMESTAMPTZ              -- NULL: never (an unsubscribe link keeps working)
+        )""")
+    con.execute("""
+        CREATE TABLE digests (
+            digest_id   VARCHAR PRIMARY KEY,     -- hash of the comparisons it holds
+            subject     VARCHAR NOT NULL,
+            pairs_json  VARCHAR NOT NULL,        -- [[run_id, pair_index], ...]
+            since       TIMESTAMPTZ NOT NULL,
+            until       TIMESTAMPTZ NOT NULL,
+            created_at  TIMESTAMPTZ NOT NULL
+        )""")
+    con.execute("CREATE SEQUENCE digest_send_seq")
+    con.execute("""
+        CREATE TABLE digest_sends (
+            send_id     BIGINT PRIMARY KEY DEFAULT nextval('digest_send_seq'),
+            digest_id   VARCHAR NOT NULL,
+            address     VARCHAR NOT NULL,
+            status      VARCHAR NOT NULL,        -- sending (before SMTP) | sent | failed (a permanent 5xx)
+            detail      VARCHAR,                 -- the SMTP server's reply to a failed send
+            created_at  TIMESTAMPTZ NOT NULL
+        )""")
+
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "core", _m001_core),
@@ -233,6 +274,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (10, "attempt cost", _m010_attempt_cost),
     (11, "probe-free views and spend", _views_come_after),
     (12, "answer versions", _m012_answer_versions),
+    (15, "newsletter subscribers and digest sends", _m015_subscribers),
 ]
 
 

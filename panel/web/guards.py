@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from panel.errors import ConfigError
 
-_VOTE_FIELDS = {"tool", "verdict", "csrf"}
+_VOTE_FIELDS = ("tool", "verdict", "csrf")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the Host names answered by default, with any port
 _HOST_NAME = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\]")
 
@@ -34,16 +34,19 @@ class Rejected(Exception):
 
 def parse_vote_form(content_type: str | None, body: bytes) -> dict[str, str]:
     """The tool, verdict and csrf fields of a urlencoded vote form; Rejected (400/415) for anything else."""
+    return parse_form(content_type, body, _VOTE_FIELDS, "vote")
+
+
+def parse_form(content_type: str | None, body: bytes, names: tuple[str, ...], what: str) -> dict[str, str]:
+    """Exactly the fields `names` of a urlencoded form (a `what`: vote, sign-up); Rejected (400/415) otherwise."""
     if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        raise Rejected(415, "a vote must be a form post (application/x-www-form-urlencoded)")
+        raise Rejected(415, f"a {what} must be a form post (application/x-www-form-urlencoded)")
     try:
-        fields = parse_qs(
-            body.decode("ascii"), keep_blank_values=True, strict_parsing=True, max_num_fields=len(_VOTE_FIELDS)
-        )
+        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True, max_num_fields=len(names))
     except (UnicodeDecodeError, ValueError):
-        raise Rejected(400, "malformed vote form") from None
-    if set(fields) != _VOTE_FIELDS or any(len(values) != 1 for values in fields.values()):
-        raise Rejected(400, "a vote form has exactly the fields tool, verdict and csrf")
+        raise Rejected(400, f"malformed {what} form") from None
+    if set(fields) != set(names) or any(len(values) != 1 for values in fields.values()):
+        raise Rejected(400, f"a {what} form has exactly the fields {', '.join(names[:-1])} and {names[-1]}")
     return {name: values[0] for name, values in fields.items()}
 
 

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from panel.community import CommunityVotes, VoteForms
+from panel.config import Settings
 from panel.errors import PanelError, ServeError
 from panel.render import content_security_policy
 from panel.store import Store, VoteTarget
@@ -48,6 +49,7 @@ from panel.web.guards import (
     parse_vote_form,
 )
 from panel.web.page_cache import PageCache
+from panel.web.signups import Signups
 from panel.web.vote_writer import VoteQueueFull, VoteWriter
 from panel.web.voter_keys import VoterKeys, load_voter_secret
 
@@ -104,7 +106,12 @@ class CommunityApp:
     """The ASGI app of `panel serve`: pages, vote forms, tallies; built over an open Store."""
 
     def __init__(
-        self, store: Store, limits: ServeLimits = ServeLimits(), hosts: tuple[str, ...] = LOOPBACK_HOSTS
+        self,
+        store: Store,
+        limits: ServeLimits = ServeLimits(),
+        hosts: tuple[str, ...] = LOOPBACK_HOSTS,
+        mail: Settings = Settings(),
+        site_url: str = "http://127.0.0.1",
     ) -> None:
         self.store, self.limits, self.hosts = store, limits, hosts
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="panel-db")  # every DB call, one at a time
@@ -117,6 +124,7 @@ class CommunityApp:
         self.new_readers = RateLimiter(limits.new_readers_per_minute, limits.new_readers_per_minute / 60)
         self.writer = VoteWriter(store, self.votes, self.executor)
         self.pages = PageCache(store, self.executor, SERVED_FORM_ACTION)
+        self.signups = Signups(store, mail, site_url, hosts, self.executor, self._voter, self._set_cookie)
         self._index = Environment(
             loader=PackageLoader("panel", "templates"), autoescape=select_autoescape(default=True)
         ).get_template("index.html.j2")
@@ -126,6 +134,7 @@ class CommunityApp:
             Route("/runs/{run_id}/pairs/{number}", self.page, methods=["GET"]),
             Route("/runs/{run_id}/pairs/{number}/votes", self.tallies, methods=["GET"]),
             Route("/runs/{run_id}/pairs/{number}/votes", self.vote, methods=["POST"]),
+            *self.signups.routes(),
         ]
         starlette = Starlette(
             routes=routes,
@@ -147,6 +156,7 @@ class CommunityApp:
             yield
         finally:
             await self.pages.stop()
+            await self.signups.stop()
             await self.writer.stop()  # every vote already queued commits before the server exits
 
     # --- handlers --------------------------------------------------------------------------------
@@ -169,7 +179,8 @@ class CommunityApp:
         tool_ids = (target.left_tool_id, target.right_tool_id)
         community = {tool_id: self.votes.tally(target.run_id, tool_id) for tool_id in tool_ids}
         voting = None if token is None else self._vote_forms(target, token)
-        response = HTMLResponse(page.html(community, voting))
+        signup = None if token is None else self.signups.form(token)
+        response = HTMLResponse(page.html(community, voting, signup))
         if token is not None and new:
             self._set_cookie(response, token)
         return response
@@ -306,8 +317,9 @@ class VoteServer:
         port: int = 0,
         limits: ServeLimits = ServeLimits(),
         allow_hosts: Iterable[str] = (),
+        mail: Settings = Settings(),
     ) -> None:
-        self.store, self.host, self.port, self.limits = store, host, port, limits
+        self.store, self.host, self.port, self.limits, self.mail = store, host, port, limits, mail
         self.hosts = allowed_hosts(allow_hosts, bound_address=host)
         self.app: CommunityApp | None = None
         self._server: uvicorn.Server | None = None
@@ -337,7 +349,7 @@ class VoteServer:
                 ) from None
             self._socket.listen(2048)  # connections queue from here on, before uvicorn's loop starts
             self.port = self._socket.getsockname()[1]
-            self.app = CommunityApp(self.store, self.limits, self.hosts)
+            self.app = CommunityApp(self.store, self.limits, self.hosts, self.mail, self.mail.site_url or self.url)
         except BaseException:
             self._close()
             raise
