@@ -23,6 +23,7 @@ from panel.config_file import (
     EMBEDDED_PROFILE,
     MAX_REPLY_TOKENS,
     ConfigFile,
+    DeskTable,
     EndpointTable,
     PathsTable,
     RunTable,
@@ -75,6 +76,8 @@ class Settings:
     prompts_dir: Path = Path("prompts")
     runs_dir: Path = Path("runs")
     out_dir: Path = Path("runs/pages")
+    publish_dir: Path = Path("publish")  # where `panel publish` and the desk write the final pages
+    editor: str | None = None  # who edits and publishes; None: the login name (the desk asks in a form)
     # Card paths may leave the run file's folder (absolute, '..', symlinks): --allow-outside-cards.
     allow_outside_cards: bool = False
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -161,6 +164,8 @@ KEYS: tuple[Key, ...] = (
     Key("prompts_dir", "paths", "prompts", flag="--prompts-dir"),
     Key("runs_dir", "paths", "runs"),
     Key("out_dir", "paths", "pages", flag="--out"),
+    Key("publish_dir", "paths", "publish"),
+    Key("editor", "desk", "editor", "PANEL_EDITOR", "--editor"),
     Key("allow_outside_cards", flag="--allow-outside-cards"),
 )
 _BY_FIELD = {key.field: key for key in KEYS}
@@ -168,9 +173,10 @@ _TABLES: dict[str, type[BaseModel]] = {
     "sampling": SamplingTable,
     "run": RunTable,
     "paths": PathsTable,
+    "desk": DeskTable,
     PROFILE: EndpointTable,
 }
-_PATHS = {"db_path", "personas_dir", "prompts_dir", "runs_dir", "out_dir"}
+_PATHS = {"db_path", "personas_dir", "prompts_dir", "runs_dir", "out_dir", "publish_dir"}
 _PROFILE_KEYS = [key for key in KEYS if key.table == PROFILE]
 # Picking a profile with --endpoint or $PANEL_ENDPOINT takes it whole: what it leaves out is its default.
 _DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "origins"}

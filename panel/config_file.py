@@ -38,6 +38,7 @@ class PathsTable(_Table):
     runs: str | None = Field(None, min_length=1, description="a folder path (a string)")
     database: str | None = Field(None, min_length=1, description="a file path (a string)")
     pages: str | None = Field(None, min_length=1, description="a folder path (a string)")
+    publish: str | None = Field(None, min_length=1, description="a folder path (a string)")
 
 
 class SamplingTable(_Table):
@@ -64,6 +65,14 @@ class RunTable(_Table):
     token_budget: int | None = Field(None, ge=1, description="an integer 1 or more")
 
 
+class DeskTable(_Table):
+    """[desk]: the editor's desk (`panel desk`) and publishing."""
+
+    editor: str | None = Field(
+        None, min_length=1, max_length=80, pattern=r"\S", description="a name of 1-80 characters (who edits)"
+    )
+
+
 class EndpointTable(_Table):
     """[endpoints.NAME]: one endpoint profile; no base_url means the embedded model."""
 
@@ -83,9 +92,10 @@ class PanelFile(_Table):
     """The whole of panel.toml."""
 
     endpoint: str | None = Field(None, min_length=1, description="the name of an [endpoints.NAME] profile")
-    paths: PathsTable = PathsTable()
+    paths: PathsTable = Field(default_factory=PathsTable)
     sampling: SamplingTable = SamplingTable()
     run: RunTable = RunTable()
+    desk: DeskTable = Field(default_factory=DeskTable)
     endpoints: dict[str, EndpointTable] = Field(default_factory=dict, description="tables [endpoints.NAME]")
 
 

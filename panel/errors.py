@@ -15,7 +15,8 @@ The whole tree (raised where named):
   + CompareError: `panel compare`'s version references (compare.py)
   + CheckError: `panel check` cannot probe the prompts (consistency.py)
   + LabelError: a gold labels file or label (labels.py)
-  + ServeError: `panel serve` cannot listen, start, or keep its voter secret (serve.py, community.py)
+  + ServeError: `panel serve` or `panel desk` cannot listen, start, or keep its voter secret (web/)
+  + PublishError: a pair cannot be approved or published, or its files cannot be written (editorial.py)
   + ConfigError: panel.toml, a flag or an environment variable (config.py, config_file.py, guards.py)
      + ProjectNotFound: no panel.toml here or above (project.py)
 """
@@ -75,6 +76,10 @@ class LabelError(PanelError):
 
 class ServeError(PanelError):
     """`panel serve` cannot listen on its address, did not start, or cannot read or create its voter secret."""
+
+
+class PublishError(PanelError):
+    """A pair is not approved in its current state, has no valid verdict, or its page cannot be written."""
 
 
 class ConfigError(PanelError):

@@ -1,6 +1,6 @@
 """The `panel` command: the Typer app, shared options, and one-line errors.
 
-Commands live beside it, grouped by who uses them: editor.py (review, render, override),
+Commands live beside it, grouped by who uses them: editor.py (review, render, override), desk.py (desk, publish),
 maintainer.py (personas, lint, compare, check, labels), analyst.py (sql, export), community.py (serve),
 configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings); they
 print through terminal.py's

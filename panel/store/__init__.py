@@ -31,9 +31,11 @@ from panel.store.connection import LOCK_RETRY_S, connect
 from panel.store.database import Store
 from panel.store.records import (
     AnsweredVerdict,
+    Approval,
     GoldLabel,
     Override,
     PromptVersion,
+    Publication,
     StoredRun,
     StoredVerdict,
     VoteEvent,
@@ -46,9 +48,11 @@ __all__ = [
     "connect",
     "Store",
     "AnsweredVerdict",
+    "Approval",
     "GoldLabel",
     "Override",
     "PromptVersion",
+    "Publication",
     "StoredRun",
     "StoredVerdict",
     "VoteEvent",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +31,15 @@ from panel.errors import PanelError
 from panel.render import content_security_policy
 from panel.store import Store, VoteTarget
 from panel.verdict import VERDICTS
-from panel.web.guards import LOOPBACK_HOSTS, RateLimiter, Rejected, check_origin, client_address, parse_vote_form
+from panel.web.guards import (
+    LOOPBACK_HOSTS,
+    RateLimiter,
+    Rejected,
+    check_origin,
+    client_address,
+    pair_number,
+    parse_vote_form,
+)
 from panel.web.hosting import ONE_LINE_ERRORS, AppServer, guarded, security_headers
 from panel.web.page_cache import PageCache
 from panel.web.vote_writer import VoteQueueFull, VoteWriter
@@ -43,7 +50,6 @@ VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 SERVED_FORM_ACTION = "'self'"  # vote forms post back to this server; static pages keep form-action 'none'
 SERVED_CSP = content_security_policy(SERVED_FORM_ACTION)
 SECURITY_HEADERS = security_headers(SERVED_CSP)
-_PAIR_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # 1-based; longer is no stored pair (and int() of it is costly)
 
 
 @dataclass(frozen=True)
@@ -176,10 +182,8 @@ class CommunityApp:
 
     # --- pieces ----------------------------------------------------------------------------------
     def _target(self, request: Request) -> VoteTarget:
-        number = request.path_params["number"]
-        target = None
-        if _PAIR_NUMBER.fullmatch(number):
-            target = self.targets.get((request.path_params["run_id"], int(number) - 1))
+        number = pair_number(request.path_params["number"])
+        target = self.targets.get((request.path_params["run_id"], number - 1))
         if target is None:
             raise Rejected(404, "no such pair")
         return target
