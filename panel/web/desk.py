@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -86,6 +87,11 @@ class RunRow:
     pairs: list[PairRow]
 
 
+def _neutralised(value: object) -> object:
+    # Every {{ value }} of a desk page: no invisible or bidi character reaches it (markup, e.g. a macro's, as is).
+    return neutralise(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 def pair_path(run_id: str, pair: PairTally) -> str:
     """The desk's URL path of a pair, e.g. /runs/3f2a9c1b0d4e/pairs/1."""
     return f"/runs/{run_id}/pairs/{pair.index + 1}"
@@ -106,7 +112,7 @@ class DeskApp:
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
-            finalize=lambda value: neutralise(value) if isinstance(value, str) else value,
+            finalize=_neutralised,
         )
         pair = "/runs/{run_id}/pairs/{number}"
         routes = [
