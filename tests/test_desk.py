@@ -241,3 +241,12 @@ def test_panel_desk_prints_one_tokened_url_and_warns_off_loopback(store: Store) 
         desk.terminate()
         desk.wait(timeout=30)
     assert "warning: the desk listens on 0.0.0.0" in desk.stderr.read()
+
+
+def test_the_configured_editor_signs_panel_override_too(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "panel.toml").write_text('[desk]\neditor = "Grace Hopper"\n', encoding="utf-8")
+    args = ("override", "--db", str(store.path), "--out", str(tmp_path / "pages"), "--tool", "SmolVLM2-2B")
+    done = run_panel(*args, "--persona", "builder", "--verdict", "skip", env_extra={"PANEL_PROJECT": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "(by Grace Hopper)" in done.stdout
+    assert override_rows(store)[-1][3] == "Grace Hopper"

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 
 from panel.cli.app import DbOption, app, console, err_console, make_settings
-from panel.config import Settings
 from panel.editorial import publish_pair
 from panel.store import Store
 from panel.web.desk import DeskServer
@@ -76,10 +75,6 @@ def desk_command(
     console.print("desk stopped", markup=False, highlight=False)
 
 
-def _editor(settings: Settings) -> str:
-    return settings.editor or login_name()
-
-
 @app.command("publish")
 def publish_command(
     run_id: Annotated[Optional[str], typer.Argument(help="Run id or prefix (default: the latest run).")] = None,
@@ -103,7 +98,9 @@ def publish_command(
     run_ref = store.resolve_run_id(run_id)
     numbers = [pair] if pair is not None else list(range(1, len(store.load_run(run_ref).pairs) + 1))
     for number in numbers:
-        published = publish_pair(store, run_ref, number, _editor(settings), settings.publish_dir, approve=approve)
+        published = publish_pair(
+            store, run_ref, number, settings.editor or login_name(), settings.publish_dir, approve=approve
+        )
         console.print(
             f"published pair {number}: {published.html_path} and .md (by {published.editor})",
             markup=False,
