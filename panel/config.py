@@ -23,6 +23,7 @@ from panel.config_file import (
     EMBEDDED_PROFILE,
     MAX_REPLY_TOKENS,
     ConfigFile,
+    DeskTable,
     EndpointTable,
     PathsTable,
     RunTable,
@@ -78,6 +79,8 @@ class Settings:
     prompts_dir: Path = Path("prompts")
     runs_dir: Path = Path("runs")
     out_dir: Path = Path("runs/pages")
+    publish_dir: Path = Path("publish")  # where `panel publish` and the desk write the final pages
+    editor: str | None = None  # who edits and publishes; None: the login name (the desk asks in a form)
     # Mail (panel digest, panel serve's confirmations): a plain SMTP server on this machine needs no settings.
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -181,6 +184,8 @@ KEYS: tuple[Key, ...] = (
     Key("prompts_dir", "paths", "prompts", flag="--prompts-dir"),
     Key("runs_dir", "paths", "runs"),
     Key("out_dir", "paths", "pages", flag="--out"),
+    Key("publish_dir", "paths", "publish"),
+    Key("editor", "desk", "editor", "PANEL_EDITOR", "--editor"),
     Key("smtp_host", "smtp", "host", "PANEL_SMTP_HOST", "--smtp-host"),
     Key("smtp_port", "smtp", "port", "PANEL_SMTP_PORT", "--smtp-port"),
     Key("smtp_security", "smtp", "security"),
@@ -197,11 +202,12 @@ _TABLES: dict[str, type[BaseModel]] = {
     "sampling": SamplingTable,
     "run": RunTable,
     "paths": PathsTable,
+    "desk": DeskTable,
     "smtp": SmtpTable,
     "site": SiteTable,
     PROFILE: EndpointTable,
 }
-_PATHS = {"db_path", "personas_dir", "prompts_dir", "runs_dir", "out_dir"}
+_PATHS = {"db_path", "personas_dir", "prompts_dir", "runs_dir", "out_dir", "publish_dir"}
 _PROFILE_KEYS = [key for key in KEYS if key.table == PROFILE]
 # Picking a profile with --endpoint or $PANEL_ENDPOINT takes it whole: what it leaves out is its default.
 _DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "origins"}

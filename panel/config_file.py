@@ -40,6 +40,7 @@ class PathsTable(_Table):
     runs: str | None = Field(default=None, min_length=1, description="a folder path (a string)")
     database: str | None = Field(default=None, min_length=1, description="a file path (a string)")
     pages: str | None = Field(default=None, min_length=1, description="a folder path (a string)")
+    publish: str | None = Field(default=None, min_length=1, description="a folder path (a string)")
 
 
 class SamplingTable(_Table):
@@ -64,6 +65,14 @@ class RunTable(_Table):
     reasks: int | None = Field(default=None, ge=0, le=10, description="an integer 0-10")
     max_requests: int | None = Field(default=None, ge=1, description="an integer 1 or more")
     token_budget: int | None = Field(default=None, ge=1, description="an integer 1 or more")
+
+
+class DeskTable(_Table):
+    """[desk]: the editor's desk (`panel desk`) and publishing."""
+
+    editor: str | None = Field(
+        None, min_length=1, max_length=80, pattern=r"\S", description="a name of 1-80 characters (who edits)"
+    )
 
 
 class EndpointTable(_Table):
@@ -117,6 +126,7 @@ class PanelFile(_Table):
     paths: PathsTable = PathsTable()
     sampling: SamplingTable = SamplingTable()
     run: RunTable = RunTable()
+    desk: DeskTable = DeskTable()
     endpoints: dict[str, EndpointTable] = Field(default_factory=dict, description="tables [endpoints.NAME]")
     smtp: SmtpTable = SmtpTable()
     site: SiteTable = SiteTable()

@@ -16,8 +16,9 @@ The whole tree (raised where named):
   + CompareError: `panel compare`'s version references (compare_sides.py)
   + CheckError: `panel check` cannot probe the prompts (consistency.py)
   + LabelError: a gold labels file or label (labels.py)
-  + ServeError: `panel serve` cannot listen, start, or keep its voter secret (serve.py, community.py)
+  + ServeError: `panel serve` or `panel desk` cannot listen, start, or keep its voter secret (web/)
   + MailError: an address, the SMTP server or a digest (mail/)
+  + PublishError: a pair cannot be approved or published, or its files cannot be written (editorial.py)
   + ConfigError: panel.toml, a flag or an environment variable (config.py, config_file.py, guards.py)
      + ProjectNotFound: no panel.toml here or above (project.py)
 """
@@ -85,6 +86,10 @@ class ServeError(PanelError):
 
 class MailError(PanelError):
     """An email address is not valid, or the SMTP server cannot be reached, refuses the login, or a digest is empty."""
+
+
+class PublishError(PanelError):
+    """A pair is not approved in its current state, has no valid verdict, or its page cannot be written."""
 
 
 class ConfigError(PanelError):

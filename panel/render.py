@@ -251,11 +251,15 @@ def render_markdown(
     return _environment().get_template("page.md.j2").render(**context)
 
 
+def comparison_slug(pair: PairTally) -> str:
+    """The pair's tools as a file-name-safe slug, e.g. 'smolvlm2-2b-vs-perplexity-sonar-pro-2-api' ('' if none)."""
+    raw = f"{pair.left.tool.name} vs {pair.right.tool.name}".lower()
+    return re.sub(r"[^a-z0-9]+", "-", raw).strip("-")[:80].strip("-")
+
+
 def page_slug(pair: PairTally) -> str:
     """A file-name-safe slug such as '01-smolvlm2-2b-vs-perplexity-sonar-pro-2-api'."""
-    raw = f"{pair.left.tool.name} vs {pair.right.tool.name}".lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", raw).strip("-")[:80].strip("-")
-    return f"{pair.index + 1:02d}-{slug or 'pair'}"
+    return f"{pair.index + 1:02d}-{comparison_slug(pair) or 'pair'}"
 
 
 def write_pages(
@@ -291,12 +295,15 @@ def write_run_pages(
     tally = tally_run(store.load_run(run_id))
     if not any(side.verdicts for pair in tally.pairs for side in pair.tools):
         return tally, []
+    return tally, write_pages(tally, out_dir, community_so_far(store, tally), signup_url)
+
+
+def community_so_far(store: Store, tally: RunTally) -> dict[str, CommunityTally]:
+    """Readers' votes so far on the run's tools, by tool id: only tools voted on (the others show a dash)."""
     votes = CommunityVotes(store.current_votes())
-    # Only tools readers voted on: with none the page shows the reference's plain dash.
-    community = {
+    return {
         tool_id: crowd
         for pair in tally.pairs
         for tool_id in (pair.left.tool_id, pair.right.tool_id)
-        if (crowd := votes.tally(run_id, tool_id)).votes
+        if (crowd := votes.tally(tally.run.run_id, tool_id)).votes
     }
-    return tally, write_pages(tally, out_dir, community, signup_url)

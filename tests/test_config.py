@@ -167,7 +167,7 @@ def test_bad_value_is_one_line_naming_file_key_and_what_is_allowed(tmp_path: Pat
     ("text", "expected"),
     [
         ("[run]\nconcurency = 8\n", "[run] concurency: unknown key (allowed: concurrency, timeout, max_retries, "),
-        ("colour = 1\n", "colour: unknown key (allowed: endpoint, paths, sampling, run, endpoints, smtp, site)"),
+        ("colour = 1\n", "colour: unknown key (allowed: endpoint, paths, sampling, run, desk, endpoints, smtp, site)"),
         (
             '[endpoints.x]\nkey = "sk-1"\n',
             "[endpoints.x] key: unknown key (allowed: base_url, model, mode, api_key_env",

@@ -118,6 +118,23 @@ def serve_once(command: ShellCommand, shell: Shell) -> None:
     assert server.returncode == 0 and "stopped:" in out, f"{command}: exit {server.returncode}\n{out}\n{err}"
 
 
+def desk_once(command: ShellCommand, shell: Shell) -> None:
+    """Start `panel desk` on a free port, open the URL it printed (token, then cookie), then stop it with Ctrl-C."""
+    desk = shell.start(f"exec {command.text} --port 0")
+    try:
+        ready, _, _ = select.select([desk.stdout], [], [], 60)
+        line = desk.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        found = re.search(r"desk: (http://\S+/\?token=\S+) ", line)
+        assert found, f"{command}: no 'desk: URL' line within 60 s: {line!r}"
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(found.group(1), timeout=10) as page:  # 303 to the URL without the token, with the cookie
+            assert page.status == 200 and "SmolVLM2-2B" in page.read().decode("utf-8")
+    finally:
+        desk.send_signal(signal.SIGINT)
+        out, err = desk.communicate(timeout=30)
+    assert desk.returncode == 0 and "desk stopped" in out, f"{command}: exit {desk.returncode}\n{out}\n{err}"
+
+
 def edit_in_place(command: ShellCommand, shell: Shell) -> None:
     """What an editor session does to `$EDITOR FILE`: add one line to the file (a persona brief: one more ask)."""
     path = shell.cwd / command.text.split()[1]
@@ -145,6 +162,9 @@ NOT_RUN_AS_WRITTEN: dict[str, NotRun] = {
     "$EDITOR personas/skeptic.md": NotRun("opens an editor: add a line to the file instead", edit_in_place),
     ".venv/bin/panel serve": NotRun(
         "blocks until Ctrl-C (and port 8000 may be taken): run on a free port, GET / once, Ctrl-C", serve_once
+    ),
+    ".venv/bin/panel desk": NotRun(
+        "blocks until Ctrl-C: run on a free port, open the printed URL once (token, cookie), Ctrl-C", desk_once
     ),
 }
 

@@ -4,6 +4,7 @@ from panel.cli import (
     analyst,  # noqa: F401
     community,  # noqa: F401
     configuration,  # noqa: F401
+    desk,  # noqa: F401
     editor,  # noqa: F401  (each module registers its commands on `app`)
     labels,  # noqa: F401
     maintainer,  # noqa: F401

@@ -1,10 +1,10 @@
 """The `panel` command: the Typer app, shared options, and one-line errors.
 
 Commands live beside it, grouped by who uses them: editor.py (review, render), overrides.py (override, overrides),
-versions.py (ask-again, versions, use-version), newsletter.py (digest), maintainer.py (personas, lint),
-maintainer_probes.py (compare, check), labels.py (labels), analyst.py (sql, export), community.py (serve),
-configuration.py (config), project.py (init, setup, --version). Every command finds its project (make_settings);
-they print through terminal.py's consoles.
+versions.py (ask-again, versions, use-version), desk.py (desk, publish), newsletter.py (digest), maintainer.py
+(personas, lint), maintainer_probes.py (compare, check), labels.py (labels), analyst.py (sql, export), community.py
+(serve), configuration.py (config), project.py (init, setup, --version). Every command finds its project
+(make_settings); they print through terminal.py's consoles.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ def _shown(settings: Settings, name: str, value: object) -> str:
         "mode": f"{settings.structured_mode} (chosen for the endpoint)",
         "concurrency": f"{settings.effective_concurrency} (chosen for the endpoint)",
         "seed": "none",
+        "editor": "none (your login name; the desk asks in a form)",
         "max_requests": "none (no budget)",
         "token_budget": "none (no budget)",
         "smtp_user": "none (no login)",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,18 +10,11 @@ import typer
 from rich.table import Table
 
 from panel.cli.app import DbOption, OutOption, app, console, make_settings
+from panel.cli.desk import login_name
 from panel.cli.terminal import terminal_text
 from panel.overrides import OverrideRequest, apply_override
 from panel.render import write_run_pages
 from panel.store import Override, Store
-
-
-def default_editor() -> str:
-    """Who is editing when no --editor or $PANEL_EDITOR says: the login name, else 'editor'."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (e.g. a container without /etc/passwd entry)
-        return "editor"
 
 
 def _describe(override: Override, subject: str) -> str:
@@ -83,7 +76,9 @@ def override_command(
     editor: Annotated[
         str,
         typer.Option(
-            "--editor", envvar="PANEL_EDITOR", help="Who is editing (default $PANEL_EDITOR, else your login name)."
+            "--editor",
+            envvar="PANEL_EDITOR",
+            help="Who is editing (default $PANEL_EDITOR, else [desk] editor in panel.toml, else your login name).",
         ),
     ] = "",
     revert: Annotated[
@@ -100,9 +95,10 @@ def override_command(
         quote = quote_file.read_text(encoding="utf-8")
     quote = quote.strip() if quote is not None else None
     headline = headline.strip() if headline is not None else None
-    request = OverrideRequest(persona, editor or default_editor(), tool, pair, verdict, quote, headline, note, revert)
+    request = OverrideRequest(persona, editor, tool, pair, verdict, quote, headline, note, revert)
     request.check()  # before the database is opened: a wrong option is named even where there is none
     settings = make_settings(db, out)
+    request = dataclasses.replace(request, editor=editor or settings.editor or login_name())
     store = Store.existing(settings.db_path)
     run_ref = store.resolve_run_id(run_id)
     saved, target = apply_override(store, run_ref, request)

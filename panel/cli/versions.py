@@ -28,7 +28,7 @@ from panel.cli.app import (
     make_settings,
     model_settings,
 )
-from panel.cli.overrides import default_editor
+from panel.cli.desk import login_name
 from panel.cli.terminal import terminal_text
 from panel.render import write_run_pages
 from panel.store import Store
@@ -113,7 +113,7 @@ def ask_again_command(
     )
     store = Store.existing(settings.db_path)
     run_ref = store.resolve_run_id(run_id)
-    request = AskAgainRequest(persona, editor or default_editor(), tool, pair, note, use, force)
+    request = AskAgainRequest(persona, editor or settings.editor or login_name(), tool, pair, note, use, force)
     outcome = ask_again(store, run_ref, request, settings)
     versions, _ = answer_versions(store, run_ref, persona, tool, pair)
     version = next(v for v in versions if v.number == outcome.version)
@@ -179,6 +179,8 @@ def use_version_command(
     settings = make_settings(db, out)
     store = Store.existing(settings.db_path)
     run_ref = store.resolve_run_id(run_id)
-    chosen, target = use_version(store, run_ref, persona, version, editor or default_editor(), tool, pair)
+    chosen, target = use_version(
+        store, run_ref, persona, version, editor or settings.editor or login_name(), tool, pair
+    )
     _say(f"{persona} on {target.subject}: the page shows version {chosen.number} ({chosen.verdict})")
     _render(store, run_ref, settings.out_dir)

@@ -3,6 +3,7 @@
 connection.py  connections and locks (Database: open, migrate, transactions, the writer lock)
 runs.py        runs and verdicts (RunStore: begin_run, save_answers, load_run, answered_verdicts, ...)
 overrides.py   editors' overrides (OverrideStore: add_override, overrides)
+publishing.py  the desk's approvals and publications (PublishingStore: add_approval, add_publication, ...)
 votes.py       community votes (VoteStore: journal_votes, add_votes, current_votes, vote_targets)
 subscribers.py the newsletter (SubscriberStore: subscribe, confirm, unsubscribe, digest comparisons and sends)
 maintainers.py prompt versions and gold labels (MaintainerStore: prompt_versions, add_labels, gold_labels)
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 from panel.store.maintainers import MaintainerStore
 from panel.store.overrides import OverrideStore
+from panel.store.publishing import PublishingStore
 from panel.store.runs import RunStore
 from panel.store.subscribers import SubscriberStore
 from panel.store.versions import VersionStore
 from panel.store.votes import VoteStore
 
 
-class Store(RunStore, OverrideStore, VoteStore, MaintainerStore, VersionStore, SubscriberStore):
+class Store(RunStore, OverrideStore, PublishingStore, VoteStore, MaintainerStore, VersionStore, SubscriberStore):
     """The panel database: open it with Store(path); every read and write goes through here."""

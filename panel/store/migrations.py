@@ -222,6 +222,35 @@ def _m012_answer_versions(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+def _m013_approvals_and_publications(con: duckdb.DuckDBPyConnection) -> None:
+    # The desk's editorial record, append-only: who approved a pair in which state, who published it where.
+    # state_hash fingerprints what the pair's page showed (panel/editorial.py pair_state): an edit after an
+    # approval changes it, so the approval no longer covers the page.
+    con.execute("CREATE SEQUENCE approval_seq")
+    con.execute("""
+        CREATE TABLE approvals (
+            approval_id  BIGINT PRIMARY KEY DEFAULT nextval('approval_seq'),
+            run_id       VARCHAR NOT NULL,
+            pair_index   INTEGER NOT NULL,       -- 0-based, as in pairs
+            state_hash   VARCHAR NOT NULL,       -- the pair's state when approved
+            editor       VARCHAR NOT NULL,
+            approved_at  TIMESTAMPTZ NOT NULL
+        )""")
+    con.execute("CREATE SEQUENCE publication_seq")
+    con.execute("""
+        CREATE TABLE publications (
+            publication_id BIGINT PRIMARY KEY DEFAULT nextval('publication_seq'),
+            run_id         VARCHAR NOT NULL,
+            pair_index     INTEGER NOT NULL,
+            state_hash     VARCHAR NOT NULL,     -- the approved state the files show
+            editor         VARCHAR NOT NULL,
+            published_at   TIMESTAMPTZ NOT NULL,
+            html_path      VARCHAR NOT NULL,     -- absolute paths of the files written (a republish replaces them)
+            markdown_path  VARCHAR NOT NULL,
+            html_sha256    VARCHAR NOT NULL      -- what was published, byte for byte
+        )""")
+
+
 def _m015_subscribers(con: duckdb.DuckDBPyConnection) -> None:
     # The newsletter: sign-ups as append-only events (the current state is each address's latest), the tokens
     # mailed out (only their sha256 is kept), and every digest send, so a rerun sends only what is missing.
@@ -274,6 +303,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (10, "attempt cost", _m010_attempt_cost),
     (11, "probe-free views and spend", _views_come_after),
     (12, "answer versions", _m012_answer_versions),
+    (13, "approvals and publications", _m013_approvals_and_publications),
     (15, "newsletter subscribers and digest sends", _m015_subscribers),
 ]
 

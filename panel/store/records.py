@@ -158,3 +158,30 @@ class AnswerVersion:
     editor: str | None  # who asked (None for the original)
     created_at: datetime
     picked: bool  # the version the page uses now
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An editor's approval of a pair's page in one state (state_hash); a later edit leaves it behind."""
+
+    approval_id: int
+    run_id: str
+    pair_index: int
+    state_hash: str
+    editor: str
+    approved_at: datetime
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A pair's page published: who, when, in which state, and the files written."""
+
+    publication_id: int
+    run_id: str
+    pair_index: int
+    state_hash: str
+    editor: str
+    published_at: datetime
+    html_path: str
+    markdown_path: str
+    html_sha256: str

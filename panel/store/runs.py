@@ -150,6 +150,14 @@ class RunStore(Database):
             raise StoreError(f"run id '{run_ref}' is ambiguous: give more characters")
         return rows[0][0]
 
+    def review_runs(self, limit: int = 100) -> list[str]:
+        """The ids of the latest `limit` editors' runs (no compare/check probe), newest first."""
+        with self.reader() as con:
+            rows = con.execute(
+                "SELECT run_id FROM runs WHERE purpose = 'review' ORDER BY started_at DESC, run_id LIMIT ?", [limit]
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def load_run(self, run_id: str) -> StoredRun:
         """A stored run with its cards and current verdicts (overrides applied), for tally and render.
 

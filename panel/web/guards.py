@@ -1,7 +1,8 @@
-"""What `panel serve` checks on a request before a handler acts on it, and how it refuses one.
+"""What the served apps (`panel serve`, `panel desk`) check on a request before a handler acts on it, and how
+they refuse one.
 
 The Host header against the allow-list (the loopback names, the bound address, --allow-host), the
-Origin of a vote, the client address that per-address limits count, and the vote form's fields. A
+Origin of a post, the client address that per-address limits count, and a form's fields. A
 refusal is Rejected: an HTTP status and a one-line reason that never echoes what the client sent.
 """
 
@@ -12,7 +13,7 @@ import ipaddress
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from panel.errors import ConfigError
 
 _VOTE_FIELDS = ("tool", "verdict", "csrf")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the Host names answered by default, with any port
+_PAIR_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # 1-based; longer is no stored pair (and int() of it is costly)
 _HOST_NAME = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\]")
 
 
@@ -32,22 +34,44 @@ class Rejected(Exception):
         self.status, self.reason, self.headers = status, reason, headers or {}
 
 
-def parse_vote_form(content_type: str | None, body: bytes) -> dict[str, str]:
-    """The tool, verdict and csrf fields of a urlencoded vote form; Rejected (400/415) for anything else."""
-    return parse_form(content_type, body, _VOTE_FIELDS, "vote")
-
-
-def parse_form(content_type: str | None, body: bytes, names: tuple[str, ...], what: str) -> dict[str, str]:
-    """Exactly the fields `names` of a urlencoded form (a `what`: vote, sign-up); Rejected (400/415) otherwise."""
+def parse_form(content_type: str | None, body: bytes, allowed: Collection[str], what: str = "form") -> dict[str, str]:
+    """A urlencoded form's fields (a `what`: vote, sign-up, desk form), each at most once and all in `allowed`;
+    Rejected (400/415) for anything else."""
     if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise Rejected(415, f"a {what} must be a form post (application/x-www-form-urlencoded)")
     try:
-        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True, max_num_fields=len(names))
+        fields = parse_qs(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=bool(body),
+            max_num_fields=len(allowed),
+            errors="strict",
+        )
     except (UnicodeDecodeError, ValueError):
-        raise Rejected(400, f"malformed {what} form") from None
-    if set(fields) != set(names) or any(len(values) != 1 for values in fields.values()):
-        raise Rejected(400, f"a {what} form has exactly the fields {', '.join(names[:-1])} and {names[-1]}")
+        raise Rejected(400, f"malformed {what}") from None
+    if not set(fields) <= set(allowed) or any(len(values) != 1 for values in fields.values()):
+        raise Rejected(400, f"a {what} has only the fields {', '.join(sorted(allowed))}, each once")
     return {name: values[0] for name, values in fields.items()}
+
+
+def parse_exact_form(content_type: str | None, body: bytes, names: tuple[str, ...], what: str) -> dict[str, str]:
+    """Exactly the fields `names` of a urlencoded form (a `what`: vote, sign-up); Rejected (400/415) otherwise."""
+    fields = parse_form(content_type, body, names, what)
+    if set(fields) != set(names):
+        raise Rejected(400, f"a {what} form has exactly the fields {', '.join(names[:-1])} and {names[-1]}")
+    return fields
+
+
+def parse_vote_form(content_type: str | None, body: bytes) -> dict[str, str]:
+    """The tool, verdict and csrf fields of a urlencoded vote form; Rejected (400/415) for anything else."""
+    return parse_exact_form(content_type, body, _VOTE_FIELDS, "vote")
+
+
+def pair_number(text: str) -> int:
+    """A URL's 1-based pair number; Rejected 404 for anything else (Starlette's int convertor 500s on 5,000 digits)."""
+    if _PAIR_NUMBER.fullmatch(text) is None:
+        raise Rejected(404, "no such pair")
+    return int(text)
 
 
 def allowed_hosts(extra: Iterable[str] = (), bound_address: str = "") -> tuple[str, ...]:
@@ -90,15 +114,15 @@ def client_address(request: Request) -> str:
     return str(address)
 
 
-def check_origin(request: Request, hosts: Iterable[str]) -> None:
-    """Rejected (403) unless a vote comes from this server's own pages, on one of its allowed `hosts`."""
+def check_origin(request: Request, hosts: Iterable[str], what: str = "votes") -> None:
+    """Rejected (403) unless a post (`what`) comes from this server's own pages, on one of its allowed `hosts`."""
     # The CSRF token is the guard; a foreign Origin is refused as well, before the body is read. The page's
     # no-referrer policy makes browsers send "Origin: null" for its own forms, which therefore says nothing.
     origin = request.headers.get("origin", "null")
     if origin != "null" and not _same_allowed_origin(request, origin, hosts):
-        raise Rejected(403, "votes are accepted only from this server's pages")
+        raise Rejected(403, f"{what} are accepted only from this server's pages")
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise Rejected(403, "votes are accepted only from this server's pages")
+        raise Rejected(403, f"{what} are accepted only from this server's pages")
 
 
 def _same_allowed_origin(request: Request, origin: str, hosts: Iterable[str]) -> bool:

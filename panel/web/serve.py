@@ -14,40 +14,34 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
-import socket
-import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from panel.community import CommunityVotes, VoteForms
 from panel.config import Settings
-from panel.errors import PanelError, ServeError
+from panel.errors import PanelError
 from panel.render import content_security_policy
 from panel.store import Store, VoteTarget
 from panel.verdict import VERDICTS
-from panel.web.connections import connections_that_fit, request_deadline_protocol
 from panel.web.guards import (
     LOOPBACK_HOSTS,
     RateLimiter,
     Rejected,
-    allowed_hosts,
     check_origin,
     client_address,
+    pair_number,
     parse_vote_form,
 )
+from panel.web.hosting import ONE_LINE_ERRORS, AppServer, guarded, security_headers
 from panel.web.page_cache import PageCache
 from panel.web.signups import Signups
 from panel.web.vote_writer import VoteQueueFull, VoteWriter
@@ -57,13 +51,7 @@ VOTER_COOKIE = "panel_voter"
 VOTER_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 SERVED_FORM_ACTION = "'self'"  # vote forms post back to this server; static pages keep form-action 'none'
 SERVED_CSP = content_security_policy(SERVED_FORM_ACTION)
-SECURITY_HEADERS = {
-    "content-security-policy": SERVED_CSP + "; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "cache-control": "no-store",  # pages carry a per-reader CSRF token
-}
-_PAIR_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # 1-based; longer is no stored pair (and int() of it is costly)
+SECURITY_HEADERS = security_headers(SERVED_CSP)
 
 
 @dataclass(frozen=True)
@@ -83,23 +71,6 @@ class ServeLimits:
     max_body_bytes: int = 1024
     max_connections: int = 10_000
     request_deadline_s: float = 10.0
-
-
-class _SecurityHeaders:
-    """Adds the security headers to every response, including the framework's own 404/405/413."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
 class CommunityApp:
@@ -140,14 +111,10 @@ class CommunityApp:
             routes=routes,
             lifespan=self._lifespan,
             max_body_size=limits.max_body_bytes,
-            exception_handlers={Rejected: self._rejected, HTTPException: self._http_error},
+            exception_handlers=ONE_LINE_ERRORS,  # type: ignore[arg-type]
         )
-        # The host check runs before routing (so a trailing-slash redirect only ever names an allowed host),
-        # and inside the security headers, so its 400 carries them too.
-        starlette.add_exception_handler(ClientDisconnect, self._hung_up)
-        self.asgi: ASGIApp = _SecurityHeaders(
-            TrustedHostMiddleware(starlette, allowed_hosts=list(hosts), www_redirect=False)
-        )
+        # The host check runs before routing (so a trailing-slash redirect only ever names an allowed host).
+        self.asgi: ASGIApp = guarded(starlette, hosts, SECURITY_HEADERS)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -226,10 +193,8 @@ class CommunityApp:
 
     # --- pieces ----------------------------------------------------------------------------------
     def _target(self, request: Request) -> VoteTarget:
-        number = request.path_params["number"]
-        target = None
-        if _PAIR_NUMBER.fullmatch(number):
-            target = self.targets.get((request.path_params["run_id"], int(number) - 1))
+        number = pair_number(request.path_params["number"])
+        target = self.targets.get((request.path_params["run_id"], number - 1))
         if target is None:
             raise Rejected(404, "no such pair")
         return target
@@ -284,31 +249,20 @@ class CommunityApp:
             "tools": tools,
         }
 
-    async def _rejected(self, request: Request, error: Exception) -> Response:
-        assert isinstance(error, Rejected)
-        return PlainTextResponse(error.reason + "\n", status_code=error.status, headers=error.headers)
-
-    async def _http_error(self, request: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPException)
-        return PlainTextResponse(f"{error.detail}\n", status_code=error.status_code, headers=error.headers)
-
-    @staticmethod
-    async def _hung_up(request: Request, error: Exception) -> Response:
-        # The client left, or was cut off at its request deadline, mid-body: no error, and nobody to answer.
-        return Response(status_code=408)
-
 
 def page_path(target: VoteTarget) -> str:
     """The served URL path of a pair's page, e.g. /runs/3f2a9c1b0d4e/pairs/1."""
     return f"/runs/{target.run_id}/pairs/{target.pair_index + 1}"
 
 
-class VoteServer:
-    """`panel serve` as an object: holds the writer lock, binds a loopback port, runs uvicorn.
+class VoteServer(AppServer):
+    """`panel serve` as an object: holds the writer lock while it serves, on a loopback port by default.
 
     run() serves in the foreground until Ctrl-C; `with VoteServer(...) as server:` serves from a
     background thread (tests, bench) and stops, committing every queued vote, on exit.
     """
+
+    name = "panel serve"
 
     def __init__(
         self,
@@ -319,90 +273,18 @@ class VoteServer:
         allow_hosts: Iterable[str] = (),
         mail: Settings = Settings(),
     ) -> None:
-        self.store, self.host, self.port, self.limits, self.mail = store, host, port, limits, mail
-        self.hosts = allowed_hosts(allow_hosts, bound_address=host)
+        super().__init__(host, port, SECURITY_HEADERS, allow_hosts, limits.request_deadline_s, limits.max_connections)
+        self.store, self.limits, self.mail = store, limits, mail
         self.app: CommunityApp | None = None
-        self._server: uvicorn.Server | None = None
-        self._socket: socket.socket | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        """The base URL readers open, e.g. http://127.0.0.1:8000."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def _prepare(self) -> uvicorn.Server:
+    def _open(self) -> ASGIApp:
         self.store.acquire_writer()
-        try:
-            self.store.check_writable()  # votes must be storable before a reader can cast one
-            self.store.fold_journal()  # a review's answers still in the journal belong on the pages served
-            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on each connection (else 40 ms per response).
-            self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                self._socket.bind((self.host, self.port))
-            except OSError as error:
-                raise ServeError(
-                    f"cannot listen on {self.host}:{self.port} ({error.strerror}); pick another --port"
-                ) from None
-            self._socket.listen(2048)  # connections queue from here on, before uvicorn's loop starts
-            self.port = self._socket.getsockname()[1]
-            self.app = CommunityApp(self.store, self.limits, self.hosts, self.mail, self.mail.site_url or self.url)
-        except BaseException:
-            self._close()
-            raise
-        # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local client as its
-        # address, and the per-address limits would count whatever address a client made up.
-        config = uvicorn.Config(
-            self.app.asgi,
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            ws="none",
-            proxy_headers=False,
-            http=request_deadline_protocol(self.limits.request_deadline_s, SECURITY_HEADERS),
-            limit_concurrency=connections_that_fit(self.limits.max_connections),
-            timeout_graceful_shutdown=10,
-        )
-        self._server = uvicorn.Server(config)
-        return self._server
+        self.store.check_writable()  # votes must be storable before a reader can cast one
+        self.store.fold_journal()  # a review's answers still in the journal belong on the pages served
+        self.app = CommunityApp(self.store, self.limits, self.hosts, self.mail, self.mail.site_url or self.url)
+        return self.app.asgi
 
-    def run(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve in the foreground until interrupted (`on_ready` runs once listening); then release the lock."""
-        server = self._prepare()
-        try:
-            if on_ready is not None:
-                on_ready()
-            server.run(sockets=[self._socket])  # type: ignore[list-item]
-        finally:
-            self._close()
-
-    def __enter__(self) -> "VoteServer":
-        server = self._prepare()
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, name="panel-serve", daemon=True
-        )
-        self._thread.start()
-        while not server.started:
-            if not self._thread.is_alive():
-                self._close()
-                raise ServeError(f"panel serve could not start on {self.url}")
-            threading.Event().wait(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self._close()
-
-    def _close(self) -> None:
+    def _release(self) -> None:
         if self.app is not None:
             self.app.executor.shutdown(wait=True)
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
         self.store.release_writer()

@@ -32,7 +32,7 @@ from panel.mail.messages import confirmation_message
 from panel.mail.smtp import PermanentFailure, SmtpSender
 from panel.render import SignupForm, content_security_policy
 from panel.store import Store
-from panel.web.guards import RateLimiter, Rejected, check_origin, client_address, parse_form
+from panel.web.guards import RateLimiter, Rejected, check_origin, client_address, parse_exact_form
 from panel.web.voter_keys import VoterKeys, load_voter_secret
 
 SIGNUP_PATH = "/newsletter"
@@ -106,7 +106,7 @@ class Signups:
         if not self._keys.is_issued(token):
             raise Rejected(403, "no reader cookie from this server: open the page and sign up from it")
         assert token is not None
-        form = parse_form(request.headers.get("content-type"), await request.body(), _SIGNUP_FIELDS, "sign-up")
+        form = parse_exact_form(request.headers.get("content-type"), await request.body(), _SIGNUP_FIELDS, "sign-up")
         if not self._csrf_ok(token, form["csrf"]):
             raise Rejected(403, "this sign-up form has expired: reload the page and sign up again")
         if form["consent"] != "yes":
