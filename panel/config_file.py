@@ -71,7 +71,7 @@ class DeskTable(_Table):
     """[desk]: the editor's desk (`panel desk`) and publishing."""
 
     editor: str | None = Field(
-        None, min_length=1, max_length=80, pattern=r"\S", description="a name of 1-80 characters (who edits)"
+        default=None, min_length=1, max_length=80, pattern=r"\S", description="a name of 1-80 characters (who edits)"
     )
 
 
