@@ -4,17 +4,19 @@ connection.py  connections and locks (Database: open, migrate, transactions, the
 runs.py        runs and verdicts (RunStore: begin_run, save_answers, load_run, answered_verdicts, ...)
 overrides.py   editors' overrides (OverrideStore: add_override, overrides)
 votes.py       community votes (VoteStore: journal_votes, add_votes, current_votes, vote_targets)
+batches.py     batch mode (BatchStore: record_batch, covering_batches, store_lines, failed_tries, ...)
 maintainers.py prompt versions and gold labels (MaintainerStore: prompt_versions, add_labels, gold_labels)
 views.py       every view, and the SQL the views share with these reads; migrations.py the tables
 """
 
 from __future__ import annotations
 
+from panel.store.batches import BatchStore
 from panel.store.maintainers import MaintainerStore
 from panel.store.overrides import OverrideStore
 from panel.store.runs import RunStore
 from panel.store.votes import VoteStore
 
 
-class Store(RunStore, OverrideStore, VoteStore, MaintainerStore):
+class Store(RunStore, OverrideStore, VoteStore, MaintainerStore, BatchStore):
     """The panel database: open it with Store(path); every read and write goes through here."""
