@@ -34,6 +34,8 @@ from panel.tally import RunTally, tally_run
 
 RunJobs = tuple[str, list[VerdictJob]]  # a run id and the jobs of it a batch step covers
 MAX_POLL_S = 60.0
+# OpenAI takes up to 50,000 requests and 200 MB a batch; a verdict's line is ~4 KB, so 40,000 stay under both.
+MAX_BATCH_REQUESTS = 40_000
 
 
 class BatchProgress:
@@ -206,8 +208,8 @@ def batch_step(
     if step.in_flight:
         return step
     requests, step.exhausted, step.to_ask_live = plan_requests(store, settings, jobs, answered, live_reasks)
-    if requests:
-        batch = submit(store, client, settings, requests, purpose, progress.notice)
+    for start in range(0, len(requests), MAX_BATCH_REQUESTS):
+        batch = submit(store, client, settings, requests[start : start + MAX_BATCH_REQUESTS], purpose, progress.notice)
         step.submitted.append(batch)
         step.in_flight.append(batch)
     return step
