@@ -33,7 +33,8 @@ from panel.store import Store
 from panel.store.batches import BatchRecord
 
 batch_app = typer.Typer(
-    help="Batches: list, status, cancel, collect; export a run for an offline engine (vLLM) and import its results.",
+    help="Batches: list, status, cancel, collect; export a run for an offline engine (vLLM) and import its results.\n\n"
+    "Example: panel batch list",
     no_args_is_help=True,
 )
 app.add_typer(batch_app, name="batch")
