@@ -34,6 +34,8 @@ from panel.model.replies import ChatReply, reply_json, reply_usage
 from panel.personas import Persona, PromptTemplates, build_messages
 from panel.verdict import InvalidAnswer, Verdict, parse_verdict, verdict_schema
 
+NOT_A_COMPLETION = "status 200 but the body is not a chat completion"
+
 
 class MalformedResponse(Exception):
     """A 200 that is not a chat completion (an HTML page, an empty body, JSON without a message): asked again."""
@@ -169,6 +171,26 @@ def _request_args(mode: Mode, answer_model: type[BaseModel]) -> dict[str, Any]:
     return mode.build_request(verdict_schema(answer_model))
 
 
+def request_body(
+    messages: list[dict[str, str]], settings: Settings, mode: Mode, answer_model: type[BaseModel] = Verdict
+) -> dict[str, Any]:
+    """The JSON body of one chat-completions request: what a live attempt sends, and what a batch line carries."""
+    return _body(messages, settings, _request_args(mode, answer_model))
+
+
+def _body(messages: list[dict[str, str]], settings: Settings, request_args: dict) -> dict[str, Any]:
+    return {"model": settings.model_name, "messages": messages, **settings.sampling(), **request_args}
+
+
+def reply_text(body: object, mode: Mode) -> str | None:
+    """The answer text of a decoded reply (live or a batch line's body); MalformedResponse if it is no completion."""
+    try:
+        reply = ChatReply.model_validate(body)
+    except ValidationError:
+        raise MalformedResponse(NOT_A_COMPLETION) from None
+    return mode.parse_reply(reply)
+
+
 async def _attempt(
     client: openai.AsyncOpenAI,
     messages: list[dict[str, str]],
@@ -190,7 +212,7 @@ async def _attempt(
             raw = await client.post(
                 "/chat/completions",
                 cast_to=object,
-                body={"model": settings.model_name, "messages": messages, **settings.sampling(), **request_args},
+                body=_body(messages, settings, request_args),
             )
             attempt.http_status = sent.last_status
         except OverBudget as refused:
@@ -217,12 +239,11 @@ async def _attempt(
     if budget is not None:
         budget.tokens += attempt.prompt_tokens + attempt.completion_tokens
     try:
-        reply = ChatReply.model_validate(body)
-    except ValidationError:
+        text = reply_text(body, mode)
+    except MalformedResponse:
         attempt.status, attempt.error_class = "bad_response", "MalformedResponse"
-        attempt.error_message = "status 200 but the body is not a chat completion"
-        raise MalformedResponse() from None
-    text = mode.parse_reply(reply)
+        attempt.error_message = NOT_A_COMPLETION
+        raise
     attempt.raw_text = text
     return text
 

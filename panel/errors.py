@@ -10,6 +10,7 @@ The whole tree (raised where named):
   + ScaffoldError: `panel init` (scaffold.py)
   + StoreError: the database is locked, corrupt, newer, or a query was refused (store/)
   |  + DatabaseBusy: another process held the database past the wait
+  + BatchError: a batch cannot be submitted, found, collected or imported (batch/)
   + BudgetExceeded: a run hit its request or token budget (ask.py)
   + OverrideError: an editor's override (overrides.py)
   + AskAgainError: an editor's "ask again" or version pick, or the answer that did not come (ask_again.py)
@@ -54,6 +55,10 @@ class StoreError(PanelError):
 
 class DatabaseBusy(StoreError):
     """Another process held the database file for longer than the wait allowed."""
+
+
+class BatchError(PanelError):
+    """A batch cannot be submitted, found, collected or imported; the line says what to do."""
 
 
 class BudgetExceeded(PanelError):

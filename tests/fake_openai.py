@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.fake_batches import FakeBatches
+
 FAULT_429 = "429"  # 429 with Retry-After and a rate_limit error body
 FAULT_500 = "500"  # 500 with a server_error body
 FAULT_400 = "400"  # 400 invalid_request_error: a client error that must not be retried
@@ -291,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Keep test and benchmark output quiet."""
 
     def do_GET(self) -> None:
+        if self.path.startswith(("/v1/files", "/v1/batches")):
+            self.server.fake.batch_api.handle(self, "GET")
+            return
         self.server.fake._record(self.path, None, None)
         if self.path.rstrip("/") == "/v1/models":
             self._send(
@@ -313,6 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         fake = self.server.fake
+        if self.path.startswith(("/v1/files", "/v1/batches")):
+            fake.batch_api.handle(self, "POST")
+            return
         # Fixed latency: the reply leaves `latency` after the request line arrived, however long the fake's
         # own work (headers, body, JSON, the answer) took, so that work never adds to the latency a
         # benchmark divides by.
@@ -455,6 +463,8 @@ class FakeOpenAI:
         self._chat_count = 0
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
+        # The Batch API (/v1/files, /v1/batches): tests set its steps, endings, line faults and delays on it.
+        self.batch_api = FakeBatches(self)
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
@@ -462,6 +472,15 @@ class FakeOpenAI:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
         )
         self._thread.start()
+
+    def batch_reply(self, index: int, body: dict[str, Any], fault: str | None = None) -> dict[str, Any]:
+        """The completion a batch line gets: the responder's answer, cut in half or off-schema for those faults."""
+        content = self.responder(body)
+        if fault == FAULT_TRUNCATED_JSON:
+            content = content[: len(content) // 2]
+        elif fault == FAULT_SCHEMA_VIOLATION:
+            content = SCHEMA_VIOLATION_CONTENT
+        return _completion(index, body, content)
 
     @property
     def requests(self) -> list[RecordedRequest]:

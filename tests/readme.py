@@ -24,7 +24,8 @@ ANY_FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 EXAMPLE = re.compile(r"Example:\s*(.+)")
 # Path parameters a command writes rather than reads: an example may name a file that does not exist yet.
-OUTPUT_PATHS = {("init", "folder"), ("*", "out"), ("*", "db"), ("*", "html")}
+# `panel batch import`'s results file is written by an offline engine (vLLM's run_batch), never by a new project.
+OUTPUT_PATHS = {("init", "folder"), ("*", "out"), ("*", "db"), ("*", "html"), ("import", "results")}
 
 
 @dataclass(frozen=True)

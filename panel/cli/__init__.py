@@ -2,6 +2,7 @@
 
 from panel.cli import (
     analyst,  # noqa: F401
+    batch,  # noqa: F401
     community,  # noqa: F401
     configuration,  # noqa: F401
     desk,  # noqa: F401

@@ -162,6 +162,29 @@ SiteUrlOption = Annotated[
 ]
 
 
+# Batch mode (panel/batch/): review, compare and check send what is not cached as one Batch API batch.
+BatchOption = Annotated[
+    bool,
+    typer.Option(
+        "--batch",
+        help="Send what is not cached as one Batch API batch (half price, its own rate limits); "
+        "rerun the same command to collect it.",
+    ),
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="With --batch: poll until the batches end, collect them and finish.")
+]
+ThenLiveOption = Annotated[
+    bool,
+    typer.Option(
+        "--then-live", help="With --batch: re-ask failed lines (and ask the chair) live, not in follow-up batches."
+    ),
+]
+PollOption = Annotated[
+    float, typer.Option("--poll-seconds", min=0.0, help="With --wait: first delay between polls (doubles up to 60 s).")
+]
+
+
 class _State:
     debug = False
 

@@ -16,6 +16,7 @@ from panel.chair import ChairOutcome
 from panel.cli.app import (
     AllowOutsideCardsOption,
     BaseUrlOption,
+    BatchOption,
     ConcurrencyOption,
     DbOption,
     EndpointOption,
@@ -27,19 +28,23 @@ from panel.cli.app import (
     OutOption,
     PersonaOption,
     PersonasDirOption,
+    PollOption,
     PriceInputOption,
     PriceOutputOption,
     PromptsDirOption,
     SeedOption,
     TemperatureOption,
+    ThenLiveOption,
     TimeoutOption,
     TokenBudgetOption,
+    WaitOption,
     app,
     console,
     err_console,
     make_settings,
     model_settings,
 )
+from panel.cli.batch import review_by_batch
 from panel.config import Settings
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run
 from panel.render import write_run_pages
@@ -99,13 +104,22 @@ def review_command(
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
+    batch: BatchOption = False,
+    wait: WaitOption = False,
+    then_live: ThenLiveOption = False,
+    poll_seconds: PollOption = 5.0,
 ) -> None:
     """Ask every persona for a verdict on every tool of a run file, store them, render the pages.
 
     Cached verdicts are not asked again: rerun the same command to resume a stopped or killed run.
+    With --batch the missing ones go out as one Batch API batch; rerun (or --wait) to collect it.
 
     Example: panel review runs/example.yaml --concurrency 16 --max-requests 500
     """
+    if (wait or then_live) and not batch:
+        raise typer.BadParameter("--wait and --then-live go with --batch")
+    if batch and refresh:
+        raise typer.BadParameter("--refresh is live only: drop --batch to ask cached verdicts again")
     settings = model_settings(
         db,
         out,
@@ -128,6 +142,8 @@ def review_command(
         prompts_dir=prompts_dir,
         allow_outside_cards=allow_outside_cards,
     )
+    if batch and not review_by_batch(run_file, settings, wait, then_live, persona, poll_seconds):
+        return
     try:  # Ctrl-C at any step (the chair, the render, the wait for a reader) keeps what was received
         with _ReviewPrinter(settings) as printer:
             outcome = draft_run(run_file, settings, refresh=refresh, personas=persona, progress=printer)

@@ -13,6 +13,7 @@ import httpx2
 import openai
 
 from panel.config import Settings
+from panel.errors import EndpointError
 from panel.model.endpoint import Endpoint, api_key
 
 
@@ -92,4 +93,24 @@ def make_client(
         timeout=settings.timeout_s,
         max_retries=settings.max_retries,
         http_client=http_client,
+    )
+
+
+def make_batch_client(settings: Settings) -> openai.OpenAI:
+    """A blocking OpenAI client for the Files and Batches API of the settings' endpoint (panel/batch/).
+
+    The SDK retries what it may (max_retries); creating a batch turns that off itself, since a retried
+    create could start the same requests twice.
+    """
+    if settings.base_url is None:
+        raise EndpointError(
+            "--batch needs an endpoint with the Batch API (OpenAI's, or a server that speaks it): give --base-url "
+            "or --endpoint; for vLLM or another offline engine use `panel batch export`"
+        )
+    return openai.OpenAI(
+        base_url=settings.base_url,
+        api_key=api_key(settings),
+        timeout=settings.timeout_s,
+        max_retries=settings.max_retries,
+        http_client=openai.DefaultHttpxClient(verify=tls_context()),
     )

@@ -6,6 +6,7 @@ overrides.py   editors' overrides (OverrideStore: add_override, overrides)
 publishing.py  the desk's approvals and publications (PublishingStore: add_approval, add_publication, ...)
 votes.py       community votes (VoteStore: journal_votes, add_votes, current_votes, vote_targets)
 subscribers.py the newsletter (SubscriberStore: subscribe, confirm, unsubscribe, digest comparisons and sends)
+batches.py     batch mode (BatchStore: record_batch, covering_batches, store_lines, failed_tries, ...)
 maintainers.py prompt versions and gold labels (MaintainerStore: prompt_versions, add_labels, gold_labels)
 versions.py    editors' "ask again" answer versions and picks (VersionStore: versions, add_version, pick_version)
 views.py       every view, and the SQL the views share with these reads; migrations.py the tables
@@ -13,6 +14,7 @@ views.py       every view, and the SQL the views share with these reads; migrati
 
 from __future__ import annotations
 
+from panel.store.batches import BatchStore
 from panel.store.maintainers import MaintainerStore
 from panel.store.overrides import OverrideStore
 from panel.store.publishing import PublishingStore
@@ -22,5 +24,7 @@ from panel.store.versions import VersionStore
 from panel.store.votes import VoteStore
 
 
-class Store(RunStore, OverrideStore, PublishingStore, VoteStore, MaintainerStore, VersionStore, SubscriberStore):
+class Store(
+    RunStore, OverrideStore, PublishingStore, VoteStore, MaintainerStore, VersionStore, SubscriberStore, BatchStore
+):
     """The panel database: open it with Store(path); every read and write goes through here."""

@@ -251,6 +251,60 @@ def _m013_approvals_and_publications(con: duckdb.DuckDBPyConnection) -> None:
         )""")
 
 
+def _m014_batches(con: duckdb.DuckDBPyConnection) -> None:
+    # Batch mode (panel/batch/): each batch panel submitted or exported, what it covers, and which of its result
+    # lines are stored, so collecting twice stores nothing twice and no request goes out in two live batches.
+    con.execute("""
+        CREATE TABLE batches (
+            local_id      VARCHAR PRIMARY KEY,   -- panel's own id, sent as metadata panel_batch
+            batch_id      VARCHAR,               -- the endpoint's id (batch_...); NULL until create answered
+            plan_hash     VARCHAR NOT NULL,      -- hash of the custom ids it covers (metadata panel_plan)
+            purpose       VARCHAR NOT NULL,      -- review | chair | compare | check | export
+            run_ids_json  VARCHAR NOT NULL,      -- the runs whose verdicts it asks for
+            endpoint      VARCHAR NOT NULL,      -- the endpoint identity of its cache keys (model/identity.py)
+            base_url      VARCHAR,
+            model         VARCHAR NOT NULL,
+            mode          VARCHAR NOT NULL,
+            sampling_json VARCHAR NOT NULL,
+            price_input   DOUBLE,                -- the batch prices its lines are costed at (NULL: unknown)
+            price_output  DOUBLE,
+            state         VARCHAR NOT NULL,      -- pending | validating | in_progress | finalizing | completed |
+                                                 -- failed | expired | cancelling | cancelled | unsent | exported
+            input_file_id VARCHAR,
+            output_file_id VARCHAR,
+            error_file_id VARCHAR,
+            request_count INTEGER NOT NULL,
+            completed_count INTEGER NOT NULL,    -- as the endpoint last reported
+            failed_count  INTEGER NOT NULL,
+            created_at    TIMESTAMPTZ NOT NULL,
+            updated_at    TIMESTAMPTZ NOT NULL,
+            collected_at  TIMESTAMPTZ            -- every result line of its files is stored
+        )""")
+    con.execute("""
+        CREATE TABLE batch_items (
+            local_id      VARCHAR NOT NULL,
+            custom_id     VARCHAR NOT NULL,      -- the verdict's cache key
+            attempt       INTEGER NOT NULL,      -- which try at this key the line is (2+: a re-ask)
+            run_id        VARCHAR NOT NULL,
+            tool_id       VARCHAR NOT NULL,
+            rival_tool_id VARCHAR NOT NULL,
+            persona_id    VARCHAR NOT NULL,
+            persona_hash  VARCHAR NOT NULL,
+            template_hash VARCHAR NOT NULL,
+            flags_json    VARCHAR NOT NULL,
+            PRIMARY KEY (local_id, custom_id)
+        )""")
+    con.execute("""
+        CREATE TABLE batch_lines (
+            local_id      VARCHAR NOT NULL,
+            custom_id     VARCHAR NOT NULL,
+            status        VARCHAR NOT NULL,      -- ok | invalid | bad_response | api_error
+            verdict_id    BIGINT NOT NULL,       -- the verdict (valid or not) this line stored
+            stored_at     TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (local_id, custom_id)
+        )""")
+
+
 def _m015_subscribers(con: duckdb.DuckDBPyConnection) -> None:
     # The newsletter: sign-ups as append-only events (the current state is each address's latest), the tokens
     # mailed out (only their sha256 is kept), and every digest send, so a rerun sends only what is missing.
@@ -304,6 +358,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (11, "probe-free views and spend", _views_come_after),
     (12, "answer versions", _m012_answer_versions),
     (13, "approvals and publications", _m013_approvals_and_publications),
+    (14, "batches", _m014_batches),
     (15, "newsletter subscribers and digest sends", _m015_subscribers),
 ]
 

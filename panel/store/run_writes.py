@@ -274,28 +274,33 @@ def _fold_status(con: duckdb.DuckDBPyConnection, record: JournalRecord) -> None:
 
 
 def _fold_answers(con: duckdb.DuckDBPyConnection, record: JournalRecord) -> None:
-    verdicts = record["verdicts"]
-    if verdicts:
-        latest = dict(
-            con.execute(
-                """SELECT cache_key, max(generation) FROM verdicts
-                                     WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
-                [[v["cache_key"] for v in verdicts]],
-            ).fetchall()
-        )
-        ids = [row[0] for row in con.execute("SELECT nextval('verdict_seq') FROM range(?)", [len(verdicts)]).fetchall()]
-        verdict_rows: list[list[object]] = []
-        attempt_rows: list[list[object]] = []
-        for verdict_id, verdict in zip(ids, verdicts):
-            latest[verdict["cache_key"]] = generation = latest.get(verdict["cache_key"], 0) + 1
-            verdict_rows.append([verdict_id, generation, *(verdict[name] for name in VERDICT_FIELDS)])
-            attempt_rows.extend(
-                [verdict_id, *attempt, *[None] * (len(ATTEMPT_FIELDS) - len(attempt))]
-                for attempt in verdict["attempts"]
-            )
-        insert_rows(con, "verdicts", ["verdict_id", "generation", *VERDICT_FIELDS], verdict_rows)
-        insert_rows(con, "attempts", ["verdict_id", *ATTEMPT_FIELDS], attempt_rows)
+    insert_verdicts(con, record["verdicts"])
     _fold_status(con, record)
+
+
+def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: list[dict[str, Any]]) -> list[int]:
+    """Insert journaled-shape verdicts (VERDICT_FIELDS plus "attempts") as each key's next generation; their ids."""
+    if not verdicts:
+        return []
+    latest = dict(
+        con.execute(
+            """SELECT cache_key, max(generation) FROM verdicts
+                                 WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
+            [[v["cache_key"] for v in verdicts]],
+        ).fetchall()
+    )
+    ids = [row[0] for row in con.execute("SELECT nextval('verdict_seq') FROM range(?)", [len(verdicts)]).fetchall()]
+    verdict_rows: list[list[object]] = []
+    attempt_rows: list[list[object]] = []
+    for verdict_id, verdict in zip(ids, verdicts):
+        latest[verdict["cache_key"]] = generation = latest.get(verdict["cache_key"], 0) + 1
+        verdict_rows.append([verdict_id, generation, *(verdict[name] for name in VERDICT_FIELDS)])
+        attempt_rows.extend(
+            [verdict_id, *attempt, *[None] * (len(ATTEMPT_FIELDS) - len(attempt))] for attempt in verdict["attempts"]
+        )
+    insert_rows(con, "verdicts", ["verdict_id", "generation", *VERDICT_FIELDS], verdict_rows)
+    insert_rows(con, "attempts", ["verdict_id", *ATTEMPT_FIELDS], attempt_rows)
+    return ids
 
 
 FOLDS: dict[str, Callable[[duckdb.DuckDBPyConnection, JournalRecord], None]] = {
