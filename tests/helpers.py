@@ -20,6 +20,7 @@ import yaml
 
 from panel.chair import ChairOutcome
 from panel.config import Settings
+from panel.editorial import publish_pair
 from panel.pipeline import draft_run
 from panel.render import write_pages
 from panel.review import ReviewOutcome
@@ -207,3 +208,12 @@ def make_draft(server: FakeOpenAI, settings: Settings, run_file: Path) -> Draft:
     """Review `run_file` on `server`, ask the chair, and write the pages under settings.out_dir."""
     draft = draft_run(run_file, settings.with_overrides(base_url=server.base_url, model="fake-model"))
     return Draft(draft.store, draft.settings, draft.review, draft.chair, draft.pages)
+
+
+def publish_every_pair(store: Store, publish_dir: Path) -> None:
+    """Approve and publish each pair of each stored run not yet published, as an editor would."""
+    for run_id in store.review_runs():
+        if store.publications(run_id):
+            continue
+        for number in range(1, len(store.load_run(run_id).pairs) + 1):
+            publish_pair(store, run_id, number, "editor", publish_dir, approve=True)

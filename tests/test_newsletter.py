@@ -25,7 +25,7 @@ from panel.mail.smtp import SmtpSender
 from panel.store import Store
 from panel.web.serve import VoteServer
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import GOOD_CARD, PANEL, copy_db, make_draft, reference_reviewers, run_panel
+from tests.helpers import GOOD_CARD, PANEL, copy_db, make_draft, publish_every_pair, reference_reviewers, run_panel
 from tests.smtp_sink import SmtpSink
 
 SITE = "https://verdicts.example"
@@ -44,7 +44,10 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def db(reviewed_db: Path, tmp_path: Path) -> Path:
-    return copy_db(reviewed_db, tmp_path)
+    """The reviewed example run, its pairs approved and published: what a digest holds."""
+    copied = copy_db(reviewed_db, tmp_path)
+    publish_every_pair(Store(copied), tmp_path / "published")
+    return copied
 
 
 def mail_settings(sink: SmtpSink) -> Settings:
@@ -168,6 +171,7 @@ def test_the_unsubscribe_link_stops_the_next_digest_and_hostile_text_arrives_esc
     run_file.write_text(yaml.safe_dump({"title": "Next", "pairs": [[hostile, GOOD_CARD]]}), encoding="utf-8")
     with FakeOpenAI(responder=reference_reviewers()) as fake:
         make_draft(fake, Settings(db_path=db, out_dir=tmp_path / "pages", max_retries=1, timeout_s=10), run_file)
+    publish_every_pair(Store(db), tmp_path / "published")
     before = len(sink.received)
     result = digest(db, sink)
     assert result.returncode == 0 and "sent 1," in result.stdout, result.stdout + result.stderr

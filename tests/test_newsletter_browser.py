@@ -16,7 +16,7 @@ from panel.mail.digest import build_digest, write_preview
 from panel.store import Store
 from panel.web.serve import VoteServer
 from tests.browser import ARTIFACTS, chromium, visit
-from tests.helpers import copy_db
+from tests.helpers import copy_db, publish_every_pair
 from tests.smtp_sink import SmtpSink
 
 
@@ -67,10 +67,10 @@ def test_the_sign_up_form_on_a_served_page_sends_a_confirmation(
 def test_the_digest_html_runs_nothing_loads_nothing_and_fits_a_phone(
     browser: Browser, reviewed_db: Path, tmp_path: Path
 ) -> None:
+    store = Store(copy_db(reviewed_db, tmp_path))
+    publish_every_pair(store, tmp_path / "published")
     now = datetime.now(timezone.utc)
-    digest = build_digest(
-        Store(copy_db(reviewed_db, tmp_path)), now - timedelta(days=7), now, "https://verdicts.example"
-    )
+    digest = build_digest(store, now - timedelta(days=7), now, "https://verdicts.example")
     _, html = write_preview(digest, ARTIFACTS, "panel@localhost", "https://verdicts.example")
     for width, name in ((390, "digest-390.png"), (1280, "digest-1280.png")):
         seen = visit(browser, html, width, name)

@@ -42,7 +42,7 @@ def digest_command(
     site_url: SiteUrlOption = None,
     db: DbOption = None,
 ) -> None:
-    """Build the week's finished comparisons into one digest mail; preview it, or send it.
+    """Build the week's published comparisons into one digest mail; preview it, or send it.
 
     Rerunning --send sends only what was not sent: every (digest, subscriber) send is recorded.
     Example: panel digest --since 2026-06-01 --preview runs

@@ -54,7 +54,7 @@ def build_digest(store: Store, since: datetime, until: datetime, site_url: str) 
     comparisons = store.digest_comparisons(since, until)
     if not comparisons:
         raise MailError(
-            f"no finished comparisons between {since:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M} UTC: "
+            f"no comparisons published between {since:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M} UTC: "
             "nothing to send (give --since an earlier date)"
         )
     tallies = {run_id: tally_run(store.load_run(run_id)) for run_id in dict.fromkeys(r for r, _ in comparisons)}

@@ -115,17 +115,17 @@ class SubscriberStore(Database):
     def digest_comparisons(self, since: datetime, until: datetime) -> list[tuple[str, int]]:
         """The comparisons a digest of [since, until) holds: (run id, pair index), oldest first.
 
-        Until published comparisons are recorded, a comparison is a pair of an editor's run (not a
-        maintainer's probe) that finished in the window; this is the one function to change for them.
+        A comparison is a pair an editor published (`panel publish`, the desk) in the window; one published
+        again after an edit counts once, at its first publication in the window.
         """
         with self.reader() as con:
             return [
                 (str(run_id), int(pair_index))
                 for run_id, pair_index in con.execute(
-                    """SELECT p.run_id, p.pair_index FROM pairs p JOIN runs r USING (run_id)
-                       WHERE r.purpose = 'review' AND r.status = 'finished'
-                         AND r.finished_at >= ? AND r.finished_at < ?
-                       ORDER BY r.finished_at, p.run_id, p.pair_index""",
+                    """SELECT run_id, pair_index FROM publications
+                       WHERE published_at >= ? AND published_at < ?
+                       GROUP BY run_id, pair_index
+                       ORDER BY min(published_at), run_id, pair_index""",
                     [since, until],
                 ).fetchall()
             ]
