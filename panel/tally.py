@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from panel.answer_kinds import CHAIR_ID
 from panel.cards import ToolCard
 from panel.personas import persona_order
 from panel.store import StoredConsensus, StoredRun, StoredVerdict
 from panel.verdict import CONTRADICTING_CONFIDENCE
+
+if TYPE_CHECKING:  # panel.trust reads tallies: only its type is needed here
+    from panel.trust import PersonaTrust
 
 
 def percent(rate: float | None) -> str:
@@ -171,6 +175,8 @@ class RunTally:
     run: StoredRun
     personas: list[str]
     pairs: list[PairTally] = field(default_factory=list)
+    # Persona id -> how far to trust it (panel.trust.PersonaTrust), when the page's writer looked it up.
+    trust: dict[str, PersonaTrust] = field(default_factory=dict)
 
 
 def tally_run(run: StoredRun, personas: list[str] | None = None) -> RunTally:

@@ -90,7 +90,7 @@ def test_a_jury_of_two_that_disagree_on_business_splits_there_and_ships_elsewher
         assert side.split == ["business"] and side.ship == ["builder", "skeptic", "futurist"] and not side.missing
         assert side.ship_percent == "100%"
     html, markdown = draft.pages[0].read_text(encoding="utf-8"), draft.pages[0].with_suffix(".md").read_text("utf-8")
-    assert html.count('<span class="badge split">split</span>') == 4  # the scorecard and pricing read, both tools
+    assert html.count('<span class="badge tie">split</span>') == 4  # the scorecard and pricing read, both tools
     assert "No majority (models or samples split): business" in html
     assert "no majority (models or samples split) — business" in markdown
 

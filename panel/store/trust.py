@@ -126,3 +126,15 @@ class TrustStore(Database):
         for persona_hash, label, verdict in rows:
             found.setdefault(persona_hash, []).append((label, verdict))
         return found
+
+    def persona_version_rates(self, persona_hashes: list[str]) -> dict[str, tuple[float | None, int]]:
+        """Per persona version: (ship rate, valid verdicts) over its review answers (persona_by_version)."""
+        if not persona_hashes:
+            return {}
+        with self.reader() as con:
+            rows = con.execute(
+                "SELECT persona_hash, ship_rate, verdicts FROM persona_by_version "
+                "WHERE persona_hash IN (SELECT unnest(?))",
+                [persona_hashes],
+            ).fetchall()
+        return {persona_hash: (rate, verdicts) for persona_hash, rate, verdicts in rows}
