@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from panel.agreement import balanced_accuracy, cohen_kappa
 from panel.jury import SPLIT, model_verdicts
 from panel.labels import base_rate
-from panel.store import CheckFlips, Store, StoredConsensus
+from panel.store import CheckFlips, CorrectedRate, Store, StoredConsensus
 from panel.tally import RunTally, percent
 
 MIN_LABELS = 20  # below this many labelled tools, agreement figures are noise: the page says so instead
@@ -138,3 +138,18 @@ def run_trust(store: Store, tally: RunTally) -> dict[str, PersonaTrust]:
                     entry.verdicts[side.tool_id] = verdict_line(side.consensus[persona_id])
         found[persona_id] = entry
     return found
+
+
+def corrected_rate_line(rate: CorrectedRate) -> str:
+    """One persona version's judged, labelled and prediction-powered ship rates, as `panel compare` prints them."""
+    head = (
+        f"{rate.persona_id} v{rate.persona_version} ({rate.persona_hash[:8]}): judged ship "
+        f"{percent(rate.judged_rate)} of {rate.verdicts} tools"
+    )
+    if not rate.labels:
+        return f"{head}; no editor labels, so no corrected rate"
+    corrected = f"corrected {percent(rate.corrected_rate)}"
+    if rate.corrected_low is not None and rate.corrected_high is not None:
+        corrected += f" (95% CI {percent(rate.corrected_low)}–{percent(rate.corrected_high)}"
+        corrected += f"; labels alone ±{percent(rate.labels_margin)})" if rate.labels_margin is not None else ")"
+    return f"{head}, labelled {percent(rate.labelled_rate)} of {rate.labels}, {corrected}"

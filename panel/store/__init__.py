@@ -44,7 +44,7 @@ from panel.store.records import (
     VoteEvent,
     VoteTarget,
 )
-from panel.store.trust import CheckFlips, ConsensusRow
+from panel.store.trust import CheckFlips, ConsensusRow, CorrectedRate
 from panel.store.writer import BATCH_INTERVAL_S, BATCH_SIZE, FOLD_WAIT_S, SETTLE_WAIT_S, AnswerWriter
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "StoredVerdict",
     "CheckFlips",
     "ConsensusRow",
+    "CorrectedRate",
     "VoteEvent",
     "VoteTarget",
     "BATCH_INTERVAL_S",

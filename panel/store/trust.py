@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from panel.store.connection import Database, named_rows
+from panel.store.connection import Database, named_rows, records
 from panel.store.records import MemberVote, StoredConsensus
 
 
@@ -26,6 +26,24 @@ class ConsensusRow:
     verdict: str | None
     shown_key: str  # the cache key the run item points at: an answer agreeing with the majority, else the lead's
     votes: list[MemberVote]
+
+
+@dataclass(frozen=True)
+class CorrectedRate:
+    """A row of the corrected_rates view: one persona version's judged, labelled and label-corrected ship rates."""
+
+    persona_id: str
+    persona_version: int
+    persona_hash: str
+    verdicts: int
+    judged_rate: float | None
+    labels: int
+    labelled_rate: float | None
+    corrected_rate: float | None
+    corrected_low: float | None
+    corrected_high: float | None
+    corrected_margin: float | None
+    labels_margin: float | None
 
 
 @dataclass(frozen=True)
@@ -138,3 +156,14 @@ class TrustStore(Database):
                 [persona_hashes],
             ).fetchall()
         return {persona_hash: (rate, verdicts) for persona_hash, rate, verdicts in rows}
+
+    def corrected_rates(self, persona_ids: list[str] | None = None) -> list[CorrectedRate]:
+        """The corrected_rates view's rows (of `persona_ids` only, if given), by persona and version."""
+        with self.reader() as con:
+            return records(
+                con.execute(
+                    "SELECT * FROM corrected_rates WHERE $all OR persona_id IN (SELECT unnest($ids))",
+                    {"all": persona_ids is None, "ids": persona_ids or []},
+                ),
+                CorrectedRate,
+            )
