@@ -70,6 +70,8 @@ class Settings:
     reasks: int = 3
     max_requests: int | None = None
     token_budget: int | None = None  # run-wide prompt+completion tokens
+    samples: int = 1  # answers per persona and model, each with its own seed (panel/jury.py)
+    jury: tuple[str, ...] = ()  # endpoint profiles that each answer every persona; () = the endpoint alone
     price_input: float | None = None  # USD per million tokens; None = unknown
     price_output: float | None = None
     price_batch_input: float | None = None
@@ -94,6 +96,8 @@ class Settings:
     # Card paths may leave the run file's folder (absolute, '..', symlinks): --allow-outside-cards.
     allow_outside_cards: bool = False
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # Every endpoint profile of panel.toml (and the built-in embedded one), for a jury's members.
+    profiles: Mapping[str, EndpointTable] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def embedded(self) -> bool:
@@ -179,6 +183,8 @@ KEYS: tuple[Key, ...] = (
     Key("reasks", "run", "reasks"),
     Key("max_requests", "run", "max_requests", flag="--max-requests"),
     Key("token_budget", "run", "token_budget", flag="--token-budget"),
+    Key("samples", "run", "samples", flag="--samples"),
+    Key("jury", "run", "jury", flag="--jury"),
     Key("db_path", "paths", "database", "PANEL_DB", "--db"),
     Key("personas_dir", "paths", "personas", flag="--personas-dir"),
     Key("prompts_dir", "paths", "prompts", flag="--prompts-dir"),
@@ -210,7 +216,7 @@ _TABLES: dict[str, type[BaseModel]] = {
 _PATHS = {"db_path", "personas_dir", "prompts_dir", "runs_dir", "out_dir", "publish_dir"}
 _PROFILE_KEYS = [key for key in KEYS if key.table == PROFILE]
 # Picking a profile with --endpoint or $PANEL_ENDPOINT takes it whole: what it leaves out is its default.
-_DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "origins"}
+_DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name not in ("origins", "profiles")}
 
 
 class _Layers:
@@ -261,7 +267,13 @@ def load_settings(
     for batch, single in (("price_batch_input", "price_input"), ("price_batch_output", "price_output")):
         if layers.values[batch] is None and layers.values[single] is not None:  # the Batch API costs half
             layers.set(batch, layers.values[single] / 2, f"default (half of {single})")
-    return Settings(**layers.values, origins=layers.origins)
+    layers.values["jury"] = tuple(layers.values["jury"])
+    if unknown_members := [m for m in layers.values["jury"] if m not in _profiles(config)]:
+        raise ConfigError(
+            f"{layers.origins['jury']}: no endpoint profile {got(unknown_members[0])} in the jury "
+            f"(known: {', '.join(_profiles(config))})"
+        )
+    return Settings(**layers.values, origins=layers.origins, profiles=_profiles(config))
 
 
 def project_settings(start: Path | str | None = None, **flags: object) -> Settings:

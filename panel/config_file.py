@@ -65,6 +65,12 @@ class RunTable(_Table):
     reasks: int | None = Field(default=None, ge=0, le=10, description="an integer 0-10")
     max_requests: int | None = Field(default=None, ge=1, description="an integer 1 or more")
     token_budget: int | None = Field(default=None, ge=1, description="an integer 1 or more")
+    samples: int | None = Field(
+        default=None, ge=1, le=25, description="an integer 1-25 (answers per persona and model)"
+    )
+    jury: list[str] | None = Field(
+        default=None, min_length=1, max_length=9, description="a list of 1-9 endpoint profile names"
+    )
 
 
 class DeskTable(_Table):

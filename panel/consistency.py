@@ -312,4 +312,9 @@ def check(
         prepared.run_id, personas, probes, panel_rate, base_rate(labels), requests, run_cost(asked, Prices.of(settings))
     )
     report.problems = _rate_problems(panel_rate, report.panel_base_rate, len(valid), tolerance)
+    hashes = {p.id: p.content_hash for p in prepared.personas}  # the trust block shows the latest check's flips
+    store.add_check_flips(
+        prepared.run_id,
+        [(p.persona_id, hashes[p.persona_id], v, *p.flips[v]) for p in personas for v in (SWAPPED, BLINDED)],
+    )
     return report

@@ -19,6 +19,7 @@ from panel.chair import ChairOutcome, summarize_run
 from panel.config import Settings
 from panel.cost import Prices, RunCost, run_cost
 from panel.errors import BudgetExceeded, EndpointError, PanelError
+from panel.jury import MembersOutcome, ask_members, lead_settings
 from panel.model.endpoint import Endpoint, missing_key_warning
 from panel.render import write_run_pages
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
@@ -65,11 +66,12 @@ class DraftOutcome:
     tally: RunTally | None = None  # None when the pages were not rendered
     pages: list[Path] = field(default_factory=list)  # HTML pages; the Markdown beside each has the suffix .md
     settled: bool = False  # every answer is in the database, none waits in the journal
+    members: MembersOutcome = field(default_factory=MembersOutcome)  # a jury's and repeated samples' answers
 
     @property
     def cost(self) -> RunCost:
         """What this draft's requests cost (reviewers and chair; cached answers are free) at the settings' prices."""
-        return run_cost(self.review.answers + self.chair.answers, Prices.of(self.settings))
+        return run_cost(self.review.answers + self.members.answers + self.chair.answers, Prices.of(self.settings))
 
     @property
     def run_id(self) -> str:
@@ -99,12 +101,13 @@ class DraftOutcome:
     @property
     def requests(self) -> int:
         """HTTP requests of the reviewers and the chair, counting re-asks and the SDK's retries."""
-        return self.review.requests + sum(answer.requests for answer in self.chair.answers)
+        return self.review.requests + self.members.requests + sum(answer.requests for answer in self.chair.answers)
 
     @property
     def tokens(self) -> int:
         """Prompt plus completion tokens of the reviewers and the chair."""
-        return self.review.tokens + sum(a.prompt_tokens + a.completion_tokens for a in self.chair.answers)
+        chair = sum(a.prompt_tokens + a.completion_tokens for a in self.chair.answers)
+        return self.review.tokens + self.members.tokens + chair
 
     @property
     def status(self) -> str:
@@ -172,6 +175,7 @@ def draft_run(
     On Ctrl-C what was received is stored (or journaled) before KeyboardInterrupt goes on.
     """
     progress = progress or DraftProgress()
+    jury_settings, settings = settings, lead_settings(settings)  # a jury's first profile answers the run itself
     prepared = prepare_run(run_file, settings, personas)
     store = Store(settings.db_path)
     if warning := missing_key_warning(settings):
@@ -192,6 +196,12 @@ def draft_run(
                 prepared, settings, store, refresh=refresh, endpoint=endpoint, on_answer=land, on_start=progress.asking
             ),
         )
+        if not outcome.review.endpoint_fault and not outcome.review.stop_reason:  # the chair reads the majority
+            outcome.members = ask_members(
+                prepared, jury_settings, store, refresh=refresh, endpoint=endpoint, on_answer=land
+            )
+            for member, fault in outcome.members.faults.items():
+                progress.notice(f"jury member {member} abstains: {fault}")
         progress.reviewed(outcome)
         if chair:
             outcome.chair = summarize_run(

@@ -20,6 +20,7 @@ from panel.errors import PersonaError
 from panel.personas import parse_persona
 from panel.store import Store
 from panel.tally import PairTally, RunTally, ToolTally, percent, tally_run
+from panel.trust import run_trust
 from panel.vendor_text import TRUNCATION_MARKER, clean_vendor_text, is_safe_link
 
 
@@ -293,6 +294,7 @@ def write_run_pages(
     A run without one valid verdict gets no page (an empty draft would pass for a review): the paths are [].
     """
     tally = tally_run(store.load_run(run_id))
+    tally.trust = run_trust(store, tally)
     if not any(side.verdicts for pair in tally.pairs for side in pair.tools):
         return tally, []
     return tally, write_pages(tally, out_dir, community_so_far(store, tally), signup_url)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from panel.answer_kinds import CHAIR_ID
 from panel.cards import ToolCard
 from panel.personas import persona_order
-from panel.store import StoredRun, StoredVerdict
+from panel.store import StoredConsensus, StoredRun, StoredVerdict
 from panel.verdict import CONTRADICTING_CONFIDENCE
+
+if TYPE_CHECKING:  # panel.trust reads tallies: only its type is needed here
+    from panel.trust import PersonaTrust
 
 
 def percent(rate: float | None) -> str:
@@ -26,21 +30,42 @@ class ToolTally:
     personas: list[str]
     # Every stored answer for this tool, valid or not: how many attempts a missing verdict took.
     answers: dict[str, StoredVerdict] = field(default_factory=dict)
+    # Persona id -> the majority of its jury and samples, when more than one answer was asked for (panel/jury.py).
+    consensus: dict[str, StoredConsensus] = field(default_factory=dict)
+
+    def jury_split(self, persona_id: str) -> bool:
+        """True when this persona's jury or samples split with no majority (and no editor decided it)."""
+        found = self.consensus.get(persona_id)
+        verdict = self.verdicts.get(persona_id)
+        return bool(found and found.verdict == "split" and not (verdict and verdict.overridden))
 
     @property
     def ship(self) -> list[str]:
         """Persona ids whose verdict is ship."""
-        return [p for p in self.personas if p in self.verdicts and self.verdicts[p].verdict == "ship"]
+        return [
+            p
+            for p in self.personas
+            if p in self.verdicts and self.verdicts[p].verdict == "ship" and not self.jury_split(p)
+        ]
 
     @property
     def skip(self) -> list[str]:
         """Persona ids whose verdict is skip."""
-        return [p for p in self.personas if p in self.verdicts and self.verdicts[p].verdict == "skip"]
+        return [
+            p
+            for p in self.personas
+            if p in self.verdicts and self.verdicts[p].verdict == "skip" and not self.jury_split(p)
+        ]
+
+    @property
+    def split(self) -> list[str]:
+        """Persona ids whose jury or samples split: no verdict either way, shown as a split."""
+        return [p for p in self.personas if self.jury_split(p)]
 
     @property
     def missing(self) -> list[str]:
-        """Persona ids with no valid verdict (never answered, or every attempt failed)."""
-        return [p for p in self.personas if p not in self.ship and p not in self.skip]
+        """Persona ids with no valid verdict (never answered, or every attempt failed); a split is not missing."""
+        return [p for p in self.personas if p not in self.ship and p not in self.skip and not self.jury_split(p)]
 
     @property
     def ship_rate(self) -> float | None:
@@ -79,7 +104,7 @@ class ToolTally:
 class Disagreement:
     """Something the page marks instead of smoothing over: a split, a doubtful or re-asked verdict, an edit."""
 
-    kind: str  # split | contradiction | reasked | missing | override
+    kind: str  # split | jury_split | contradiction | reasked | missing | override
     tool: ToolTally
     persona_id: str | None = None
 
@@ -132,6 +157,8 @@ class PairTally:
                     if side.attempts(persona_id):
                         found.append(Disagreement("missing", side, persona_id))
                     continue
+                if side.jury_split(persona_id):
+                    found.append(Disagreement("jury_split", side, persona_id))
                 if side.contradicted(persona_id):
                     found.append(Disagreement("contradiction", side, persona_id))
                 if verdict.attempt_count > 1:
@@ -148,6 +175,8 @@ class RunTally:
     run: StoredRun
     personas: list[str]
     pairs: list[PairTally] = field(default_factory=list)
+    # Persona id -> how far to trust it (panel.trust.PersonaTrust), when the page's writer looked it up.
+    trust: dict[str, PersonaTrust] = field(default_factory=dict)
 
 
 def tally_run(run: StoredRun, personas: list[str] | None = None) -> RunTally:
@@ -161,6 +190,7 @@ def tally_run(run: StoredRun, personas: list[str] | None = None) -> RunTally:
         for card, tool_id in ((left, left_id), (right, right_id)):
             answers = {p: v for (i, t, p), v in run.verdicts.items() if i == index and t == tool_id and p != CHAIR_ID}
             verdicts = {p: v for p, v in answers.items() if v.verdict}
-            tallies.append(ToolTally(card, tool_id, verdicts, persona_ids, answers))
+            consensus = {p: c for (i, t, p), c in run.consensus.items() if i == index and t == tool_id}
+            tallies.append(ToolTally(card, tool_id, verdicts, persona_ids, answers, consensus))
         result.pairs.append(PairTally(index, tallies[0], tallies[1], run.verdicts.get((index, left_id, CHAIR_ID))))
     return result

@@ -222,6 +222,27 @@ def chair_responder(reviewers: Responder) -> Responder:
     return respond
 
 
+def seeded_responder(skip_every: int = 3) -> Responder:
+    """Return a responder whose verdict depends on the request's seed alone: skip when seed % skip_every == 0, else
+    ship (a sampled model whose answer changes with the seed; seeds 7, 8, 9 give ship, ship, skip)."""
+
+    def respond(body: dict[str, Any]) -> str:
+        persona, tool = _persona_and_tool(body)
+        verdict = "skip" if int(body.get("seed") or 0) % skip_every == 0 else "ship"
+        return json.dumps(
+            {
+                "verdict": verdict,
+                "confidence": 0.6,
+                "headline": f"{persona}: {verdict} {tool} at seed {body.get('seed')}",
+                "review": f"{tool} was read from the {persona} seat with seed {body.get('seed')}. "
+                f"The verdict is {verdict}. This is a canned review from the fake endpoint.",
+                "key_points": [f"seed {body.get('seed')} decides {verdict}"],
+            }
+        )
+
+    return respond
+
+
 def scripted_responder(answers: Sequence[str]) -> Responder:
     """Return a responder giving answers in order, repeating the last once exhausted; raises ValueError if empty."""
     if not answers:

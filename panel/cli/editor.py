@@ -52,6 +52,21 @@ from panel.review import PreparedRun, ReviewOutcome
 from panel.store import Store
 from panel.tally import RunTally
 
+SamplesOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--samples", min=1, max=25, help="Ask each persona N times (seeds seed..seed+N-1); the verdict is the majority."
+    ),
+]
+JuryOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--jury",
+        help="An endpoint profile that answers every persona too (repeat: --jury openai --jury local); "
+        "the verdict is the models' strict majority.",
+    ),
+]
+
 
 def _summary_table(tally: RunTally) -> Table:
     table = Table(title=f"Run {tally.run.run_id} · {tally.run.model}", show_lines=False)
@@ -89,6 +104,8 @@ def review_command(
     temperature: TemperatureOption = None,
     max_tokens: MaxTokensOption = None,
     seed: SeedOption = None,
+    samples: SamplesOption = None,
+    jury: JuryOption = None,
     persona: PersonaOption = None,
     personas_dir: PersonasDirOption = None,
     prompts_dir: PromptsDirOption = None,
@@ -116,6 +133,8 @@ def review_command(
 
     Example: panel review runs/example.yaml --concurrency 16 --max-requests 500
     """
+    if batch and (jury or (samples or 1) > 1):
+        raise typer.BadParameter("--jury and --samples are live only: drop --batch")
     if (wait or then_live) and not batch:
         raise typer.BadParameter("--wait and --then-live go with --batch")
     if batch and refresh:
@@ -132,6 +151,8 @@ def review_command(
         temperature=temperature,
         max_tokens=max_tokens,
         seed=seed,
+        samples=samples,
+        jury=jury or None,
         timeout_s=timeout,
         max_retries=max_retries,
         max_requests=max_requests,

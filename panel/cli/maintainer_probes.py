@@ -40,6 +40,7 @@ from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
 from panel.cost import dollars
 from panel.store import Store
 from panel.tally import percent as percent_text
+from panel.trust import corrected_rate_line
 
 
 def _rate(value: float | None, percent: bool = False) -> str:
@@ -158,6 +159,8 @@ def compare_command(
     )
     console.print(result.spent.line())
     console.print(_compare_table(result))
+    for rate in store.corrected_rates(persona):
+        console.print(corrected_rate_line(rate), markup=False, highlight=False)
     console.print(f"{len(result.flips)} verdict(s) flipped")
     for item in result.flips:
         before, after = item.before, item.after

@@ -34,14 +34,17 @@ from panel.store.records import (
     AnswerVersion,
     Approval,
     GoldLabel,
+    MemberVote,
     Override,
     PromptVersion,
     Publication,
+    StoredConsensus,
     StoredRun,
     StoredVerdict,
     VoteEvent,
     VoteTarget,
 )
+from panel.store.trust import CheckFlips, ConsensusRow, CorrectedRate
 from panel.store.writer import BATCH_INTERVAL_S, BATCH_SIZE, FOLD_WAIT_S, SETTLE_WAIT_S, AnswerWriter
 
 __all__ = [
@@ -52,11 +55,16 @@ __all__ = [
     "AnswerVersion",
     "Approval",
     "GoldLabel",
+    "MemberVote",
     "Override",
     "PromptVersion",
     "Publication",
+    "StoredConsensus",
     "StoredRun",
     "StoredVerdict",
+    "CheckFlips",
+    "ConsensusRow",
+    "CorrectedRate",
     "VoteEvent",
     "VoteTarget",
     "BATCH_INTERVAL_S",

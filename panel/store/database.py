@@ -9,6 +9,7 @@ subscribers.py the newsletter (SubscriberStore: subscribe, confirm, unsubscribe,
 batches.py     batch mode (BatchStore: record_batch, covering_batches, store_lines, failed_tries, ...)
 maintainers.py prompt versions and gold labels (MaintainerStore: prompt_versions, add_labels, gold_labels)
 versions.py    editors' "ask again" answer versions and picks (VersionStore: versions, add_version, pick_version)
+trust.py       juries' and samples' consensus, check flips, labelled answers (TrustStore: save_consensus, ...)
 views.py       every view, and the SQL the views share with these reads; migrations.py the tables
 """
 
@@ -20,11 +21,20 @@ from panel.store.overrides import OverrideStore
 from panel.store.publishing import PublishingStore
 from panel.store.runs import RunStore
 from panel.store.subscribers import SubscriberStore
+from panel.store.trust import TrustStore
 from panel.store.versions import VersionStore
 from panel.store.votes import VoteStore
 
 
 class Store(
-    RunStore, OverrideStore, PublishingStore, VoteStore, MaintainerStore, VersionStore, SubscriberStore, BatchStore
+    RunStore,
+    OverrideStore,
+    PublishingStore,
+    VoteStore,
+    MaintainerStore,
+    VersionStore,
+    SubscriberStore,
+    BatchStore,
+    TrustStore,
 ):
     """The panel database: open it with Store(path); every read and write goes through here."""

@@ -347,6 +347,35 @@ def _m015_subscribers(con: duckdb.DuckDBPyConnection) -> None:
 
 
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def _m016_trust(con: duckdb.DuckDBPyConnection) -> None:
+    # A persona's verdict when a jury of models or repeated samples answered it (panel/jury.py): the majority,
+    # and every member's vote (JSON list of {member, sample, cache_key, verdict}; verdict null = abstained).
+    con.execute("""
+        CREATE TABLE consensus (
+            run_id      VARCHAR NOT NULL,
+            pair_index  INTEGER NOT NULL,
+            tool_id     VARCHAR NOT NULL,
+            persona_id  VARCHAR NOT NULL,
+            verdict     VARCHAR,               -- ship | skip | split; NULL: every member abstained
+            votes_json  VARCHAR NOT NULL,
+            decided_at  TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (run_id, pair_index, tool_id, persona_id)
+        )""")
+    # What each `panel check` measured per persona version: the trust block shows the latest.
+    con.execute("""
+        CREATE TABLE check_flips (
+            checked_at   TIMESTAMPTZ NOT NULL,
+            run_id       VARCHAR NOT NULL,     -- the run checked
+            persona_id   VARCHAR NOT NULL,
+            persona_hash VARCHAR NOT NULL,
+            variant      VARCHAR NOT NULL,     -- swapped | blinded
+            flipped      INTEGER NOT NULL,
+            compared     INTEGER NOT NULL
+        )""")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "core", _m001_core),
     (2, "editorial", _m002_editorial),
@@ -360,6 +389,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (13, "approvals and publications", _m013_approvals_and_publications),
     (14, "batches", _m014_batches),
     (15, "newsletter subscribers and digest sends", _m015_subscribers),
+    (16, "jury consensus and check flips", _m016_trust),
 ]
 
 

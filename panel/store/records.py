@@ -38,6 +38,24 @@ class StoredVerdict:
 
 
 @dataclass(frozen=True)
+class MemberVote:
+    """One member's answer to a persona when a jury or repeated samples answered: verdict None is an abstention."""
+
+    member: str  # the endpoint profile
+    sample: int  # 0 for the first sample (the run's own seed)
+    cache_key: str
+    verdict: str | None
+
+
+@dataclass(frozen=True)
+class StoredConsensus:
+    """A persona's majority over its jury and samples (ship, skip, split, or None when all abstained)."""
+
+    verdict: str | None
+    votes: list[MemberVote]
+
+
+@dataclass(frozen=True)
 class VoteEvent:
     """A reader's ship/skip on a tool in a run; a changed vote is a new event, the latest counts."""
 
@@ -78,6 +96,8 @@ class StoredRun:
     persona_hashes: dict[str, str] = field(default_factory=dict)
     persona_texts: dict[str, str] = field(default_factory=dict)
     run_file: str = ""
+    # (pair index, tool id, persona id) -> the majority of its jury and samples, when more than one answered.
+    consensus: dict[tuple[int, str, str], StoredConsensus] = field(default_factory=dict)
     # Every persona the run asked for (chair included), answered or not: a stopped run shows who is missing.
     persona_ids: list[str] = field(default_factory=list)
 

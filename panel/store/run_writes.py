@@ -369,6 +369,7 @@ def copy_run(con: duckdb.DuckDBPyConnection, db_path: Path, run_id: str, records
             ("pairs", "run_id = $run"),
             ("run_items", "run_id = $run"),
             ("overrides", "run_id = $run"),
+            ("consensus", "run_id = $run"),
             ("prompt_versions", "true"),
             (
                 "tools",

@@ -27,6 +27,7 @@ from panel.store.run_writes import (
     status_record,
 )
 from panel.store.schema import insert_probe_rows
+from panel.store.trust import read_consensus
 from panel.store.versions import copy_versions
 from panel.store.views import current_verdicts
 
@@ -190,6 +191,7 @@ class RunStore(Database):
                     {"run": run_id},
                 )
             )
+            consensus = read_consensus(con, run_id)
             texts = {
                 row["content_hash"]: (row["name"], row["text"])
                 for row in named_rows(
@@ -199,7 +201,7 @@ class RunStore(Database):
                     )
                 )
             }
-        stored = StoredRun(**found[0], pairs=[], tool_ids=[])
+        stored = StoredRun(**found[0], pairs=[], tool_ids=[], consensus=consensus)
         for row in pair_rows:
             left = ToolCard.model_validate_json(row["left_json"])
             left.flags = json.loads(row["left_flags"])

@@ -253,6 +253,57 @@ _SPEND = """
     ORDER BY r.started_at, s.run_id, s.persona_id, s.persona_hash, s.model"""
 
 
+def corrected_rate_sql(source: str, keys: str) -> str:
+    """A query: per `keys` group of `source` (rows of verdict, label: ship | skip | NULL), the judged ship rate, the
+    labelled rate, and the prediction-powered estimate (Angelopoulos et al. 2023) with its 95% interval.
+
+    The estimate is the judge's ship rate over the unlabelled rows plus the mean correction (label - judge) over the
+    labelled ones; its variance var(judge)/N + var(correction)/n. With no unlabelled row it is the labelled rate.
+    The labels-only interval (normal approximation) sits beside it for comparison.
+    """
+    return f"""
+    WITH answers AS (
+        SELECT {keys}, (verdict = 'ship')::DOUBLE AS judged, (label = 'ship')::DOUBLE AS labelled FROM {source}
+    ), figures AS (
+        SELECT {keys}, count(*) AS verdicts, avg(judged) AS judged_rate,
+               count(labelled) AS labels, avg(labelled) AS labelled_rate,
+               count(*) FILTER (WHERE labelled IS NULL) AS unlabelled,
+               avg(judged) FILTER (WHERE labelled IS NULL) AS unlabelled_judged_rate,
+               var_samp(judged) FILTER (WHERE labelled IS NULL) AS judged_var,
+               avg(labelled - judged) AS correction, var_samp(labelled - judged) AS correction_var
+        FROM answers GROUP BY {keys}
+    ), estimates AS (
+        SELECT *,
+               CASE WHEN unlabelled > 0 THEN unlabelled_judged_rate + correction ELSE labelled_rate END
+                   AS corrected_rate,
+               1.96 * CASE WHEN unlabelled > 1 THEN sqrt(judged_var / unlabelled + correction_var / labels)
+                           WHEN unlabelled = 0 THEN sqrt(labelled_rate * (1 - labelled_rate) / labels) END
+                   AS corrected_margin,
+               1.96 * sqrt(labelled_rate * (1 - labelled_rate) / labels) AS labels_margin
+        FROM figures
+    )
+    SELECT {keys}, verdicts, judged_rate, labels, labelled_rate, corrected_rate,
+           greatest(corrected_rate - corrected_margin, 0) AS corrected_low,
+           least(corrected_rate + corrected_margin, 1) AS corrected_high,
+           corrected_margin, labels_margin
+    FROM estimates"""
+
+
+# Per persona version, over every run's answers (a compare's candidate version has answers only there): its latest
+# valid verdict per tool, so a tool asked many times (samples, a jury, reruns) counts once, as its label does.
+_CORRECTED_RATES = """
+    CREATE OR REPLACE VIEW corrected_rates AS
+    {query}
+    ORDER BY persona_id, persona_version""".format(
+    query=corrected_rate_sql(
+        """(SELECT persona_id, persona_version, persona_hash, verdict, label FROM persona_answers_all WHERE valid
+            QUALIFY row_number() OVER (PARTITION BY persona_hash, tool_name ORDER BY created_at DESC,
+                                       verdict_id DESC) = 1)""",
+        "persona_id, persona_version, persona_hash",
+    )
+)
+
+
 def _twins(con: duckdb.DuckDBPyConnection, statement: str, name: str, purpose: str | None = None) -> None:
     """Create `name` (editors' runs only) and `name_all` (every run, with its purpose) from one statement.
 
@@ -287,4 +338,5 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
     _twins(con, _PERSONA_BY_VERSION, "persona_by_version")
     _twins(con, _PERSONA_BY_MONTH, "persona_by_month")
     _twins(con, _RUN_AGREEMENT, "run_agreement", "r.purpose")
+    con.execute(_CORRECTED_RATES)
     con.execute(_SPEND)
