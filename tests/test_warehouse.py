@@ -472,7 +472,9 @@ def documented_columns(doc: str) -> dict[str, set[str]]:
     documented: dict[str, set[str]] = {}
     for section in re.split(r"^### ", doc, flags=re.MULTILINE)[1:]:
         heading, _, body = section.partition("\n")
-        columns = set(re.findall(r"^\| `(\w+)` \|", body, re.MULTILINE))
+        # A row's first cell names one column or several that share a meaning: | `a`, `b` | ... |
+        first_cells = re.findall(r"^\| (`\w+`(?:, `\w+`)*) \|", body, re.MULTILINE)
+        columns = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
         for name in re.findall(r"`(\w+)`", heading.split(" — ")[0]):
             documented.setdefault(name, set()).update(columns)
     return documented
