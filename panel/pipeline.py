@@ -22,6 +22,7 @@ from panel.errors import BudgetExceeded, EndpointError, PanelError
 from panel.model.endpoint import Endpoint, missing_key_warning
 from panel.render import write_run_pages
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
+from panel.served_model import start_preflight
 from panel.store import SETTLE_WAIT_S, Store
 from panel.tally import RunTally
 
@@ -172,6 +173,8 @@ def draft_run(
     On Ctrl-C what was received is stored (or journaled) before KeyboardInterrupt goes on.
     """
     progress = progress or DraftProgress()
+    # GET /models, free, while the run is planned and its database opened: it lets the first wave go out whole.
+    cleared = None if endpoint is not None and endpoint.embedded else start_preflight(settings)
     prepared = prepare_run(run_file, settings, personas)
     store = Store(settings.db_path)
     if warning := missing_key_warning(settings):
@@ -189,7 +192,14 @@ def draft_run(
             settings,
             store,
             review(
-                prepared, settings, store, refresh=refresh, endpoint=endpoint, on_answer=land, on_start=progress.asking
+                prepared,
+                settings,
+                store,
+                refresh=refresh,
+                endpoint=endpoint,
+                on_answer=land,
+                on_start=progress.asking,
+                cleared=cleared,
             ),
         )
         progress.reviewed(outcome)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,10 +100,12 @@ def review(
     endpoint: Endpoint | None = None,
     on_answer: Callable[[Answer], None] | None = None,
     on_start: Callable[[ReviewOutcome], None] | None = None,
+    cleared: Future[bool] | None = None,
 ) -> ReviewOutcome:
     """Ask for every verdict the run lacks (all of them with `refresh`) and store each one.
 
-    `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer.
+    `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer. `cleared`:
+    the endpoint's preflight (served_model.start_preflight), which lets the first wave go out whole.
 
     Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C, or an
     endpoint that cannot answer: outcome.endpoint_fault).
@@ -147,7 +150,7 @@ def review(
             ),
         ) as writer:
             if todo:
-                _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer)
+                _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer, cleared)
             outcome.status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"
             writer.finish(outcome.status)
         return outcome
@@ -162,14 +165,18 @@ def ask_jobs(
     budget: RunBudget,
     on_answer: Callable[[Answer], None],
     endpoint: Endpoint | None = None,
+    cleared: Future[bool] | None = None,
 ) -> None:
-    """Ask `jobs` on `endpoint`, or on the embedded server started for as long as they take (log beside the db)."""
+    """Ask `jobs` on `endpoint`, or on the embedded server started for as long as they take (log beside the db).
+
+    `cleared`: the endpoint's preflight; until it is True (or the first answer lands) the first job is asked alone.
+    """
 
     async def ask_everything(active: Endpoint) -> None:
         # The embedded llama.cpp server answers one request at a time, whatever --concurrency says.
         concurrency = 1 if active.embedded else settings.effective_concurrency
         async with make_client(active, settings, before_request=budget.admit) as client:
-            await ask_all(jobs, client, settings, on_answer, budget, concurrency)
+            await ask_all(jobs, client, settings, on_answer, budget, concurrency, cleared)
 
     if endpoint is not None:
         asyncio.run(ask_everything(endpoint))
@@ -188,6 +195,7 @@ def _ask_todo(
     outcome: ReviewOutcome,
     endpoint: Endpoint | None,
     on_answer: Callable[[Answer], None] | None,
+    cleared: Future[bool] | None,
 ) -> None:
     budget = RunBudget(settings.max_requests, settings.token_budget)
 
@@ -197,7 +205,7 @@ def _ask_todo(
         if on_answer:
             on_answer(answer)
 
-    ask_jobs(todo, settings, store, budget, land, endpoint)
+    ask_jobs(todo, settings, store, budget, land, endpoint, cleared)
     outcome.endpoint_fault = budget.fault
     if (
         budget.fault
