@@ -19,6 +19,7 @@ from panel.model.endpoint import Endpoint
 from panel.model.modes import get_mode
 from panel.personas import Persona, PromptTemplates, load_personas, load_templates
 from panel.store import FOLD_WAIT_S, AnswerWriter, Store
+from panel.store.run_writes import run_record
 
 
 @dataclass
@@ -113,9 +114,7 @@ def review(
     """
     store.acquire_writer()
     try:
-        # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
-        # not in the writer thread with requests in flight.
-        store.begin_run(
+        record = run_record(
             prepared.run_id,
             prepared.spec,
             settings,
@@ -123,9 +122,10 @@ def review(
             prepared.templates,
             prepared.jobs,
             prepared.purpose,
-            rehearse=True,
         )
-        done = set() if refresh else store.answered_keys([j.cache_key for j in prepared.jobs])
+        # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
+        # not in the writer thread with requests in flight. The same connection reads what is answered already.
+        done = store.rehearse_run(record, [j.cache_key for j in prepared.jobs], answered=not refresh)
         # One request per key even when a run file names the same pair twice.
         todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())
         outcome = ReviewOutcome(prepared.run_id, len(prepared.jobs), len(prepared.jobs) - len(todo))
@@ -138,16 +138,7 @@ def review(
             prepared.run_id,
             settings,
             expected=len(todo),
-            first=lambda: store.begin_run(
-                prepared.run_id,
-                prepared.spec,
-                settings,
-                prepared.personas,
-                prepared.templates,
-                prepared.jobs,
-                prepared.purpose,
-                wait_s=FOLD_WAIT_S,
-            ),
+            first=lambda: store.record_run(record, wait_s=FOLD_WAIT_S),
         ) as writer:
             if todo:
                 _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer, cleared)
