@@ -83,13 +83,20 @@ def _record(kind: str, run_id: str, **rows: Any) -> JournalRecord:
     return {"id": uuid.uuid4().hex, "kind": kind, "run_id": run_id, "written_at": datetime.now(timezone.utc), **rows}
 
 
+def _card_ids(jobs: list[VerdictJob]) -> dict[int, str]:
+    """Each card's id (ToolCard.card_hash dumps and hashes the card at every call) by the card's object id."""
+    cards = {id(card): card for job in jobs for card in (job.tool, job.rival)}
+    return {key: card.card_hash for key, card in cards.items()}
+
+
 def _item_rows(run_id: str, jobs: list[VerdictJob]) -> list[list[Any]]:
+    ids = _card_ids(jobs)
     rows = {
-        (job.pair_index, job.tool.card_hash, job.persona.id): [
+        (job.pair_index, ids[id(job.tool)], job.persona.id): [
             run_id,
             job.pair_index,
-            job.tool.card_hash,
-            job.rival.card_hash,
+            ids[id(job.tool)],
+            ids[id(job.rival)],
             job.persona.id,
             job.cache_key,
         ]
@@ -168,6 +175,7 @@ def answers_record(
     now = datetime.now(timezone.utc)
     sampling = json.dumps(settings.sampling())
     prices = Prices.of(settings)
+    ids = _card_ids([answer.job for answer in answers])
     verdicts = []
     for answer in answers:
         job, verdict = answer.job, answer.verdict
@@ -175,8 +183,8 @@ def answers_record(
         row = [
             job.cache_key,
             run_id,
-            job.tool.card_hash,
-            job.rival.card_hash,
+            ids[id(job.tool)],
+            ids[id(job.rival)],
             job.persona.id,
             job.persona.content_hash,
             job.template_hash,
