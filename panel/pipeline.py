@@ -11,6 +11,7 @@ DraftOutcome says; tests and benchmarks call the same function. Nothing here pri
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +213,7 @@ def draft_run(
                 endpoint=endpoint,
                 on_answer=land,
                 after=outcome.review,
+                cleared=_proven(outcome.review) or cleared,
             )
         if render:
             outcome.tally, outcome.pages = write_run_pages(store, outcome.run_id, settings.out_dir)
@@ -221,6 +223,15 @@ def draft_run(
         settle_journal(store, 0, progress.notice)  # whoever pressed Ctrl-C wants out, not a wait for readers
         raise
     return outcome
+
+
+def _proven(review: ReviewOutcome) -> Future[bool] | None:
+    """A cleared Future when a reviewer got a valid verdict in this draft: the endpoint takes the key and model."""
+    if not any(answer.verdict is not None for answer in review.answers):
+        return None
+    proven: Future[bool] = Future()
+    proven.set_result(True)
+    return proven
 
 
 def settle_journal(store: Store, wait_s: float, notice: Callable[[str], None]) -> bool:

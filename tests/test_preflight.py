@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,15 @@ from panel.config import Settings
 from panel.errors import StoreError
 from panel.pipeline import draft_run
 from panel.served_model import start_preflight
-from tests.fake_openai import FAULT_401, FAULT_404_MODEL, FakeOpenAI, RecordedRequest
-from tests.helpers import EXAMPLE_RUN, chat_requests, review_against
+from tests.fake_openai import (
+    FAULT_401,
+    FAULT_404_MODEL,
+    FakeOpenAI,
+    RecordedRequest,
+    chair_responder,
+    reference_responder,
+)
+from tests.helpers import EXAMPLE_RUN, chat_requests, review_against, write_synthetic_run
 
 KEY = "sk-the-right-key"
 LATENCY = 0.3  # every reply, listings included, leaves this long after its request arrived
@@ -104,3 +112,16 @@ def test_the_preflight_is_moot_for_one_request_at_a_time_and_false_for_a_dead_en
     assert start_preflight(dead.with_overrides(concurrency=1)) is None
     cleared = start_preflight(dead.with_overrides(concurrency=8))
     assert cleared is not None and cleared.result(timeout=10) is False
+
+
+def test_the_chair_s_first_wave_goes_out_whole_once_a_reviewer_s_verdict_has_landed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run_file = write_synthetic_run(tmp_path / "runs", 4)  # 32 verdicts, then 4 pair summaries
+    # A fake that checks no keys: the preflight proves nothing, so the reviewers' first verdict goes alone.
+    with FakeOpenAI(chair_responder(reference_responder({})), latency=LATENCY) as server:
+        drafted = settings.with_overrides(base_url=server.base_url, model="fake-model", concurrency=8)
+        outcome = draft_run(run_file, drafted, render=False)
+        chairs = sorted(r.timestamp for r in chat_requests(server) if "BEGIN PANEL VERDICTS" in json.dumps(r.body))
+    assert outcome.complete and len(chairs) == 4
+    assert chairs[-1] - chairs[0] < LATENCY  # none of the four waited for another's answer
