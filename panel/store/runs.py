@@ -16,17 +16,10 @@ from panel.errors import DatabaseBusy, StoreError
 from panel.personas import Persona, PromptTemplates
 from panel.store.connection import LOCK_RETRY_S, OPEN_WAIT_S, Database, named_rows, records, unusable
 from panel.store.journal import JournalRecord
+from panel.store.journal_reads import copy_run, journaled_answers
 from panel.store.migrations import migrate
 from panel.store.records import AnsweredVerdict, StoredRun, StoredVerdict
-from panel.store.run_writes import (
-    answers_record,
-    copy_run,
-    fold,
-    items_record,
-    journaled_answers,
-    run_record,
-    status_record,
-)
+from panel.store.run_writes import answers_record, fold, items_record, run_record, status_record
 from panel.store.schema import insert_probe_rows
 from panel.store.views import current_verdicts
 
