@@ -286,10 +286,13 @@ async def ask_all(
     if first is None or budget.spent:
         return
     width = max(1, min(concurrency or settings.effective_concurrency, len(jobs)))
-    workers = [asyncio.create_task(worker(first))]
+    lead = asyncio.create_task(worker(first))
+    workers = [lead]
     try:
         if width > 1:
             await _first_landed_or_cleared(landed, cleared)
+            if lead.done():
+                lead.result()  # a first ask that failed unexpectedly leaves now, before another worker starts
             if not budget.spent:
                 workers += [asyncio.create_task(worker()) for _ in range(width - 1)]
         await asyncio.gather(*workers)
