@@ -5,17 +5,18 @@ Retry-After; tenacity re-asks only answers that arrived but do not parse or vali
 are not a chat completion). A failure belongs to exactly one of them, so retries never multiply.
 
 Fail fast: a refused key (401), denied access (403) or an unknown model (404), or a first verdict that could
-not connect at all, means no other request can succeed either: the run stops there (RunBudget.fault).
+not connect at all, means no other request can succeed either: the run stops there (RunBudget.fault). So the
+first verdict is asked alone, unless the endpoint's free preflight (GET /models, panel.served_model) has
+already shown that it takes this key and serves this model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from panel.answers import Answer, Attempt, VerdictJob
 from panel.cards import RunSpec, content_hash
 from panel.config import Settings
+from panel.endpoint_faults import refusal, unreachable
 from panel.model.client import count_requests
 from panel.model.identity import endpoint_identity
 from panel.model.modes import Mode, get_mode
@@ -248,48 +250,6 @@ async def _attempt(
     return text
 
 
-def refusal(error: openai.APIStatusError, settings: Settings) -> str | None:
-    """The one line naming what to fix when `error` means no request of the run can succeed, else None."""
-    model = "".join(c for c in settings.model_name[:80] if c.isprintable())
-    if error.status_code == 401:
-        unset = "" if os.environ.get(settings.api_key_env) else " (it is not set)"
-        return f"the endpoint refused the API key (HTTP 401): set {settings.api_key_env}{unset} to a key it accepts"
-    if error.status_code == 403:
-        return (
-            f"the endpoint denied access (HTTP 403): check that the key in {settings.api_key_env} may use model "
-            f"'{model}', or pick another with --model"
-        )
-    if error.status_code == 404:
-        # An unknown model (OpenAI: code model_not_found; vLLM, Ollama: a message naming the model) or a wrong URL.
-        if error.code == "model_not_found" or "model" in json.dumps(error.body, default=str).lower():
-            return f"the endpoint has no model '{model}' (HTTP 404): pass one it serves with --model"
-        return (
-            "the endpoint's URL has no chat-completions API (HTTP 404): check OPENAI_BASE_URL or --base-url "
-            "(it usually ends in /v1)"
-        )
-    return None
-
-
-def _unreachable(answer: Answer, settings: Settings) -> str | None:
-    """The fault of an answer whose every request failed to connect (refused, reset, unknown host), else None."""
-    if (
-        answer.verdict is not None
-        or not answer.attempts
-        or any(a.error_class != "APIConnectionError" for a in answer.attempts)
-    ):  # a timeout is a slow server, not none
-        return None
-    tries = f"{answer.requests} request{'s' if answer.requests != 1 else ''}"
-    if settings.embedded:
-        return (
-            f"cannot connect to the embedded model server ({tries} failed): "
-            "see logs/embedded-server.log beside the database"
-        )
-    return (
-        f"cannot connect to the endpoint ({tries} failed): check OPENAI_BASE_URL or --base-url, "
-        "and that its server is running"
-    )
-
-
 def _fail(attempt: Attempt, status: str, error: Exception, start: float) -> None:
     attempt.status = status
     attempt.error_class = type(error).__name__
@@ -304,31 +264,40 @@ async def ask_all(
     on_answer: Callable[[Answer], None],
     budget: RunBudget | None = None,
     concurrency: int | None = None,
+    cleared: Future[bool] | None = None,
 ) -> None:
     """Ask for every job with at most `concurrency` in flight, handing each Answer to `on_answer`.
 
     The first job is asked alone, so a refused key, an unknown model or a dead endpoint costs one verdict's
-    requests, not one per worker. Once the budget is spent (or the endpoint has failed so: budget.fault, which
-    a connection failure sets only while no verdict has succeeded) no new job starts, and the client's
-    before_request hook refuses the SDK's retries of those in flight; answers that cost nothing are not handed on.
+    requests, not one per worker; the others start once it lands, or as soon as `cleared` (the endpoint's
+    free preflight, panel.served_model.start_preflight) is True. Once the budget is spent (or the endpoint has
+    failed so: budget.fault, which a connection failure sets only while no verdict has succeeded) no new job
+    starts, and the client's before_request hook refuses the SDK's retries of those in flight; answers that
+    cost nothing are not handed on.
     """
     mode = get_mode(settings.structured_mode)
     budget = budget if budget is not None else RunBudget()
     queue = iter(jobs)  # shared by the workers: each job is taken exactly once
     succeeded = False
+    landed = asyncio.Event()  # the first answer is in
 
     async def ask(job: VerdictJob) -> None:
         nonlocal succeeded
         answer = await ask_verdict(client, job, settings, mode, budget)
         succeeded = succeeded or answer.verdict is not None
         if answer.fault is None and not succeeded:
-            answer.fault = _unreachable(answer, settings)
+            answer.fault = unreachable(answer, settings)
         if answer.fault:
             budget.halt(answer.fault)
         if answer.attempts:
             on_answer(answer)
 
-    async def worker() -> None:
+    async def worker(lead: VerdictJob | None = None) -> None:
+        if lead is not None:
+            try:
+                await ask(lead)
+            finally:
+                landed.set()
         for job in queue:
             if budget.spent:
                 return
@@ -337,13 +306,36 @@ async def ask_all(
     first = next(queue, None)
     if first is None or budget.spent:
         return
-    await ask(first)
     width = max(1, min(concurrency or settings.effective_concurrency, len(jobs)))
-    workers = [asyncio.create_task(worker()) for _ in range(width)]
+    lead = asyncio.create_task(worker(first))
+    workers = [lead]
     try:
+        if width > 1:
+            await _first_landed_or_cleared(landed, cleared)
+            if lead.done():
+                lead.result()  # a first ask that failed unexpectedly leaves now, before another worker starts
+            if not budget.spent:
+                workers += [asyncio.create_task(worker()) for _ in range(width - 1)]
         await asyncio.gather(*workers)
     except BaseException:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         raise
+
+
+async def _first_landed_or_cleared(landed: asyncio.Event, cleared: Future[bool] | None) -> None:
+    """Return when the first answer has landed, or earlier when the preflight says the endpoint takes the run."""
+    first_answer: asyncio.Future[Any] = asyncio.ensure_future(landed.wait())
+    waiting: set[asyncio.Future[Any]] = {first_answer}
+    # The preflight's future is never cancelled here (asyncio.wait leaves it be): the chair may wait on it too.
+    preflight = asyncio.wrap_future(cleared) if cleared is not None else None
+    if preflight is not None:
+        waiting.add(preflight)
+    try:
+        while first_answer in waiting:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if preflight in done and not preflight.cancelled() and preflight.exception() is None and preflight.result():
+                return
+    finally:
+        first_answer.cancel()

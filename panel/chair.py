@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,10 +138,12 @@ def summarize_run(
     endpoint: Endpoint | None = None,
     on_answer: Callable[[Answer], None] | None = None,
     after: ReviewOutcome | None = None,
+    cleared: Future[bool] | None = None,
 ) -> ChairOutcome:
     """Ask the chair for every pair summary the run lacks (all with `refresh`) and store each as it lands.
 
     `after` is the review this follows: what it spent counts against the run's request and token budget.
+    `cleared` True lets the first wave go out whole (review.ask_jobs); else the first summary is asked alone.
     Raises StoreError when another process is writing the database, PersonaError for a broken chair template.
     """
     run = store.load_run(run_id)
@@ -173,7 +176,7 @@ def summarize_run(
                     on_answer(answer)
 
             if todo:
-                ask_jobs(todo, settings, store, budget, land, endpoint)
+                ask_jobs(todo, settings, store, budget, land, endpoint, cleared)
         outcome.endpoint_fault = budget.fault
         if outcome.not_asked:
             outcome.stop_reason = budget.spent or "the run's budget was spent"

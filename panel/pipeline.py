@@ -11,6 +11,7 @@ DraftOutcome says; tests and benchmarks call the same function. Nothing here pri
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from panel.jury import MembersOutcome, ask_members, lead_settings
 from panel.model.endpoint import Endpoint, missing_key_warning
 from panel.render import write_run_pages
 from panel.review import PreparedRun, ReviewOutcome, prepare_run, review
+from panel.served_model import start_preflight
 from panel.store import SETTLE_WAIT_S, Store
 from panel.tally import RunTally
 
@@ -176,6 +178,8 @@ def draft_run(
     """
     progress = progress or DraftProgress()
     jury_settings, settings = settings, lead_settings(settings)  # a jury's first profile answers the run itself
+    # GET /models, free, while the run is planned and its database opened: it lets the first wave go out whole.
+    cleared = None if endpoint is not None and endpoint.embedded else start_preflight(settings)
     prepared = prepare_run(run_file, settings, personas)
     store = Store(settings.db_path)
     if warning := missing_key_warning(settings):
@@ -193,7 +197,14 @@ def draft_run(
             settings,
             store,
             review(
-                prepared, settings, store, refresh=refresh, endpoint=endpoint, on_answer=land, on_start=progress.asking
+                prepared,
+                settings,
+                store,
+                refresh=refresh,
+                endpoint=endpoint,
+                on_answer=land,
+                on_start=progress.asking,
+                cleared=cleared,
             ),
         )
         if not outcome.review.endpoint_fault and not outcome.review.stop_reason:  # the chair reads the majority
@@ -212,6 +223,7 @@ def draft_run(
                 endpoint=endpoint,
                 on_answer=land,
                 after=outcome.review,
+                cleared=_proven(outcome.review) or cleared,
             )
         if render:
             outcome.tally, outcome.pages = write_run_pages(store, outcome.run_id, settings.out_dir)
@@ -221,6 +233,15 @@ def draft_run(
         settle_journal(store, 0, progress.notice)  # whoever pressed Ctrl-C wants out, not a wait for readers
         raise
     return outcome
+
+
+def _proven(review: ReviewOutcome) -> Future[bool] | None:
+    """A cleared Future when a reviewer got a valid verdict in this draft: the endpoint takes the key and model."""
+    if not any(answer.verdict is not None for answer in review.answers):
+        return None
+    proven: Future[bool] = Future()
+    proven.set_result(True)
+    return proven
 
 
 def settle_journal(store: Store, wait_s: float, notice: Callable[[str], None]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from panel.model.endpoint import Endpoint
 from panel.model.modes import get_mode
 from panel.personas import Persona, PromptTemplates, load_personas, load_templates
 from panel.store import FOLD_WAIT_S, AnswerWriter, Store
+from panel.store.run_writes import run_record
 
 
 @dataclass
@@ -99,10 +101,12 @@ def review(
     endpoint: Endpoint | None = None,
     on_answer: Callable[[Answer], None] | None = None,
     on_start: Callable[[ReviewOutcome], None] | None = None,
+    cleared: Future[bool] | None = None,
 ) -> ReviewOutcome:
     """Ask for every verdict the run lacks (all of them with `refresh`) and store each one.
 
-    `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer.
+    `on_start` sees the outcome (needed, cached) before the first request; `on_answer` each answer. `cleared`:
+    the endpoint's preflight (served_model.start_preflight), which lets the first wave go out whole.
 
     Status: finished, incomplete (some verdicts got no valid answer) or stopped (budget, Ctrl-C, or an
     endpoint that cannot answer: outcome.endpoint_fault).
@@ -110,9 +114,7 @@ def review(
     """
     store.acquire_writer()
     try:
-        # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
-        # not in the writer thread with requests in flight.
-        store.begin_run(
+        record = run_record(
             prepared.run_id,
             prepared.spec,
             settings,
@@ -120,9 +122,10 @@ def review(
             prepared.templates,
             prepared.jobs,
             prepared.purpose,
-            rehearse=True,
         )
-        done = set() if refresh else store.answered_keys([j.cache_key for j in prepared.jobs])
+        # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
+        # not in the writer thread with requests in flight. The same connection reads what is answered already.
+        done = store.rehearse_run(record, [j.cache_key for j in prepared.jobs], answered=not refresh)
         # One request per key even when a run file names the same pair twice.
         todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())
         outcome = ReviewOutcome(prepared.run_id, len(prepared.jobs), len(prepared.jobs) - len(todo))
@@ -135,19 +138,10 @@ def review(
             prepared.run_id,
             settings,
             expected=len(todo),
-            first=lambda: store.begin_run(
-                prepared.run_id,
-                prepared.spec,
-                settings,
-                prepared.personas,
-                prepared.templates,
-                prepared.jobs,
-                prepared.purpose,
-                wait_s=FOLD_WAIT_S,
-            ),
+            first=lambda: store.record_run(record, wait_s=FOLD_WAIT_S),
         ) as writer:
             if todo:
-                _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer)
+                _ask_todo(todo, settings, store, writer, outcome, endpoint, on_answer, cleared)
             outcome.status = "stopped" if outcome.stop_reason else "incomplete" if outcome.failed else "finished"
             writer.finish(outcome.status)
         return outcome
@@ -162,14 +156,18 @@ def ask_jobs(
     budget: RunBudget,
     on_answer: Callable[[Answer], None],
     endpoint: Endpoint | None = None,
+    cleared: Future[bool] | None = None,
 ) -> None:
-    """Ask `jobs` on `endpoint`, or on the embedded server started for as long as they take (log beside the db)."""
+    """Ask `jobs` on `endpoint`, or on the embedded server started for as long as they take (log beside the db).
+
+    `cleared`: the endpoint's preflight; until it is True (or the first answer lands) the first job is asked alone.
+    """
 
     async def ask_everything(active: Endpoint) -> None:
         # The embedded llama.cpp server answers one request at a time, whatever --concurrency says.
         concurrency = 1 if active.embedded else settings.effective_concurrency
         async with make_client(active, settings, before_request=budget.admit) as client:
-            await ask_all(jobs, client, settings, on_answer, budget, concurrency)
+            await ask_all(jobs, client, settings, on_answer, budget, concurrency, cleared)
 
     if endpoint is not None:
         asyncio.run(ask_everything(endpoint))
@@ -188,6 +186,7 @@ def _ask_todo(
     outcome: ReviewOutcome,
     endpoint: Endpoint | None,
     on_answer: Callable[[Answer], None] | None,
+    cleared: Future[bool] | None,
 ) -> None:
     budget = RunBudget(settings.max_requests, settings.token_budget)
 
@@ -197,7 +196,7 @@ def _ask_todo(
         if on_answer:
             on_answer(answer)
 
-    ask_jobs(todo, settings, store, budget, land, endpoint)
+    ask_jobs(todo, settings, store, budget, land, endpoint, cleared)
     outcome.endpoint_fault = budget.fault
     if (
         budget.fault

@@ -1,13 +1,25 @@
-"""Which model to ask when an endpoint is configured without one: the one its GET /v1/models lists.
+"""What an endpoint's GET /v1/models tells: the model to ask, and whether a run's first wave may go out at once.
 
-No silent default name (a `gpt-4o-mini` sent to Ollama or vLLM fails on every request): exactly one served
-model is used and said so; none or several is one line listing them and naming --model / `model =`.
+Which model: when an endpoint is configured without one, the one its /v1/models lists. No silent default name
+(a `gpt-4o-mini` sent to Ollama or vLLM fails on every request): exactly one served model is used and said so;
+none or several is one line listing them and naming --model / `model =`.
+
+The preflight: a run asks its first verdict alone, so a refused key or an unknown model costs one request, not
+one per worker (panel.ask.ask_all). The same listing, free of tokens and sent while the run is planned, proves
+that in advance: when it lists the model to the run's key and refuses the same request without a key (so the
+endpoint checks keys there), the first wave goes out whole. Anything else (no model list, a list anyone may
+read, a refused key, the model not listed, no answer yet) leaves the first verdict alone: a preflight can only
+open a run wider, never stop it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import Future
 from dataclasses import replace
 
+import httpx2
 import openai
 
 from panel.config import Settings
@@ -17,6 +29,7 @@ from panel.model.client import tls_context
 from panel.model.endpoint import api_key
 
 SHOWN_MODELS = 10
+LISTED = "(the only model listed)"  # the end of the model's origin when the endpoint's listing chose it
 
 
 def served_models(settings: Settings) -> list[str]:
@@ -80,7 +93,7 @@ def with_served_model(settings: Settings) -> tuple[Settings, str | None]:
         found = f"lists {len(names)} models ({listed})" if names else "lists no model"
         raise EndpointError(f"no model given, and {where} {found}: {choose_hint(settings)}")
     model = names[0]
-    origins = {**settings.origins, "model": f"endpoint {where} (the only model listed)"}
+    origins = {**settings.origins, "model": f"endpoint {where} {LISTED}"}
     note = f"model: {model}, the only one {where} lists (--model, or model = in panel.toml, picks another)"
     return replace(settings, model=model, origins=origins), note
 
@@ -93,3 +106,47 @@ def choose_hint(settings: Settings) -> str:
             "in panel.toml ([endpoints.NAME], picked with endpoint = or --endpoint)"
         )
     return f'give --model NAME, or model = "NAME" in [endpoints.{settings.endpoint_name}] of panel.toml'
+
+
+def start_preflight(settings: Settings) -> Future[bool] | None:
+    """Start the preflight in the background; its Future says True once the endpoint is shown to take the run.
+
+    True: GET /models with the run's key lists its model (or with_served_model's lookup did, so that request
+    is not repeated) and the same request without a key is refused (401/403). False otherwise, never an
+    exception. None for the embedded model or a concurrency of 1, where no wave waits on the first verdict.
+    """
+    if settings.embedded or settings.effective_concurrency <= 1:
+        return None
+    cleared: Future[bool] = Future()
+    cleared.set_running_or_notify_cancel()  # so no waiter can cancel it: the chair may wait on it too
+
+    def check() -> None:
+        try:
+            cleared.set_result(asyncio.run(_takes_the_run(settings)))
+        except Exception:  # noqa: BLE001 - whatever went wrong, the run only loses the head start
+            cleared.set_result(False)
+
+    threading.Thread(target=check, name="panel-preflight", daemon=True).start()
+    return cleared
+
+
+async def _takes_the_run(settings: Settings) -> bool:
+    """The preflight's two requests, sent together: the listing with the key, and without one."""
+    model, url = settings.model_name, f"{(settings.base_url or '').rstrip('/')}/models"
+    timeout = min(settings.timeout_s, 30.0)
+    async with httpx2.AsyncClient(verify=tls_context(), timeout=timeout) as anonymous:
+        if settings.origin("model").endswith(LISTED):
+            return (await anonymous.get(url)).status_code in (401, 403)
+        # The SDK sends the key as chat requests carry it (with any organisation or project header); no retries.
+        listing = openai.AsyncOpenAI(
+            base_url=settings.base_url,
+            api_key=api_key(settings),
+            timeout=timeout,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
+        )
+        async with listing:
+            refused, listed = await asyncio.gather(anonymous.get(url), listing.models.list(), return_exceptions=True)
+    if isinstance(refused, BaseException) or isinstance(listed, BaseException):
+        return False
+    return refused.status_code in (401, 403) and any(entry.id == model for entry in listed.data)

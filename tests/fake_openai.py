@@ -78,6 +78,7 @@ class RecordedRequest:
     body: dict[str, Any] | None
     fault: str | None
     timestamp: float
+    authorization: str | None = None  # the Authorization header as sent (None: no header)
 
 
 def _text(content: Any) -> str:
@@ -296,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     arrived_at = 0.0  # monotonic time the current request line was read
-    reply_at = 0.0  # monotonic time a chat reply may leave (do_POST sets it); GETs answer at once
+    reply_at = 0.0  # monotonic time a reply may leave: `latency` after the request line (GETs too)
     # Headers and body go out in separate writes: with Nagle on, each keep-alive reply waits ~40 ms for the
     # client's delayed ACK. Production servers set TCP_NODELAY, and latency figures must not include that stall.
     disable_nagle_algorithm = True
@@ -313,11 +314,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test and benchmark output quiet."""
 
+    def _refused_key(self, body: dict[str, Any] | None) -> bool:
+        """With an api_key set, answer a request without that key 401 as OpenAI does (True when refused)."""
+        fake = self.server.fake
+        if fake.api_key is None or self.headers.get("Authorization") == f"Bearer {fake.api_key}":
+            return False
+        fake._record(self.path, body, FAULT_401, self.headers.get("Authorization"))
+        status, message, kind, code = STATUS_FAULTS[FAULT_401]
+        self._send(status, _error(message, kind, code))
+        return True
+
     def do_GET(self) -> None:
         if self.path.startswith(("/v1/files", "/v1/batches")):
             self.server.fake.batch_api.handle(self, "GET")
             return
-        self.server.fake._record(self.path, None, None)
+        self.reply_at = self.arrived_at + self.server.fake.latency
+        if self._refused_key(None):
+            return
+        self.server.fake._record(self.path, None, None, self.headers.get("Authorization"))
         if self.path.rstrip("/") == "/v1/models":
             self._send(
                 200,
@@ -351,13 +365,15 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = None
+        if self._refused_key(body if isinstance(body, dict) else None):
+            return
         if self.path.rstrip("/") != "/v1/chat/completions" or not isinstance(body, dict):
             fake._record(self.path, body if isinstance(body, dict) else None, None)
             self._send(404 if body is not None else 400, _error("not found or not JSON", "invalid_request_error"))
             return
         index = fake._next_index()
         fault = fake.faults(index, body)
-        fake._record(self.path, body, fault)
+        fake._record(self.path, body, fault, self.headers.get("Authorization"))
         self._answer(fake, index, body, fault)
 
     def _answer(self, fake: FakeOpenAI, index: int, body: dict[str, Any], fault: str | None) -> None:
@@ -474,9 +490,11 @@ class FakeOpenAI:
         retry_after: str = "0",
         hang_seconds: float = 30.0,
         models: Sequence[str] = DEFAULT_MODELS,
+        api_key: str | None = None,
     ) -> None:
         self.responder = responder or reference_responder({})
         self.models = list(models)  # what GET /v1/models lists (tests may change it while the fake runs)
+        self.api_key = api_key  # when set, every request without `Authorization: Bearer <api_key>` gets 401
         self.faults = _fault_plan(faults)
         self.latency, self.retry_after, self.hang_seconds = latency, retry_after, hang_seconds
         self._lock = threading.Lock()
@@ -536,9 +554,11 @@ class FakeOpenAI:
             self._chat_count += 1
             return self._chat_count - 1
 
-    def _record(self, path: str, body: dict[str, Any] | None, fault: str | None) -> None:
+    def _record(
+        self, path: str, body: dict[str, Any] | None, fault: str | None, authorization: str | None = None
+    ) -> None:
         with self._lock:
-            self._records.append(RecordedRequest(path, body, fault, time.time()))
+            self._records.append(RecordedRequest(path, body, fault, time.time(), authorization))
 
     def _track(self, connection: socket.socket, *, add: bool) -> None:
         with self._lock:
@@ -549,7 +569,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Serve a fake endpoint, print `READY <base_url>`, and run until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds from a chat request's arrival to its reply")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds from a request's arrival to its reply")
+    parser.add_argument("--api-key", help="refuse (401) every request without this key, as OpenAI does")
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--fault-kinds", default=",".join(ALL_FAULTS), help="comma-separated fault names")
     parser.add_argument("--seed", type=int, default=0)
@@ -574,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         hang_seconds=args.hang_seconds,
         models=args.models or DEFAULT_MODELS,
+        api_key=args.api_key,
     ) as fake:
         print(f"READY {fake.base_url}", flush=True)
         while not done.wait(0.5):

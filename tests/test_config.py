@@ -386,10 +386,12 @@ def test_review_asks_the_served_model_once_and_says_so(tmp_path: Path) -> None:
             str(tmp_path / "pages"),
             cwd=PROJECT_ROOT,
         )
-        paths = [r.path for r in fake.requests]
+        listings = [(r.path, r.authorization is not None) for r in fake.requests if r.path == "/v1/models"]
         bodies = [r.body for r in fake.requests if r.body]
     assert result.returncode == 0, result.stderr
-    assert paths.count("/v1/models") == 1 and paths[0] == "/v1/models"
+    # The listing with the key, before any chat request, once: the preflight reuses it and only adds the
+    # same request without a key (which this fake, checking no keys, answers: so the first verdict goes alone).
+    assert fake.requests[0].path == "/v1/models" and sorted(listings) == [("/v1/models", False), ("/v1/models", True)]
     assert "model: fake-model, the only one" in result.stderr
     assert {(b["model"], b["temperature"], b["max_tokens"], b["seed"]) for b in bodies} == {("fake-model", 0.5, 600, 3)}
 

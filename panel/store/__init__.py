@@ -12,12 +12,12 @@ process, readers included. So:
   takes answers from the event loop through a queue and writes them in batches (every BATCH_SIZE
   answers or BATCH_INTERVAL_S seconds, whichever comes first) to the journal, and folds the journal into
   the file every FOLD_INTERVAL_S and at the end of the run. The event loop never waits on the database.
-- The run journal (journal.py, run_writes.py): every write of a run (its record, answer batches, its
-  status, the chair's items) is appended to `<db>.journal.jsonl` and fsync'd first, then folded into
-  DuckDB in one transaction if no reader holds the file; otherwise it waits there, and the next
-  read-write transaction of any panel process folds it. So a reader can delay a run's answers, never
-  drop them. The writing process reads through the journal (answered_verdicts, load_run); other
-  processes' readers see answers once folded.
+- The run journal (journal.py; run_writes.py builds and folds its records, journal_reads.py reads them
+  before they fold): every write of a run (its record, answer batches, its status, the chair's items) is
+  appended to `<db>.journal.jsonl` and fsync'd first, then folded into DuckDB in one transaction if no
+  reader holds the file; otherwise it waits there, and the next read-write transaction of any panel
+  process folds it. So a reader can delay a run's answers, never drop them. The writing process reads
+  through the journal (answered_verdicts, load_run); other processes' readers see answers once folded.
 - Votes: `panel serve` journals each batch of votes (vote_writes.py) and acknowledges them once fsync'd,
   folding the journal into DuckDB behind every couple of seconds (community.VoteWriter), so a vote never
   waits for DuckDB, nor for a reader in another process.

@@ -1,4 +1,5 @@
-"""A run's writes as journal records: built from the run's objects, folded into DuckDB, read before they fold.
+"""A run's writes as journal records: built from the run's objects, folded into DuckDB (journal_reads.py reads
+them before they fold).
 
 Four kinds, each with its builder and its fold side by side: `run` (the run, its tools, pairs, prompt
 versions and items), `items` (the chair's extra items), `answers` (a batch of verdicts with their attempts,
@@ -14,7 +15,6 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -26,7 +26,6 @@ from panel.config import Settings
 from panel.cost import Prices
 from panel.personas import Persona, PromptTemplates
 from panel.store.journal import JournalRecord
-from panel.store.records import AnsweredVerdict
 from panel.store.vote_writes import fold_votes
 
 # A verdict as journaled: every column but verdict_id and generation, which only the database can assign.
@@ -83,13 +82,20 @@ def _record(kind: str, run_id: str, **rows: Any) -> JournalRecord:
     return {"id": uuid.uuid4().hex, "kind": kind, "run_id": run_id, "written_at": datetime.now(timezone.utc), **rows}
 
 
+def _card_ids(jobs: list[VerdictJob]) -> dict[int, str]:
+    """Each card's id (ToolCard.card_hash dumps and hashes the card at every call) by the card's object id."""
+    cards = {id(card): card for job in jobs for card in (job.tool, job.rival)}
+    return {key: card.card_hash for key, card in cards.items()}
+
+
 def _item_rows(run_id: str, jobs: list[VerdictJob]) -> list[list[Any]]:
+    ids = _card_ids(jobs)
     rows = {
-        (job.pair_index, job.tool.card_hash, job.persona.id): [
+        (job.pair_index, ids[id(job.tool)], job.persona.id): [
             run_id,
             job.pair_index,
-            job.tool.card_hash,
-            job.rival.card_hash,
+            ids[id(job.tool)],
+            ids[id(job.rival)],
             job.persona.id,
             job.cache_key,
         ]
@@ -168,6 +174,7 @@ def answers_record(
     now = datetime.now(timezone.utc)
     sampling = json.dumps(settings.sampling())
     prices = Prices.of(settings)
+    ids = _card_ids([answer.job for answer in answers])
     verdicts = []
     for answer in answers:
         job, verdict = answer.job, answer.verdict
@@ -175,8 +182,8 @@ def answers_record(
         row = [
             job.cache_key,
             run_id,
-            job.tool.card_hash,
-            job.rival.card_hash,
+            ids[id(job.tool)],
+            ids[id(job.rival)],
             job.persona.id,
             job.persona.content_hash,
             job.template_hash,
@@ -331,62 +338,3 @@ def fold(con: duckdb.DuckDBPyConnection, records: list[JournalRecord]) -> None:
         ["record_id", "kind", "run_id", "written_at", "folded_at"],
         [[r["id"], r["kind"], r["run_id"], r["written_at"], datetime.now(timezone.utc)] for r in todo],
     )
-
-
-# --- reading what has not folded yet --------------------------------------------------------------
-def journaled_answers(records: list[JournalRecord], cache_keys: list[str]) -> dict[str, AnsweredVerdict]:
-    """The latest journaled answer for each of `cache_keys` (newer than any stored: it was written later)."""
-    wanted, found = set(cache_keys), {}
-    for record in records:
-        for v in record.get("verdicts", []) if record["kind"] == "answers" else []:
-            if v["cache_key"] in wanted:
-                found[v["cache_key"]] = AnsweredVerdict(
-                    v["cache_key"],
-                    v["verdict"],
-                    v["confidence"],
-                    v["headline"],
-                    v["review"],
-                    v["valid"],
-                    v["prompt_tokens"],
-                    v["completion_tokens"],
-                )
-    return found
-
-
-def copy_run(con: duckdb.DuckDBPyConnection, db_path: Path, run_id: str, records: list[JournalRecord]) -> None:
-    """Copy one run's rows from the database at `db_path` (read-only) into the empty panel schema of `con`.
-
-    Enough for load_run once `records` are folded on top: the run, its pairs, tools, items and overrides,
-    every verdict of its items or the records' (without ids: the copy numbers its own), all prompt versions.
-    """
-    keys = {v["cache_key"] for r in records if r["kind"] == "answers" for v in r["verdicts"]}
-    keys |= {item[-1] for r in records if r["kind"] in ("run", "items") for item in r["items"]}
-    con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS stored (READ_ONLY)")
-    params = {"run": run_id, "records": [r["id"] for r in records]}
-    try:
-        for table, where in (
-            ("runs", "run_id = $run"),
-            ("pairs", "run_id = $run"),
-            ("run_items", "run_id = $run"),
-            ("overrides", "run_id = $run"),
-            ("consensus", "run_id = $run"),
-            ("prompt_versions", "true"),
-            (
-                "tools",
-                "tool_id IN (SELECT left_tool_id FROM stored.pairs WHERE run_id = $run "
-                "UNION SELECT right_tool_id FROM stored.pairs WHERE run_id = $run)",
-            ),
-            ("journal_folds", "record_id IN (SELECT unnest($records))"),
-        ):
-            con.execute(
-                f"INSERT INTO {table} BY NAME SELECT * FROM stored.{table} WHERE {where}",
-                {name: value for name, value in params.items() if f"${name}" in where},
-            )
-        con.execute(
-            """INSERT INTO verdicts BY NAME SELECT * EXCLUDE (verdict_id) FROM stored.verdicts
-                       WHERE cache_key IN (SELECT cache_key FROM stored.run_items WHERE run_id = $run)
-                          OR cache_key IN (SELECT unnest($keys))""",
-            {"run": run_id, "keys": sorted(keys)},
-        )
-    finally:
-        con.execute("DETACH stored")

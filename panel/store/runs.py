@@ -15,17 +15,11 @@ from panel.config import Settings
 from panel.errors import DatabaseBusy, StoreError
 from panel.personas import Persona, PromptTemplates
 from panel.store.connection import LOCK_RETRY_S, OPEN_WAIT_S, Database, named_rows, records, unusable
+from panel.store.journal import JournalRecord
+from panel.store.journal_reads import copy_run, journaled_answers
 from panel.store.migrations import migrate
 from panel.store.records import AnsweredVerdict, StoredRun, StoredVerdict
-from panel.store.run_writes import (
-    answers_record,
-    copy_run,
-    fold,
-    items_record,
-    journaled_answers,
-    run_record,
-    status_record,
-)
+from panel.store.run_writes import answers_record, fold, items_record, run_record, status_record
 from panel.store.schema import insert_probe_rows
 from panel.store.trust import read_consensus
 from panel.store.versions import copy_versions
@@ -74,32 +68,41 @@ class RunStore(Database):
         jobs: list[VerdictJob],
         purpose: str = "review",
         wait_s: float = LOCK_RETRY_S,
-        rehearse: bool = False,
     ) -> None:
         """Record a run, its tools, pairs, prompt versions and planned items (idempotent; through the journal).
 
         A run first recorded as a review stays one when a maintainer's compare or check reuses it.
-        `rehearse` stores nothing: these writes, a probe row in every table and the read that storing answers
-        makes run in a transaction that is rolled back, so a damaged file raises StoreError before a run's
-        first request rather than in its writer thread (a few tens of ms; no commit, no checkpoint).
         """
-        record = run_record(run_id, spec, settings, personas, templates, jobs, purpose)
-        if rehearse:
-            try:
-                with self._rolled_back(wait_s=OPEN_WAIT_S) as con:
-                    insert_probe_rows(con)
-                    fold(con, [record])
-                    # Committing the run's status rewrites the runs table (one row per run: cheap to read whole).
-                    con.execute("SELECT max(hash(COLUMNS(*))) FROM runs").fetchall()
-                    con.execute(
-                        """SELECT cache_key, max(generation) FROM verdicts
-                                   WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
-                        [[job.cache_key for job in jobs]],
-                    ).fetchall()
-            except DatabaseBusy:  # a reader holds the file: the run's writes wait in the journal for it
-                self._current_schema()  # but a damaged one is refused before the first request all the same
-            return
+        self.record_run(run_record(run_id, spec, settings, personas, templates, jobs, purpose), wait_s)
+
+    def record_run(self, record: JournalRecord, wait_s: float = LOCK_RETRY_S) -> None:
+        """Store a run's record (run_writes.run_record) through the journal, as begin_run does."""
         self._write_through_journal(record, wait_s)
+
+    def rehearse_run(self, record: JournalRecord, cache_keys: list[str], answered: bool = True) -> set[str]:
+        """Rehearse a run's first writes before its first request; return the `cache_keys` answered already.
+
+        Storing nothing: the run's record, a probe row in every table and the read that storing answers makes
+        run in a transaction that is rolled back, so a damaged file raises StoreError before a run's first
+        request rather than in its writer thread (a few tens of ms; no commit, no checkpoint). The answered keys
+        (as answered_keys; none asked for when `answered` is False) are read on the same connection.
+        """
+        try:
+            with self._rolled_back(wait_s=OPEN_WAIT_S) as con:
+                found = self._answered_keys(con, cache_keys) if answered else set()
+                insert_probe_rows(con)
+                fold(con, [record])
+                # Committing the run's status rewrites the runs table (one row per run: cheap to read whole).
+                con.execute("SELECT max(hash(COLUMNS(*))) FROM runs").fetchall()
+                con.execute(
+                    """SELECT cache_key, max(generation) FROM verdicts
+                               WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
+                    [cache_keys],
+                ).fetchall()
+                return found
+        except DatabaseBusy:  # a reader holds the file: the run's writes wait in the journal for it
+            self._current_schema()  # but a damaged one is refused before the first request all the same
+            return self.answered_keys(cache_keys) if answered else set()
 
     def add_run_items(
         self, run_id: str, jobs: list[VerdictJob], prompt_kind: str, wait_s: float = LOCK_RETRY_S
@@ -109,7 +112,11 @@ class RunStore(Database):
 
     def answered_keys(self, cache_keys: list[str]) -> set[str]:
         """The cache keys whose current verdict is valid (a rerun skips them; a failed --refresh is asked again)."""
-        return {key for key, answer in self.answered_verdicts(cache_keys).items() if answer.valid}
+        with self.reader() as con:
+            return self._answered_keys(con, cache_keys)
+
+    def _answered_keys(self, con: duckdb.DuckDBPyConnection, cache_keys: list[str]) -> set[str]:
+        return {key for key, answer in self._answered_verdicts(con, cache_keys).items() if answer.valid}
 
     def save_answers(
         self,
@@ -249,18 +256,23 @@ class RunStore(Database):
         """The current (latest generation) stored or journaled answer for each of `cache_keys` that has one."""
         if not cache_keys:
             return {}
+        with self.reader() as con:
+            return self._answered_verdicts(con, cache_keys)
+
+    def _answered_verdicts(self, con: duckdb.DuckDBPyConnection, cache_keys: list[str]) -> dict[str, AnsweredVerdict]:
+        if not cache_keys:
+            return {}
         # The journal before the database: a fold between the two reads then shows an answer twice, never not at all.
         journaled = journaled_answers(self.journal.pending(), cache_keys)
-        with self.reader() as con:
-            stored = records(
-                con.execute(
-                    """
-                SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens
-                FROM verdicts WHERE cache_key IN (SELECT unnest(?))
-                QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""",
-                    [cache_keys],
-                ),
-                AnsweredVerdict,
-            )
+        stored = records(
+            con.execute(
+                """
+            SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens
+            FROM verdicts WHERE cache_key IN (SELECT unnest(?))
+            QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""",
+                [cache_keys],
+            ),
+            AnsweredVerdict,
+        )
         # An answer still in the run journal is newer than any stored one: a rerun must not pay for it again.
         return {answer.cache_key: answer for answer in stored} | journaled

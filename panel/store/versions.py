@@ -133,7 +133,7 @@ def _insert_pick(
 
 def copy_versions(con: duckdb.DuckDBPyConnection, db_path: Path, run_id: str) -> None:
     """Copy one run's versions and picks, and the answers they name, from the database at `db_path` (read-only)
-    into `con` (an in-memory copy of the run made by run_writes.copy_run, which knows nothing of versions)."""
+    into `con` (an in-memory copy of the run made by journal_reads.copy_run, which knows nothing of versions)."""
     con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS stored_versions (READ_ONLY)")
     try:
         for table in ("answer_versions", "version_picks"):

@@ -21,9 +21,11 @@ BATCH_INTERVAL_S = 0.5
 # journal and folds with a later one. Short, so the next batch reaches the journal on time.
 FOLD_WAIT_S = 0.25
 # A batch is durable once journaled. Folding the journal into DuckDB (open, insert, commit, checkpoint) costs
-# ~50 ms of CPU whatever its size, part of it holding the GIL the event loop needs: mid-run the writer folds
-# at most this often (other processes see answers that much later), and every batch near the end of a run,
-# so that the last fold, which the run waits for, stays small.
+# ~50 ms of CPU whatever its size (3-5 times that on a loaded machine), part of it holding the GIL the event
+# loop needs: mid-run the writer folds at most this often (other processes see answers that much later), and
+# every batch near the end of a run, so that the last fold, which the run waits for, stays small. But not
+# the batches of the final wave (the last `concurrency` answers, all in flight at once): a fold begun then
+# is still running when the last answer lands, and the last fold would wait behind it.
 FOLD_INTERVAL_S = 2.0
 # At the end of a command: how long to wait for readers to let go so the journal folds before exiting.
 SETTLE_WAIT_S = 120.0
@@ -123,10 +125,14 @@ class AnswerWriter:
             self._mark_stopped()
 
     def _fold_due(self, folded_at: float, batch: int) -> bool:
-        """True when this batch should fold the journal: the interval is up, or the run is nearly done."""
-        if time.monotonic() - folded_at >= self.fold_interval_s:
+        """True when this batch should fold the journal: the interval is up, or the run is nearly done, but
+        not yet in its final wave (the close folds those batches)."""
+        if self.expected is None:
             return True
-        return self.expected is None or self.journaled + batch >= self.expected - 2 * self.batch_size
+        left = self.expected - self.journaled - batch
+        if 0 < left <= min(self.batch_size, self.settings.effective_concurrency):
+            return False
+        return left <= 2 * self.batch_size or time.monotonic() - folded_at >= self.fold_interval_s
 
     def _mark_stopped(self) -> None:
         """After a failed write: mark the run stopped so a rerun resumes it; journaled batches stay as they are."""
