@@ -24,7 +24,7 @@ from pathlib import Path
 
 from panel.consistency import contradiction
 from panel.errors import PublishError
-from panel.render import community_so_far, comparison_slug, render_html, render_markdown
+from panel.render import community_so_far, comparison_slug, page_tally, render_html, render_markdown
 from panel.store import AnsweredVerdict, Approval, Publication, Store, StoredVerdict
 from panel.tally import PairTally, RunTally, tally_run
 
@@ -133,7 +133,7 @@ def publish_pair(
     current state or the files cannot be written, StoreError while another process writes the database.
     """
     with store.writing():
-        tally = tally_run(store.load_run(run_id))
+        tally = page_tally(store, run_id)
         pair = find_pair(tally, pair_number)
         _check_publishable(pair, run_id)
         state = pair_state(pair)

@@ -226,7 +226,9 @@ def draft_run(
                 cleared=_proven(outcome.review) or cleared,
             )
         if render:
-            outcome.tally, outcome.pages = write_run_pages(store, outcome.run_id, settings.out_dir)
+            outcome.tally, outcome.pages = write_run_pages(
+                store, outcome.run_id, settings.out_dir, settings.signup_link
+            )
             progress.rendered(outcome)
         outcome.settled = settle_journal(store, settle_wait_s, progress.notice)
     except KeyboardInterrupt:

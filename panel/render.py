@@ -286,6 +286,13 @@ def write_pages(
     return written
 
 
+def page_tally(store: Store, run_id: str) -> RunTally:
+    """A stored run tallied as its pages show it, with the evidence for each reviewer's trust block."""
+    tally = tally_run(store.load_run(run_id))
+    tally.trust = run_trust(store, tally)
+    return tally
+
+
 def write_run_pages(
     store: Store, run_id: str, out_dir: Path, signup_url: str | None = None
 ) -> tuple[RunTally, list[Path]]:
@@ -293,8 +300,7 @@ def write_run_pages(
 
     A run without one valid verdict gets no page (an empty draft would pass for a review): the paths are [].
     """
-    tally = tally_run(store.load_run(run_id))
-    tally.trust = run_trust(store, tally)
+    tally = page_tally(store, run_id)
     if not any(side.verdicts for pair in tally.pairs for side in pair.tools):
         return tally, []
     return tally, write_pages(tally, out_dir, community_so_far(store, tally), signup_url)

@@ -25,7 +25,16 @@ from panel.mail.smtp import SmtpSender
 from panel.store import Store
 from panel.web.serve import VoteServer
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import GOOD_CARD, PANEL, copy_db, make_draft, publish_every_pair, reference_reviewers, run_panel
+from tests.helpers import (
+    EXAMPLE_RUN,
+    GOOD_CARD,
+    PANEL,
+    copy_db,
+    make_draft,
+    publish_every_pair,
+    reference_reviewers,
+    run_panel,
+)
 from tests.smtp_sink import SmtpSink
 
 SITE = "https://verdicts.example"
@@ -301,3 +310,12 @@ def test_static_pages_link_the_configured_sign_up_url_and_serve_and_digest_take_
     assert re.search(r"panel\.toml:4\s+smtp\.security=starttls", shown)
     bad = run_panel("digest", "--db", str(db), "--smtp-port", "0", cwd=project)
     assert bad.returncode == 2 and "--smtp-port" in bad.stderr
+
+
+def test_pages_a_review_writes_link_the_sign_up_page_of_the_configured_site(tmp_path: Path) -> None:
+    settings = Settings(db_path=tmp_path / "panel.duckdb", out_dir=tmp_path / "pages", site_url=SITE)
+    with FakeOpenAI(responder=reference_reviewers()) as fake:
+        draft = make_draft(fake, settings, EXAMPLE_RUN)
+    [page] = draft.pages
+    assert f'href="{SITE}/newsletter"' in page.read_text(encoding="utf-8")
+    assert f"(<{SITE}/newsletter>)" in page.with_suffix(".md").read_text(encoding="utf-8")

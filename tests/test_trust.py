@@ -5,15 +5,20 @@ ship rate against editors', and each verdict's jury and sample stability, drafte
 from __future__ import annotations
 
 from html import unescape
+from pathlib import Path
+
+import httpx2
 
 from panel.agreement import cohen_kappa
 from panel.config import Settings
 from panel.config_file import EndpointTable
 from panel.consistency import check
+from panel.editorial import publish_pair
 from panel.labels import import_labels
 from panel.pipeline import draft_run
 from panel.store import Store
 from panel.trust import MIN_LABELS, kappa_interval, label_line, rate_line
+from panel.web.serve import VoteServer
 from tests.fake_openai import FakeOpenAI, chair_responder, load_reference_labels, reference_responder, seeded_responder
 from tests.helpers import EXAMPLE_RUN, reference_labels_path, visible
 
@@ -65,6 +70,17 @@ def test_without_a_jury_the_block_still_shows_the_versions_evidence(settings: Se
     assert "Jury:" not in text and "Samples:" not in text
     assert text.count("Not checked for order or name bias yet (panel check).") == 4
     assert text.count("Ships 100% of 2 tools; no editor labels to compare with.") == 4
+
+
+def test_the_published_and_the_served_page_carry_the_block_too(settings: Settings, tmp_path: Path) -> None:
+    with FakeOpenAI(responder=chair_responder(reference_responder({}))) as server:
+        draft = draft_run(EXAMPLE_RUN, settings.with_overrides(base_url=server.base_url, model="fake-model"))
+    published = publish_pair(draft.store, draft.run_id, 1, "editor", tmp_path / "publish", approve=True)
+    assert visible(Path(published.html_path).read_text("utf-8")).count("How far to trust this reviewer") == 4
+    assert "How far to trust this reviewer" in Path(published.markdown_path).read_text("utf-8")
+    with VoteServer(Store(draft.store.path)) as served:
+        page = httpx2.get(f"{served.url}/runs/{draft.run_id}/pairs/1")
+    assert visible(page.text).count("How far to trust this reviewer") == 4
 
 
 def test_agreement_needs_enough_labels_and_gives_kappa_with_an_interval() -> None:

@@ -149,7 +149,7 @@ def batch_draft(
     draft.chair = drive(store, client, settings, record_chair, "chair", False, wait, poll_s, progress, draft)
     if draft.chair.in_flight:
         return draft
-    draft.tally, draft.pages = write_run_pages(store, draft.run_id, settings.out_dir)
+    draft.tally, draft.pages = write_run_pages(store, draft.run_id, settings.out_dir, settings.signup_link)
     return draft
 
 

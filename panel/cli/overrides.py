@@ -108,7 +108,7 @@ def override_command(
         highlight=False,
         soft_wrap=True,
     )
-    for page in write_run_pages(store, run_ref, settings.out_dir)[1]:
+    for page in write_run_pages(store, run_ref, settings.out_dir, settings.signup_link)[1]:
         console.print(f"page: {page}", markup=False, highlight=False, soft_wrap=True)
 
 

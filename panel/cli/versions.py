@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -30,6 +29,7 @@ from panel.cli.app import (
 )
 from panel.cli.desk import login_name
 from panel.cli.terminal import terminal_text
+from panel.config import Settings
 from panel.render import write_run_pages
 from panel.store import Store
 
@@ -56,8 +56,8 @@ def _say(line: str) -> None:
     console.print(terminal_text(line), markup=False, highlight=False, soft_wrap=True)
 
 
-def _render(store: Store, run_id: str, out: Path) -> None:
-    for page in write_run_pages(store, run_id, out)[1]:
+def _render(store: Store, run_id: str, settings: Settings) -> None:
+    for page in write_run_pages(store, run_id, settings.out_dir, settings.signup_link)[1]:
         _say(f"page: {page}")
 
 
@@ -125,7 +125,7 @@ def ask_again_command(
     )
     _say(outcome.cost.line())
     if use:
-        _render(store, run_ref, settings.out_dir)
+        _render(store, run_ref, settings)
 
 
 @app.command("versions")
@@ -183,4 +183,4 @@ def use_version_command(
         store, run_ref, persona, version, editor or settings.editor or login_name(), tool, pair
     )
     _say(f"{persona} on {target.subject}: the page shows version {chosen.number} ({chosen.verdict})")
-    _render(store, run_ref, settings.out_dir)
+    _render(store, run_ref, settings)

@@ -14,9 +14,9 @@ import asyncio
 from collections import OrderedDict
 from concurrent.futures import Executor, ThreadPoolExecutor
 
-from panel.render import ServedPage, render_served_page
+from panel.render import ServedPage, page_tally, render_served_page
 from panel.store import Store
-from panel.tally import RunTally, tally_run
+from panel.tally import RunTally
 
 MAX_RUNS = 64  # runs whose pages are kept; the least recently read one is dropped first
 
@@ -66,7 +66,7 @@ class PageCache:
         return pages
 
     def _read(self, run_id: str) -> RunTally:
-        return tally_run(self.store.load_run(run_id))
+        return page_tally(self.store, run_id)
 
     def _render_pages(self, tally: RunTally) -> dict[int, ServedPage]:
         return {pair.index: render_served_page(tally, pair, self.form_action) for pair in tally.pairs}
