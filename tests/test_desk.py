@@ -17,13 +17,21 @@ from panel.editorial import pair_state, pair_status
 from panel.store import Store
 from panel.tally import tally_run
 from panel.web.desk import DeskServer
-from tests.desk_clients import TLS, csrf_of, first_pair_path, signed_in
+from tests.desk_clients import TLS, csrf_of, desk_settings, first_pair_path, noted_responder, signed_in
+from tests.fake_openai import FakeOpenAI
 from tests.helpers import PANEL, run_panel, writer_lock_held_elsewhere
 
 
 @pytest.fixture
-def desk(store: Store, tmp_path: Path) -> Iterator[DeskServer]:
-    with DeskServer(store, tmp_path / "publish", editor="Ada") as running:
+def noted_fake() -> Iterator[FakeOpenAI]:
+    """The fake endpoint: the reference labels, and a reviewer asked again with a note skips and quotes it."""
+    with FakeOpenAI(responder=noted_responder()) as server:
+        yield server
+
+
+@pytest.fixture
+def desk(store: Store, tmp_path: Path, noted_fake: FakeOpenAI) -> Iterator[DeskServer]:
+    with DeskServer(desk_settings(store, tmp_path, noted_fake.base_url, editor="Ada")) as running:
         yield running
 
 

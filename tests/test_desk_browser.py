@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page
 from panel.store import Store
 from panel.web.desk import DeskServer
 from tests.browser import ARTIFACTS, chromium
+from tests.desk_clients import desk_settings
 from tests.helpers import copy_db
 
 QUOTE = "Two billion parameters read a receipt well and a chart badly: keep it for local OCR, not for analysis."
@@ -23,7 +24,7 @@ PUBLISHED = "smolvlm2-2b-vs-perplexity-sonar-pro-2-api"
 
 @pytest.fixture
 def desk(reviewed_db: Path, tmp_path: Path) -> Iterator[DeskServer]:
-    with DeskServer(Store(copy_db(reviewed_db, tmp_path)), tmp_path / "publish") as running:
+    with DeskServer(desk_settings(Store(copy_db(reviewed_db, tmp_path)), tmp_path, None)) as running:
         yield running
 
 
