@@ -85,8 +85,11 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def job_page_when_done(client: httpx2.Client, job_path: str, timeout: float = 60) -> tuple[str, list[str]]:
-    """The job page once it stops reloading itself (the job ended), and each progress line it showed on the way."""
+def job_page_when_done(
+    client: httpx2.Client, job_path: str, timeout: float = 60, also: str | None = None
+) -> tuple[str, list[str]]:
+    """The job page once it stops reloading itself (the job ended), and each progress line it showed on the way;
+    `also`, a desk page fetched (and checked to answer 200) between reloads, to read while the job writes."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,7 +100,11 @@ def job_page_when_done(client: httpx2.Client, job_path: str, timeout: float = 60
             seen.append(line.group(1))
         if 'http-equiv="refresh"' not in page.text:
             return page.text, seen
-        time.sleep(0.05)
+        if also is not None:
+            read = client.get(also)
+            assert read.status_code == 200, read.text
+        else:
+            time.sleep(0.05)
     raise AssertionError(f"{job_path} still running after {timeout} s: {seen}")
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -102,7 +102,7 @@ class DeskJobs:
             raise Rejected(404, "no such job (a restarted desk forgets its jobs)")
         return self.desk.page(request, "desk_job.html.j2", job=job, **self._outcome(job))
 
-    def _outcome(self, job: JobStatus) -> dict[str, object]:
+    def _outcome(self, job: JobStatus) -> dict[str, Any]:
         """What the job page links to and says at the end: the pair (asked again, or the new one) and the version."""
         version, back = None, self._pairs.get(job.job_id)
         if isinstance(job.result, AskAgainOutcome):
