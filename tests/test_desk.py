@@ -291,6 +291,7 @@ def test_asking_again_from_the_desk_sends_the_note_as_its_own_message_and_a_pick
     assert asked.status_code == 303 and re.fullmatch(r"/jobs/job-\d+", asked.headers["location"])
     done, _ = job_page_when_done(client, asked.headers["location"])
     assert "finished" in done and f'href="{path}"' in done and "version 1 of Perplexity Sonar Pro 2 API" in done
+    assert "<h1>Asking the skeptic again about Perplexity Sonar Pro 2 API <span" in done
     [question] = chat_requests(noted_fake)
     messages = question.body["messages"]
     assert messages[-1] == {"role": "user", "content": NOTE_PREFIX + note}
@@ -343,7 +344,8 @@ def test_an_added_pair_lands_verdict_by_verdict_then_links_to_its_draft(desk: De
     assert "Acme Vector vs Other Vector" in pair_page and '<span class="status draft">draft</span>' in pair_page
     listed = client.get("/").text
     assert listed.index("Acme Vector vs Other Vector") < listed.index("SmolVLM2-2B vs Perplexity")  # newest first
-    assert listed.count('<span class="status draft">draft</span>') == 2 and "job-1</a> draft" in listed
+    assert listed.count('<span class="status draft">draft</span>') == 2
+    assert "job-1</a> Reviewing acme-vector-vs-other-vector.yaml · <strong>finished</strong> (8 of 8)" in listed
 
 
 def test_a_dead_endpoint_fails_the_job_in_one_escaped_line_and_the_desk_goes_on(store: Store, tmp_path: Path) -> None:

@@ -21,12 +21,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from panel.answer_kinds import CHAIR_ID
 from panel.ask_again import AskAgainOutcome
 from panel.config import Settings
 from panel.errors import CardError
 from panel.jobs import JobRunner, JobStatus
 from panel.pair_form import add_pair
 from panel.pipeline import DraftOutcome
+from panel.render import persona_labels
 from panel.web.desk_forms import ASK_AGAIN_FIELDS, PAIR_FIELDS, ask_again_request, desk_message
 from panel.web.guards import Rejected
 
@@ -47,6 +49,7 @@ class DeskJobs:
         self.desk, self.settings = desk, settings
         self.runner: JobRunner | None = None
         self._pairs: dict[str, str] = {}  # an ask-again job's pair page, to link back to
+        self._titles: dict[str, str] = {}  # what each job does, in the page's words
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
@@ -67,9 +70,10 @@ class DeskJobs:
             Route("/jobs/{job_id}", self.job_page, methods=["GET"]),
         ]
 
-    def recent(self) -> list[JobStatus]:
-        """The desk's latest jobs, newest first."""
-        return list(reversed(self.runner.statuses()))[:SHOWN_JOBS] if self.runner else []
+    def recent(self) -> list[tuple[JobStatus, str]]:
+        """The desk's latest jobs, newest first, each with what it does."""
+        statuses = list(reversed(self.runner.statuses()))[:SHOWN_JOBS] if self.runner else []
+        return [(job, self._title(job)) for job in statuses]
 
     async def ask_again(self, request: Request) -> Response:
         """POST an "Ask again" form: queue ask_again of that reviewer (or the chair) with the note; 303 to its job."""
@@ -78,6 +82,10 @@ class DeskJobs:
         asked = ask_again_request(fields, pair, self.desk.editor_of(request))
         job_id = self._running().ask_again(tally.run.run_id, asked, self.settings)
         self._pairs[job_id] = request.url.path.rsplit("/", 1)[0]
+        who = persona_labels(tally)[asked.persona_id].title if asked.persona_id != CHAIR_ID else "the panel chair"
+        side = next((side for side in pair.tools if side.tool_id == asked.tool_ref), None)
+        about = side.tool.name if side else f"{pair.left.tool.name} vs {pair.right.tool.name}"
+        self._titles[job_id] = f"Asking {who[:1].lower()}{who[1:]} again about {about}"  # "the skeptic"
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
     async def add_pair(self, request: Request) -> Response:
@@ -100,7 +108,10 @@ class DeskJobs:
             job = None
         if job is None:
             raise Rejected(404, "no such job (a restarted desk forgets its jobs)")
-        return self.desk.page(request, "desk_job.html.j2", job=job, **self._outcome(job))
+        return self.desk.page(request, "desk_job.html.j2", job=job, title=self._title(job), **self._outcome(job))
+
+    def _title(self, job: JobStatus) -> str:
+        return self._titles.get(job.job_id) or f"Reviewing {job.subject.rsplit('/', 1)[-1]}"
 
     def _outcome(self, job: JobStatus) -> dict[str, Any]:
         """What the job page links to and says at the end: the pair (asked again, or the new one) and the version."""
