@@ -1,10 +1,12 @@
 """The editor's workflow on a stored run: each pair's state and status, its marks, approving and publishing.
 
-A pair's *state* is a fingerprint of what its page shows (every current verdict, quote, headline and edit);
-an approval is of one state, so any edit after it leaves the approval behind. A pair's status is:
+A pair's *state* is a fingerprint of what its page shows (every current verdict, quote, headline, edit and
+picked answer version); an approval is of one state, so any edit or version pick after it leaves the approval
+behind. A pair's status is:
 
 * draft      no editor has changed it and nobody approved it;
-* edited     an editor changed a verdict, or it was approved or published in an earlier state;
+* edited     an editor changed a verdict or picked an asked-again version, or it was approved or published in
+             an earlier state;
 * approved   approved in its current state, not yet published in it;
 * published  published in its current state.
 
@@ -38,7 +40,7 @@ def pair_verdicts(pair: PairTally) -> list[StoredVerdict]:
 
 
 def pair_state(pair: PairTally) -> str:
-    """A fingerprint of what the pair's page shows: it changes with any edit, revert or new answer."""
+    """A fingerprint of what the pair's page shows: it changes with any edit, revert, version pick or new answer."""
     parts = [
         [
             v.persona_id,
@@ -50,6 +52,7 @@ def pair_state(pair: PairTally) -> str:
             v.key_points,
             v.created_at.isoformat(),
             v.override_at.isoformat() if v.override_at else None,
+            v.version,
         ]
         for v in pair_verdicts(pair)
     ]
@@ -67,7 +70,7 @@ def pair_status(pair: PairTally, approvals: list[Approval], publications: list[P
         return "published"
     if approved and approved[-1].state_hash == state:
         return "approved"
-    edited = any(v.overridden for v in pair_verdicts(pair))
+    edited = any(v.overridden or v.version != 0 for v in pair_verdicts(pair))
     return "edited" if edited or approved or published else "draft"
 
 

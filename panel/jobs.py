@@ -31,6 +31,7 @@ from panel.errors import PanelError
 from panel.model.endpoint import Endpoint
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run
 from panel.review import PreparedRun, ReviewOutcome
+from panel.served_model import with_served_model
 from panel.store import Store
 from panel.vendor_text import strip_hidden
 
@@ -93,7 +94,8 @@ class JobRunner:
         """Queue draft_run of `run_file` (reviewers, chair, pages) and return the job's id."""
 
         def work(update: Callable[..., None]) -> DraftOutcome:
-            outcome = draft_run(run_file, settings, endpoint=endpoint, progress=_DraftReport(update))
+            asked = _with_model(settings, update)
+            outcome = draft_run(run_file, asked, endpoint=endpoint, progress=_DraftReport(update))
             if error := outcome.error():  # a refused key, an unknown model, a spent budget
                 update(failure=str(error))
             return outcome
@@ -108,7 +110,8 @@ class JobRunner:
 
         def work(update: Callable[..., None]) -> AskAgainOutcome:
             update(run_id=run_id, total=1, phase="asking the model")
-            outcome = ask_again(Store(settings.db_path), run_id, request, settings, endpoint=endpoint)
+            asked = _with_model(settings, update)
+            outcome = ask_again(Store(settings.db_path), run_id, request, asked, endpoint=endpoint)
             update(landed=1)
             return outcome
 
@@ -190,6 +193,15 @@ class JobRunner:
                 continue
             state = FAILED if self.status(job_id).failure else FINISHED
             self._update(job_id, state=state, result=result, phase="", ended_at=datetime.now(timezone.utc))
+
+
+def _with_model(settings: Settings, update: Callable[..., None]) -> Settings:
+    """`settings` with the model to ask: an endpoint configured without one is asked which it serves, in the job
+    (as `panel review` does), so an endpoint that is down fails the job, not the desk that queued it."""
+    found, note = with_served_model(settings)
+    if note:
+        update(notice=note)
+    return found
 
 
 def _one_line(error: Exception) -> str:

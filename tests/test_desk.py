@@ -4,8 +4,13 @@ the writer lock taken per write only, and `panel publish` from the command line.
 
 from __future__ import annotations
 
+import dataclasses
+import html
+import json
 import re
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,17 +18,35 @@ import duckdb
 import httpx2
 import pytest
 
+from panel.ask_again import NOTE_PREFIX
 from panel.editorial import pair_state, pair_status
 from panel.store import Store
 from panel.tally import tally_run
 from panel.web.desk import DeskServer
-from tests.desk_clients import TLS, csrf_of, first_pair_path, signed_in
-from tests.helpers import PANEL, run_panel, writer_lock_held_elsewhere
+from tests.desk_clients import (
+    TLS,
+    csrf_of,
+    desk_settings,
+    first_pair_path,
+    job_page_when_done,
+    noted_responder,
+    pair_form,
+    signed_in,
+)
+from tests.fake_openai import FakeOpenAI
+from tests.helpers import PANEL, chat_requests, run_panel, writer_lock_held_elsewhere
 
 
 @pytest.fixture
-def desk(store: Store, tmp_path: Path) -> Iterator[DeskServer]:
-    with DeskServer(store, tmp_path / "publish", editor="Ada") as running:
+def noted_fake() -> Iterator[FakeOpenAI]:
+    """The fake endpoint: the reference labels, and a reviewer asked again with a note skips and quotes it."""
+    with FakeOpenAI(responder=noted_responder()) as server:
+        yield server
+
+
+@pytest.fixture
+def desk(store: Store, tmp_path: Path, noted_fake: FakeOpenAI) -> Iterator[DeskServer]:
+    with DeskServer(desk_settings(store, tmp_path, noted_fake.base_url, editor="Ada")) as running:
         yield running
 
 
@@ -250,3 +273,161 @@ def test_the_configured_editor_signs_panel_override_too(store: Store, tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "(by Grace Hopper)" in done.stdout
     assert override_rows(store)[-1][3] == "Grace Hopper"
+
+
+# --- ask again, answer versions, add a pair: the desk's jobs ------------------------------------------------
+def test_asking_again_from_the_desk_sends_the_note_as_its_own_message_and_a_picked_version_needs_a_new_approval(
+    desk: DeskServer, store: Store, noted_fake: FakeOpenAI
+) -> None:
+    client, path = signed_in(desk), first_pair_path(store)
+    run_id = store.resolve_run_id(None)
+    [_, right] = tally_run(store.load_run(run_id)).pairs[0].tools
+    csrf = csrf_of(client.get(path).text)
+    assert client.post(path + "/approve", data={"csrf": csrf}).status_code == 303
+    note = "Weigh the <offline> use case."
+    asked = client.post(
+        path + "/ask-again", data={"csrf": csrf, "persona": "skeptic", "tool": right.tool_id, "note": note}
+    )
+    assert asked.status_code == 303 and re.fullmatch(r"/jobs/job-\d+", asked.headers["location"])
+    done, _ = job_page_when_done(client, asked.headers["location"])
+    assert "finished" in done and f'href="{path}"' in done and "version 1 of Perplexity Sonar Pro 2 API" in done
+    assert "<h1>Asking the skeptic again about Perplexity Sonar Pro 2 API <span" in done
+    [question] = chat_requests(noted_fake)
+    messages = question.body["messages"]
+    assert messages[-1] == {"role": "user", "content": NOTE_PREFIX + note}
+    assert note not in json.dumps([m for m in messages[:-1]])  # not in the system role, not mixed with vendor text
+
+    page = client.get(path).text
+    assert "Version 1" in page and "note: Weigh the &lt;offline&gt; use case." in page and "<offline>" not in page
+    assert ship_percents(client, path) == ["75%", "75%"]  # the page keeps the original until a version is picked
+    assert "approved" in client.get("/").text
+    pick = {"csrf": csrf, "persona": "skeptic", "tool": right.tool_id, "version": "1"}
+    picked = client.post(path + "/version", data=pick)
+    assert picked.status_code == 303 and picked.headers["location"] == path + "?done=picked"
+    assert ship_percents(client, path) == ["75%", "50%"]
+    assert "The editor wrote: Weigh the &lt;offline&gt; use case." in client.get(path + "/preview").text
+    pair = tally_run(store.load_run(run_id)).pairs[0]
+    assert pair.right.answers["skeptic"].version == 1
+    assert pair_status(pair, store.approvals(run_id), []) == "edited"  # the approval was of version 0
+    assert ">edited<" in client.get("/").text
+    refused = client.post(path + "/publish", data={"csrf": csrf})
+    assert refused.status_code == 400 and "was edited since its approval" in refused.text
+    unknown = client.post(path + "/version", data={**pick, "version": "7"})
+    assert unknown.status_code == 400 and "has no version 7 (versions: 0, 1)" in unknown.text
+
+
+def test_the_add_pair_form_refuses_a_bad_card_in_one_escaped_line_and_keeps_what_was_typed(
+    desk: DeskServer,
+) -> None:
+    client = signed_in(desk)
+    form = pair_form(left="Acme <b>Vector</b>") | {"right.pricing.entry": "", "csrf": csrf_of(client.get("/").text)}
+    refused = client.post("/pairs", data=form)
+    assert refused.status_code == 400
+    [line] = re.findall(r'<p class="notice" role="alert">(.*?)</p>', refused.text, re.DOTALL)
+    assert "form: tool 'Other Vector': field 'pricing.entry'" in html.unescape(line) and "\n" not in line
+    assert 'value="Acme &lt;b&gt;Vector&lt;/b&gt;"' in refused.text and "<b>Vector" not in refused.text
+    assert "A vector database.</textarea>" in refused.text  # the description kept
+    assert not (desk.settings.runs_dir / "desk").exists() or not any((desk.settings.runs_dir / "desk").glob("*.yaml"))
+
+
+def test_an_added_pair_lands_verdict_by_verdict_then_links_to_its_draft(desk: DeskServer, store: Store) -> None:
+    client = signed_in(desk)
+    started = client.post("/pairs", data=pair_form() | {"csrf": csrf_of(client.get("/").text)})
+    assert started.status_code == 303
+    done, seen = job_page_when_done(client, started.headers["location"], also="/")  # the list read as it lands
+    assert "finished" in done and "<strong>8 of 8</strong>" in done, re.sub(r"(?s).*<main>", "", done)[:1500]
+    assert seen[-1].startswith("<strong>8 of 8</strong>")
+    pair_link = re.search(r'href="(/runs/[0-9a-f]+/pairs/1)"><strong>Open the new pair', done)
+    assert pair_link is not None, re.sub(r"(?s).*<main>", "", done)[:1500]
+    assert (desk.settings.runs_dir / "desk" / "acme-vector-vs-other-vector.yaml").is_file()
+    pair_page = client.get(pair_link.group(1)).text
+    assert "Acme Vector vs Other Vector" in pair_page and '<span class="status draft">draft</span>' in pair_page
+    listed = client.get("/").text
+    assert listed.index("Acme Vector vs Other Vector") < listed.index("SmolVLM2-2B vs Perplexity")  # newest first
+    assert listed.count('<span class="status draft">draft</span>') == 2
+    assert "job-1</a> Reviewing acme-vector-vs-other-vector.yaml · <strong>finished</strong> (8 of 8)" in listed
+
+
+def test_a_dead_endpoint_fails_the_job_in_one_escaped_line_and_the_desk_goes_on(store: Store, tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/<i>v1</i>"
+    # No model configured: the job asks the endpoint which it serves, and cannot connect.
+    settings = dataclasses.replace(desk_settings(store, tmp_path, dead, editor="Bo"), model=None)
+    with DeskServer(settings) as desk:
+        client, path = signed_in(desk), first_pair_path(store)
+        [left, _] = tally_run(store.load_run(store.resolve_run_id(None))).pairs[0].tools
+        csrf = csrf_of(client.get(path).text)
+        asked = client.post(path + "/ask-again", data={"csrf": csrf, "persona": "builder", "tool": left.tool_id})
+        done, _ = job_page_when_done(client, asked.headers["location"])
+        [line] = re.findall(r'<p class="notice" role="alert">Failed: (.*?)</p>', done, re.DOTALL)
+        assert "cannot connect to" in line and "&lt;i&gt;v1&lt;/i&gt;" in line and "<i>" not in done
+        assert client.get(path).status_code == 200
+    assert store.versions(store.resolve_run_id(None), 0, left.tool_id, "builder")[-1].number == 0
+
+
+def test_an_edit_while_a_job_holds_the_writer_lock_gets_the_one_line_409(store: Store, tmp_path: Path) -> None:
+    answering = threading.Event()
+    release = threading.Event()
+    reviewers = noted_responder()
+
+    def slow(body: dict) -> str:
+        answering.set()
+        release.wait(30)
+        return reviewers(body)
+
+    with (
+        FakeOpenAI(responder=slow) as server,
+        DeskServer(desk_settings(store, tmp_path, server.base_url, editor="Bo")) as desk,
+    ):
+        client, path = signed_in(desk), first_pair_path(store)
+        [left, _] = tally_run(store.load_run(store.resolve_run_id(None))).pairs[0].tools
+        csrf = csrf_of(client.get(path).text)
+        form = {"csrf": csrf, "persona": "builder", "tool": left.tool_id, "note": "Shorter."}
+        asked = client.post(path + "/ask-again", data=form)
+        try:
+            assert answering.wait(30)  # the job holds the lock while the model answers
+            busy = client.post(
+                path + "/edit", data={"csrf": csrf, "persona": "business", "tool": left.tool_id, "verdict": "ship"}
+            )
+            assert busy.status_code == 409 and "another panel run is writing this database" in busy.text
+            assert client.get("/").status_code == 200  # reading goes on
+        finally:
+            release.set()
+        done, _ = job_page_when_done(client, asked.headers["location"])
+        assert "finished" in done
+        again = client.post(
+            path + "/edit", data={"csrf": csrf, "persona": "business", "tool": left.tool_id, "verdict": "ship"}
+        )
+        assert again.status_code == 303
+    assert override_rows(store) == [("business", "ship", None, "Bo", None)]
+
+
+def test_the_jobs_routes_refuse_no_token_a_wrong_csrf_a_forged_host_and_oversized_bodies(
+    desk: DeskServer, store: Store
+) -> None:
+    path = first_pair_path(store)
+    posts = {
+        path + "/ask-again": {"persona": "skeptic"},
+        path + "/version": {"persona": "skeptic", "version": "0"},
+        "/pairs": pair_form(),
+    }
+    stranger = httpx2.Client(base_url=desk.url, timeout=10, verify=TLS)
+    for url, form in posts.items():
+        refused = stranger.post(url, data=form)
+        assert refused.status_code == 403 and refused.text.count("\n") == 1
+        assert_desk_headers(refused)
+    assert stranger.get("/jobs/job-1").status_code == 403
+    client = signed_in(desk)
+    for url, form in posts.items():
+        assert client.post(url, data={**form, "csrf": "0" * 64}).status_code == 403
+        forged = client.post(url, data=form, headers={"host": "evil.example"})
+        assert forged.status_code == 400
+        assert_desk_headers(forged)
+    csrf = csrf_of(client.get("/").text)
+    assert client.post(path + "/ask-again", data={"csrf": csrf, "note": "x" * 70_000}).status_code == 413
+    big = client.post("/pairs", data=pair_form() | {"csrf": csrf, "left.description": "é" * 30_000})
+    assert big.status_code == 413
+    assert_desk_headers(big)
+    assert client.get("/jobs/job-1").status_code == 404 and client.get("/jobs/../x").status_code == 404
+    assert desk.app is not None and desk.app.jobs.recent() == []  # nothing was started

@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from panel.cli.app import DbOption, app, console, err_console, make_settings
+from panel.cli.app import (
+    BaseUrlOption,
+    DbOption,
+    EndpointOption,
+    ModelOption,
+    app,
+    console,
+    err_console,
+    make_settings,
+)
 from panel.editorial import publish_pair
 from panel.store import Store
 from panel.web.desk import DeskServer
@@ -48,22 +57,26 @@ def desk_command(
         typer.Option("--allow-host", help="Also answer for this Host name (repeatable; loopback names always)."),
     ] = None,
     editor: EditorOption = None,
+    endpoint: EndpointOption = None,
+    base_url: BaseUrlOption = None,
+    model: ModelOption = None,
     db: DbOption = None,
 ) -> None:
     """Open the editor's desk: a local web app to edit, approve and publish the stored runs' pairs.
 
     It prints one URL with a random access token; open it in a browser (the token becomes a session cookie).
+    "Ask again" and "Add a pair" ask the configured endpoint (or the embedded model), one job at a time.
     The desk holds no lock between edits: `panel review` and `panel sql` keep working beside it.
     Example: panel desk --editor "Ada Lovelace"
     """
-    settings = make_settings(db, editor=editor)
+    settings = make_settings(db, editor=editor, endpoint_name=endpoint, base_url=base_url, model=model)
     if not _is_loopback(host):
         err_console.print(
             f"warning: the desk listens on {host}: anyone who can reach it and has the URL can edit and publish",
             markup=False,
             highlight=False,
         )
-    server = DeskServer(Store(settings.db_path), settings.publish_dir, settings.editor, host, port, allow_host or ())
+    server = DeskServer(settings, host, port, allow_host or ())
     try:
         server.run(
             lambda: console.print(

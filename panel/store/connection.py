@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,22 @@ DuckDBConfig = dict[str, str | bool | int | float | list[str]]
 
 def _is_lock_conflict(error: Exception) -> bool:
     return "lock" in str(error).lower() and "conflict" in str(error).lower() or "Could not set lock" in str(error)
+
+
+_FILE_LOCKS: dict[Path, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def in_process_lock(path: Path) -> threading.RLock:
+    """The lock this process's threads hold around any connection to the database at `path`.
+
+    DuckDB keeps one instance per file in a process: while one thread has the file open read-write (a desk's
+    job storing answers), another cannot open it read-only (the desk's page) or ATTACH it (a journal copy),
+    and the other way round. Taking turns inside the process, as other processes do through the file lock.
+    """
+    key = path.absolute()
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
 
 
 def connect(
@@ -146,19 +163,20 @@ class Database:
         found the file busy could check only what a reader can).
         """
         doing = "read" if read_only else "write"
-        con = connect(self.path, read_only=read_only, wait_s=wait_s)
-        try:
-            if not read_only and not self._migrated:  # once per Store: a run opens the file for every batch
-                self._bring_up_to_date(con)
-                self._migrated = True
-            yield con
-        except duckdb.Error as error:
-            raise unusable(self.path, error, doing) from error
-        finally:
+        with in_process_lock(self.path):
+            con = connect(self.path, read_only=read_only, wait_s=wait_s)
             try:
-                con.close()  # a write's checkpoint may run here, and meet a damaged block
+                if not read_only and not self._migrated:  # once per Store: a run opens the file for every batch
+                    self._bring_up_to_date(con)
+                    self._migrated = True
+                yield con
             except duckdb.Error as error:
                 raise unusable(self.path, error, doing) from error
+            finally:
+                try:
+                    con.close()  # a write's checkpoint may run here, and meet a damaged block
+                except duckdb.Error as error:
+                    raise unusable(self.path, error, doing) from error
 
     @contextlib.contextmanager
     def transaction(self, wait_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -14,7 +14,7 @@ from panel.cards import RunSpec, ToolCard
 from panel.config import Settings
 from panel.errors import DatabaseBusy, StoreError
 from panel.personas import Persona, PromptTemplates
-from panel.store.connection import LOCK_RETRY_S, OPEN_WAIT_S, Database, named_rows, records, unusable
+from panel.store.connection import LOCK_RETRY_S, OPEN_WAIT_S, Database, in_process_lock, named_rows, records, unusable
 from panel.store.journal import JournalRecord
 from panel.store.journal_reads import copy_run, journaled_answers
 from panel.store.migrations import migrate
@@ -243,8 +243,9 @@ class RunStore(Database):
         try:
             try:
                 migrate(con)
-                copy_run(con, self.path, run_id, records)
-                copy_versions(con, self.path, run_id)
+                with in_process_lock(self.path):  # ATTACH opens the file: not while this process has it open
+                    copy_run(con, self.path, run_id, records)
+                    copy_versions(con, self.path, run_id)
                 fold(con, records)
             except duckdb.Error as error:
                 raise unusable(self.path, error, "read") from error

@@ -6,8 +6,10 @@ the desk itself). Posts must come from the desk's pages (Origin check) and carry
 bodies are capped (413) and each request must arrive within the deadline. Edits go through
 panel/overrides.py exactly as `panel override` does, approvals and publications through panel/editorial.py;
 each write takes the writer lock for that one operation, so an open desk never stops `panel review` or
-`panel sql`, and a lock held elsewhere is a one-line notice on the page. Database calls run one at a time on
-a thread of their own.
+`panel sql`, and a lock held elsewhere (another process, or the desk's own job) is a one-line notice on the
+page. Database calls run one at a time on a thread of their own. "Ask again" and "Add a pair" run as background
+jobs (desk_jobs.py); a pair's page lists each item's answer versions, and "Use this version" picks one
+(panel/ask_again.py use_version) as `panel use-version` does.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
@@ -30,22 +30,30 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from panel.answer_kinds import PICKS
-from panel.editorial import PairMarks, approve_pair, pair_marks, pair_status, publish_pair, published_name
+from panel.ask_again import use_version
+from panel.config import Settings
+from panel.editorial import approve_pair, pair_status, publish_pair, published_name
 from panel.errors import PanelError, StoreError
 from panel.overrides import apply_override
-from panel.render import CONTENT_SECURITY_POLICY, community_so_far, neutralise, persona_labels, render_html
+from panel.render import CONTENT_SECURITY_POLICY, community_so_far, neutralise, page_tally, persona_labels, render_html
 from panel.store import Store
-from panel.tally import PairTally, RunTally, tally_run
+from panel.tally import PairTally, RunTally
 from panel.verdict import VERDICTS
 from panel.web.desk_access import AccessGate, DeskAccess, session_of
 from panel.web.desk_forms import (
+    CARD_FIELDS,
     EDIT_FIELDS,
     EDITOR_FIELDS,
     PAIR_ACTION_FIELDS,
+    VERSION_FIELDS,
     desk_message,
     edit_request,
+    edited_item,
     editor_name,
+    version_number,
 )
+from panel.web.desk_jobs import DeskJobs
+from panel.web.desk_views import item_versions, pair_history, pair_path, run_rows
 from panel.web.guards import Rejected, check_origin, pair_number, parse_form
 from panel.web.hosting import ONE_LINE_ERRORS, AppServer, guarded, security_headers
 
@@ -66,25 +74,9 @@ _DONE = {
     "approved": "Approved as it is now.",
     "published": "Published: the files are written.",
     "editor": "Name saved for this browser.",
+    "picked": "Version picked: the preview shows it.",
 }
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class PairRow:
-    """A pair as the runs list shows it."""
-
-    pair: PairTally
-    status: str
-    marks: PairMarks
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """A run and its pairs as the runs list shows them."""
-
-    tally: RunTally
-    pairs: list[PairRow]
 
 
 def _neutralised(value: object) -> object:
@@ -92,19 +84,13 @@ def _neutralised(value: object) -> object:
     return neutralise(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
-def pair_path(run_id: str, pair: PairTally) -> str:
-    """The desk's URL path of a pair, e.g. /runs/3f2a9c1b0d4e/pairs/1."""
-    return f"/runs/{run_id}/pairs/{pair.index + 1}"
-
-
 class DeskApp:
     """The ASGI app of `panel desk` over a Store: the runs list, a pair's edit page and preview, and the posts."""
 
-    def __init__(
-        self, store: Store, publish_dir: Path, editor: str | None, access: DeskAccess, hosts: Iterable[str]
-    ) -> None:
-        self.store, self.publish_dir, self.default_editor = store, publish_dir, editor
+    def __init__(self, settings: Settings, store: Store, access: DeskAccess, hosts: Iterable[str]) -> None:
+        self.store, self.publish_dir, self.default_editor = store, settings.publish_dir, settings.editor
         self.access, self.hosts = access, tuple(hosts)
+        self.jobs = DeskJobs(self, settings)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="panel-desk-db")
         self._templates = Environment(
             loader=PackageLoader("panel", "templates"),
@@ -122,33 +108,49 @@ class DeskApp:
             Route(pair + "/edit", self.edit, methods=["POST"]),
             Route(pair + "/approve", self.approve, methods=["POST"]),
             Route(pair + "/publish", self.publish, methods=["POST"]),
+            Route(pair + "/version", self.pick_version, methods=["POST"]),
             Route("/editor", self.set_editor, methods=["POST"]),
-            # desk-jobs: the "Ask again" and "Add a pair" routes join here once that branch is merged.
+            *self.jobs.routes(),
         ]
         handlers: dict[Any, Callable[..., Any]] = {**ONE_LINE_ERRORS, PanelError: self._panel_error}
-        starlette = Starlette(routes=routes, max_body_size=MAX_BODY_BYTES, exception_handlers=handlers)
+        starlette = Starlette(
+            routes=routes, max_body_size=MAX_BODY_BYTES, exception_handlers=handlers, lifespan=self.jobs.lifespan
+        )
         self.asgi: ASGIApp = guarded(AccessGate(starlette, access), self.hosts, DESK_HEADERS)
 
     # --- pages -----------------------------------------------------------------------------------
-    async def runs(self, request: Request) -> Response:
-        """GET /: every stored editors' run, newest first, with its pairs' status, panel ship % and marks."""
-        rows = await self._db(self._run_rows)
-        return self._page(request, "desk_runs.html.j2", runs=rows, db_path=self.store.path, pair_path=pair_path)
+    async def runs(
+        self, request: Request, message: str | None = None, form: dict[str, str] | None = None, status_code: int = 200
+    ) -> Response:
+        """GET /: every stored editors' run, newest first, with its pairs' status, panel ship % and marks; the
+        desk's latest jobs; the "Add a pair" form (holding what was typed when it comes back with an error)."""
+        rows = await self.db(lambda: run_rows(self.store))
+        return self.page(
+            request,
+            "desk_runs.html.j2",
+            status_code=status_code,
+            message=message,
+            here="/",
+            runs=rows,
+            db_path=self.store.path,
+            pair_path=pair_path,
+            jobs=self.jobs.recent(),
+            form=form or {},
+            card_fields=CARD_FIELDS,
+        )
 
     async def pair_page(self, request: Request, message: str | None = None, status_code: int = 200) -> Response:
         """GET a pair: the preview beside the edit panels, approve and publish."""
-        tally, pair = await self._pair(request)
-        approvals, publications = await self._db(
-            lambda: (self.store.approvals(tally.run.run_id), self.store.publications(tally.run.run_id))
+        tally, pair = await self.pair_of(request)
+        approvals, publications, versions = await self.db(
+            lambda: (
+                self.store.approvals(tally.run.run_id),
+                self.store.publications(tally.run.run_id),
+                item_versions(self.store, tally.run.run_id, pair),
+            )
         )
-        history = [(a.approved_at, f"approved by {a.editor}") for a in approvals if a.pair_index == pair.index]
-        history += [
-            (p.published_at, f"published by {p.editor} to {p.html_path}")
-            for p in publications
-            if p.pair_index == pair.index
-        ]
         left, right = pair.left.tool.name, pair.right.tool.name
-        return self._page(
+        return self.page(
             request,
             "desk_pair.html.j2",
             status_code=status_code,
@@ -158,52 +160,65 @@ class DeskApp:
             pair=pair,
             personas=persona_labels(tally),
             status=pair_status(pair, approvals, publications),
-            history=sorted(history, key=lambda item: item[0]),
+            history=pair_history(pair, approvals, publications),
             publish_name=published_name(pair, tally.run.run_id),
             publish_dir=self.publish_dir,
             verdicts=VERDICTS,
             picks=PICKS,
             pick_labels=[f"left ({left})", f"right ({right})", "both", "neither"],
+            versions=versions,
         )
 
     async def preview(self, request: Request) -> Response:
         """GET the pair's page exactly as it would be published (the reader's no-script page)."""
-        tally, pair = await self._pair(request)
-        community = await self._db(lambda: community_so_far(self.store, tally))
+        tally, pair = await self.pair_of(request)
+        community = await self.db(lambda: community_so_far(self.store, tally))
         return HTMLResponse(render_html(tally, pair, community), headers=PREVIEW_HEADERS)
 
     # --- posts -----------------------------------------------------------------------------------
     async def edit(self, request: Request) -> Response:
         """POST an edit panel (save, revert or flip): one override, exactly as `panel override` stores it."""
-        fields = await self._form(request, EDIT_FIELDS)
-        tally, pair = await self._pair(request)
-        editor = self._editor(request)
+        fields = await self.form(request, EDIT_FIELDS)
+        tally, pair = await self.pair_of(request)
+        editor = self.editor_of(request)
 
         def store_edit() -> None:
             apply_override(self.store, tally.run.run_id, edit_request(fields, pair, editor))
 
         done = "reverted" if fields.get("action") == "revert" else "saved"
-        return await self._write(request, store_edit, done)
+        return await self.write(request, store_edit, done)
 
     async def approve(self, request: Request) -> Response:
         """POST: approve the pair as it is now."""
-        await self._form(request, PAIR_ACTION_FIELDS)
+        await self.form(request, PAIR_ACTION_FIELDS)
         run_id, number = self._ids(request)
-        editor = self._editor(request)
-        return await self._write(request, lambda: approve_pair(self.store, run_id, number, editor), "approved")
+        editor = self.editor_of(request)
+        return await self.write(request, lambda: approve_pair(self.store, run_id, number, editor), "approved")
 
     async def publish(self, request: Request) -> Response:
         """POST: publish the approved pair's HTML and Markdown to the publish folder."""
-        await self._form(request, PAIR_ACTION_FIELDS)
+        await self.form(request, PAIR_ACTION_FIELDS)
         run_id, number = self._ids(request)
-        editor = self._editor(request)
-        return await self._write(
+        editor = self.editor_of(request)
+        return await self.write(
             request, lambda: publish_pair(self.store, run_id, number, editor, self.publish_dir), "published"
         )
 
+    async def pick_version(self, request: Request) -> Response:
+        """POST "Use this version": the page uses that answer version of the item from now on."""
+        fields = await self.form(request, VERSION_FIELDS)
+        tally, pair = await self.pair_of(request)
+        persona, tool_id, _ = edited_item(fields, pair)
+        number, editor = version_number(fields), self.editor_of(request)
+
+        def pick() -> None:
+            use_version(self.store, tally.run.run_id, persona, number, editor, tool_id, pair.index + 1)
+
+        return await self.write(request, pick, "picked")
+
     async def set_editor(self, request: Request) -> Response:
         """POST /editor: remember the editor's name for this browser (a cookie), back to the page it came from."""
-        fields = await self._form(request, EDITOR_FIELDS)
+        fields = await self.form(request, EDITOR_FIELDS)
         back = fields.get("next", "/")
         if _NEXT.fullmatch(back) is None:
             back = "/"
@@ -216,17 +231,9 @@ class DeskApp:
         return response
 
     # --- pieces ----------------------------------------------------------------------------------
-    async def _db(self, call: Callable[[], T]) -> T:
+    async def db(self, call: Callable[[], T]) -> T:
+        """`call`'s result, run on the desk's one database thread."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-
-    def _run_rows(self) -> list[RunRow]:
-        rows = []
-        for run_id in self.store.review_runs():
-            tally = tally_run(self.store.load_run(run_id))
-            approvals, publications = self.store.approvals(run_id), self.store.publications(run_id)
-            pairs = [PairRow(p, pair_status(p, approvals, publications), pair_marks(p)) for p in tally.pairs]
-            rows.append(RunRow(tally, pairs))
-        return rows
 
     def _ids(self, request: Request) -> tuple[str, int]:
         run_id = request.path_params["run_id"]
@@ -234,25 +241,27 @@ class DeskApp:
             raise Rejected(404, "no such run")
         return run_id, pair_number(request.path_params["number"])
 
-    async def _pair(self, request: Request) -> tuple[RunTally, PairTally]:
+    async def pair_of(self, request: Request) -> tuple[RunTally, PairTally]:
+        """The run and pair a request's path names; Rejected 404 for none."""
         run_id, number = self._ids(request)
 
         def read() -> RunTally | None:
-            return tally_run(self.store.load_run(run_id)) if run_id in self.store.review_runs(10_000) else None
+            return page_tally(self.store, run_id) if run_id in self.store.review_runs(10_000) else None
 
-        tally = await self._db(read)
+        tally = await self.db(read)
         if tally is None or number > len(tally.pairs):
             raise Rejected(404, "no such pair")
         return tally, tally.pairs[number - 1]
 
-    async def _form(self, request: Request, allowed: frozenset[str]) -> dict[str, str]:
+    async def form(self, request: Request, allowed: frozenset[str]) -> dict[str, str]:
+        """A post's fields, once its Origin and CSRF token passed; Rejected 403/400/415 otherwise."""
         check_origin(request, self.hosts, what="edits")
         fields = parse_form(request.headers.get("content-type"), await request.body(), allowed)
         if not self.access.csrf_ok(session_of(request), fields.get("csrf", "")):
             raise Rejected(403, "this form has expired: reload the page and try again")
         return fields
 
-    def _editor(self, request: Request) -> str:
+    def editor_of(self, request: Request) -> str:
         """The editor of a post: the name saved in this browser, else the configured one; Rejected 400 without."""
         saved = request.cookies.get(EDITOR_COOKIE)
         try:
@@ -260,15 +269,16 @@ class DeskApp:
         except PanelError as error:
             raise Rejected(400, desk_message(error)) from None
 
-    async def _write(self, request: Request, write: Callable[[], object], done: str) -> Response:
+    async def write(self, request: Request, write: Callable[[], object], done: str) -> Response:
         """Run one write; 303 back to the pair, or the pair page with the one-line reason (409 for a busy lock)."""
         try:
-            await self._db(write)
+            await self.db(write)
         except PanelError as error:
             return await self.pair_page(request, desk_message(error), 409 if isinstance(error, StoreError) else 400)
         return RedirectResponse(request.url.path.rsplit("/", 1)[0] + f"?done={done}", status_code=303)
 
-    def _page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    def page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        """A desk page from `template`, with the session's CSRF token, the editor's name and any done-notice."""
         saved = request.cookies.get(EDITOR_COOKIE)
         context.setdefault("message", None)
         context.setdefault("here", request.url.path)
@@ -287,22 +297,22 @@ class DeskApp:
 
 
 class DeskServer(AppServer):
-    """`panel desk` as an object: the desk on a loopback port by default, holding no lock between requests."""
+    """`panel desk` as an object over Settings: the desk on a loopback port by default, holding no lock between
+    requests (its jobs hold it while they run)."""
 
     name = "panel desk"
 
     def __init__(
         self,
-        store: Store,
-        publish_dir: Path,
-        editor: str | None = None,
+        settings: Settings,
         host: str = "127.0.0.1",
         port: int = 0,
         allow_hosts: Iterable[str] = (),
         access: DeskAccess | None = None,
     ) -> None:
         super().__init__(host, port, DESK_HEADERS, allow_hosts)
-        self.store, self.publish_dir, self.editor = store, publish_dir, editor
+        # The settings' database, publish folder and editor; their endpoint, model and paths for the desk's jobs.
+        self.settings, self.store, self.publish_dir = settings, Store(settings.db_path), settings.publish_dir
         self.access = access or DeskAccess()
         self.app: DeskApp | None = None
 
@@ -313,7 +323,7 @@ class DeskServer(AppServer):
 
     def _open(self) -> ASGIApp:
         self.store.check_writable()  # edits must be storable: a damaged database is refused before the first page
-        self.app = DeskApp(self.store, self.publish_dir, self.editor, self.access, self.hosts)
+        self.app = DeskApp(self.settings, self.store, self.access, self.hosts)
         return self.app.asgi
 
     def _release(self) -> None:
