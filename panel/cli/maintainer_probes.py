@@ -99,7 +99,7 @@ def compare_command(
         typer.Option(
             "--base",
             help="Stored version(s) for the before side "
-            "(hash prefix; default: each prompt's most recently used version).",
+            "(hash prefix; default: the version each prompt's latest review used).",
         ),
     ] = None,
     candidate: Annotated[
