@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from panel.batch.probes import batch_probe
@@ -23,7 +22,7 @@ from panel.consistency import check, check_runs
 from panel.store import Store
 from panel.warehouse import run_query
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import PANEL, chat_requests, copy_db, run_panel, write_synthetic_run
+from tests.helpers import PANEL, batch_lines_stored, chat_requests, copy_db, run_panel, write_synthetic_run
 from tests.persona_edit import edit_skeptic, persona_and_tool, reviewed, strict_skeptic_responder, write_six_tool_run
 
 PRICES = ["--price-input", "0.15", "--price-output", "0.60"]
@@ -178,17 +177,6 @@ def test_a_compare_stopped_halfway_compares_the_same_sides_when_rerun(workspace:
         assert len(planned) == 2 and {run.run_id for run in planned} == {row[0] for row in stored}
 
 
-def _lines_stored(db: Path) -> int:
-    try:  # between the child's transactions; while one is open the file is locked and this says 0
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error:
-        return 0
-    try:
-        return con.execute("SELECT count(*) FROM batch_lines").fetchone()[0]
-    finally:
-        con.close()
-
-
 def test_kill_during_a_check_collect_then_rerun_stores_each_answer_once(fake: FakeOpenAI, tmp_path: Path):
     pairs = 40  # 320 verdicts, and 320 swapped and 320 blinded: a collect of two chunks
     run_file = write_synthetic_run(tmp_path / "runs", pairs)
@@ -198,12 +186,12 @@ def test_kill_during_a_check_collect_then_rerun_stores_each_answer_once(fake: Fa
     db = Path(os.environ["PANEL_DB"])
     child = subprocess.Popen([*PANEL, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while not (fake.batch_api.downloads and _lines_stored(db) > 0):
+    while not (fake.batch_api.downloads and batch_lines_stored(db) > 0):
         assert child.poll() is None and time.monotonic() < deadline, "the collect never started"
         time.sleep(0.01)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
-    kept = _lines_stored(db)
+    kept = batch_lines_stored(db)
     assert 0 < kept < pairs * 8 * 3, f"the kill did not land mid-collect ({kept} lines stored)"
     rerun = run_panel(*args, timeout=300)
     # The report is printed (exit 1 is the check's own verdict on this panel, as live), from the cache.
