@@ -123,6 +123,13 @@ class _SideRun:
     answers: dict[str, AnsweredVerdict]
 
 
+def _prepare_side(
+    run_file: Path, side: PromptSet, personas: list[str], settings: Settings, folder: Path
+) -> tuple[PreparedRun, Settings]:
+    side_settings = materialise(side, personas, settings, folder)
+    return replace(prepare_run(run_file, side_settings, personas), purpose="compare"), side_settings
+
+
 def _run_side(
     run_file: Path,
     side: PromptSet,
@@ -132,12 +139,30 @@ def _run_side(
     folder: Path,
     on_answer: Callable[[Answer], None] | None,
 ) -> _SideRun:
-    side_settings = materialise(side, personas, settings, folder)
-    prepared = replace(prepare_run(run_file, side_settings, personas), purpose="compare")
+    prepared, side_settings = _prepare_side(run_file, side, personas, settings, folder)
     outcome = review(prepared, side_settings, store, on_answer=on_answer)
     if error := outcome.endpoint_error():  # the other side and run files would only meet it again
         raise error
     return _SideRun(prepared, outcome, store.answered_verdicts([j.cache_key for j in prepared.jobs]))
+
+
+def compare_runs(
+    run_files: list[Path],
+    settings: Settings,
+    store: Store,
+    base_refs: list[str] | None = None,
+    candidate_refs: list[str] | None = None,
+    persona_ids: list[str] | None = None,
+) -> list[PreparedRun]:
+    """Every run `compare` asks with these arguments (both sides of each run file), planned, nothing asked:
+    what `panel compare --batch` sends. Raises CompareError as compare does."""
+    base, candidate, personas = choose_sides(store, settings, base_refs or [], candidate_refs or [], persona_ids)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="panel-compare-") as tmp:  # the jobs keep their rendered messages
+        for index, run_file in enumerate(run_files):
+            for name, side in (("before", base), ("after", candidate)):
+                runs.append(_prepare_side(run_file, side, personas, settings, Path(tmp) / f"{index}-{name}")[0])
+    return runs
 
 
 def side_stats(items: list[ComparedVerdict], after: bool, prices: Prices) -> SideStats:

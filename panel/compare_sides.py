@@ -1,7 +1,7 @@
 """The two sides of `panel compare`: which persona and template versions each side runs, and where they are.
 
 A side is a set of persona texts plus template sources, from the working tree or from stored versions
-(prompt_versions keeps every text once per hash). The base defaults to each prompt's most recently used version,
+(prompt_versions keeps every text once per hash). The base defaults to the version each prompt's latest review used,
 the candidate to the working tree; a side that differs from the working tree is written to a folder of its own.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from panel.config import Settings
@@ -75,14 +76,26 @@ def _with_version(side: PromptSet, version: PromptVersion) -> PromptSet:
 
 def _latest_used(versions: list[PromptVersion], kind: str, name: str | None) -> PromptVersion | None:
     mine = [v for v in versions if v.kind == kind and (name is None or v.name == name)]
-    # A version that produced verdicts beats one merely recorded; among those, the latest used wins.
-    return max(mine, key=lambda v: (v.last_used_at is not None, v.last_used_at or v.first_seen_at), default=None)
+    return max(mine, key=_recency, default=None)
+
+
+def _recency(version: PromptVersion) -> tuple[int, datetime]:
+    """The version the latest review used wins, then the latest to produce verdicts, then the latest recorded.
+
+    A compare's or a check's own answers do not make a version the base, so a compare stopped halfway (or
+    collected from a batch) compares the same two sides when it is rerun.
+    """
+    if version.last_reviewed_at is not None:
+        return 2, version.last_reviewed_at
+    if version.last_used_at is not None:
+        return 1, version.last_used_at
+    return 0, version.first_seen_at
 
 
 def choose_sides(
     store: Store, settings: Settings, base_refs: list[str], candidate_refs: list[str], persona_ids: list[str] | None
 ) -> tuple[PromptSet, PromptSet, list[str]]:
-    """Both sides and the personas to compare; the base defaults to each prompt's most recently used version."""
+    """Both sides and the personas to compare; the base defaults to the version each prompt's latest review used."""
     versions = store.prompt_versions()
     candidate = _working_set(settings)
     for ref in candidate_refs:

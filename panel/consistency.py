@@ -261,6 +261,27 @@ def _rate_problems(ship_rate: float | None, labelled: float | None, verdicts: in
     return []
 
 
+def _sample(jobs: list[VerdictJob], sample: int | None, seed: int) -> list[VerdictJob]:
+    count = len(jobs) if sample is None else min(sample, len(jobs))
+    chosen = set(random.Random(seed).sample(range(len(jobs)), count))
+    return [job for index, job in enumerate(jobs) if index in chosen]
+
+
+def check_runs(
+    run_file: str | Path,
+    settings: Settings,
+    sample: int | None = None,
+    seed: int = 7,
+    persona_ids: list[str] | None = None,
+) -> list[PreparedRun]:
+    """The runs `check` asks, planned, nothing asked: the run, then its sample swapped, then blinded (what
+    `panel check --batch` sends)."""
+    # A probe unless the editor already reviewed exactly this run (begin_run keeps a review a review).
+    prepared = replace(prepare_run(run_file, settings, persona_ids), purpose="check")
+    sampled = _sample(prepared.jobs, sample, seed)
+    return [prepared, *(_variant_run(prepared, sampled, variant, settings) for variant in (SWAPPED, BLINDED))]
+
+
 def check(
     run_file: str | Path,
     settings: Settings,
@@ -272,20 +293,16 @@ def check(
     tolerance: float = 0.25,
 ) -> ConsistencyReport:
     """Review the run (cached answers reused), probe a sample swapped and blinded, and score consistency."""
-    # A probe unless the editor already reviewed exactly this run (begin_run keeps a review a review).
-    prepared = replace(prepare_run(run_file, settings, persona_ids), purpose="check")
+    prepared, *variant_runs = check_runs(run_file, settings, sample, seed, persona_ids)
     reviewed = review(prepared, settings, store)
     if error := reviewed.endpoint_error():  # every probe would only meet it again
         raise error
     requests = reviewed.requests
     asked = list(reviewed.answers)
     original = store.answered_verdicts([j.cache_key for j in prepared.jobs])
-    count = len(prepared.jobs) if sample is None else min(sample, len(prepared.jobs))
-    chosen = set(random.Random(seed).sample(range(len(prepared.jobs)), count))
-    sampled = [job for index, job in enumerate(prepared.jobs) if index in chosen]
+    sampled = _sample(prepared.jobs, sample, seed)
     probes: list[Probe] = []
-    for variant in (SWAPPED, BLINDED):
-        variant_run = _variant_run(prepared, sampled, variant, settings)
+    for variant, variant_run in zip((SWAPPED, BLINDED), variant_runs):
         probed = review(variant_run, settings, store)
         requests += probed.requests
         asked += probed.answers

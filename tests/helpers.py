@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import yaml
 
 from panel.chair import ChairOutcome
@@ -93,6 +94,18 @@ def writer_lock_held_elsewhere(db: Path) -> Iterator[None]:
         assert holder.stdin is not None
         holder.stdin.close()  # the holder exits, and the OS releases its lock
         holder.wait(timeout=30)
+
+
+def batch_lines_stored(db: Path) -> int:
+    """How many batch result lines a database holds, read while another process collects (0 while it writes)."""
+    try:  # between the child's transactions; while one is open the file is locked and this says 0
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error:
+        return 0
+    try:
+        return con.execute("SELECT count(*) FROM batch_lines").fetchone()[0]
+    finally:
+        con.close()
 
 
 def copy_db(source: Path, folder: Path) -> Path:

@@ -11,12 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from panel.store import Store
 from tests.fake_openai import FakeOpenAI
-from tests.helpers import PANEL, run_panel, write_synthetic_run
+from tests.helpers import PANEL, batch_lines_stored, run_panel, write_synthetic_run
 
 PAIRS = 80  # 640 verdicts: a collect of two chunks (collect.CHUNK_LINES)
 
@@ -57,17 +56,6 @@ def _kill_when(args: list[str], ready: Callable[[], bool], after_s: float = 0.0)
     assert child.returncode == -signal.SIGKILL
 
 
-def _lines_stored(db: Path) -> int:
-    try:  # between the child's transactions; while one is open the file is locked and this says 0
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error:
-        return 0
-    try:
-        return con.execute("SELECT count(*) FROM batch_lines").fetchone()[0]
-    finally:
-        con.close()
-
-
 def _every_verdict_once(db: Path, expected: int) -> None:
     with Store(db).reader() as con:
         counts = con.execute(
@@ -86,7 +74,7 @@ def _reviewer_keys_sent(fake: FakeOpenAI) -> list[str]:
 def test_kill_during_collect_then_rerun_stores_every_verdict_exactly_once(fake: FakeOpenAI, run_file, tmp_path):
     fake.batch_api.content_delay = 0.1  # 64 KiB a step: the collect takes a second or two
     db = Path(os.environ["PANEL_DB"])
-    _kill_when(_args(fake, run_file, tmp_path), lambda: bool(fake.batch_api.downloads) and _lines_stored(db) > 0)
+    _kill_when(_args(fake, run_file, tmp_path), lambda: bool(fake.batch_api.downloads) and batch_lines_stored(db) > 0)
     with Store(db).reader() as con:
         kept = con.execute("SELECT count(*) FROM batch_lines").fetchone()[0]
     assert 0 < kept < PAIRS * 8, f"the kill did not land mid-collect ({kept} lines stored)"

@@ -6,5 +6,6 @@ jsonl.py    the batch format both ways: request lines (the live body under the v
 submit.py   record -> upload -> create, and finding a batch whose create answer was lost (kill -9 safe)
 collect.py  stream the output and error files, store each line once (store/batches.py)
 draft.py    a run through batches: reviewers, follow-up batches for failed lines, the chair, the pages
+probes.py   `panel compare --batch`, `panel check --batch`: every probe run planned up front, its cache filled by batch
 offline.py  `panel batch export` / `panel batch import`
 """

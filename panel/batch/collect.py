@@ -2,8 +2,9 @@
 
 Lines are stored in chunks of CHUNK_LINES, each in one transaction with its batch_lines rows, and a line stored
 before is skipped, so a collect killed at any point loses only the chunk in hand and a rerun stores the rest once.
-Neither file is ever held whole. Once every line of an ended batch is read, its requests with no line (an expired
-or cancelled batch's rest, a line the endpoint dropped) are counted missing, and the batch is marked collected.
+Neither file is ever held whole, nor a line longer than jsonl.MAX_LINE_BYTES (skipped unread). Once every line of
+an ended batch is read, its requests with no line (an expired or cancelled batch's rest, a line the endpoint
+dropped) are counted missing, and the batch is marked collected.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timezone
 
 import openai
 
-from panel.batch.jsonl import LineCounts, judge_lines
+from panel.batch.jsonl import MAX_LINE_BYTES, READ_BYTES, LineCounts, bounded_lines, judge_lines
 from panel.store import Store
 from panel.store.batches import ENDED_STATES, BatchItem, BatchRecord, CollectedLine
 
@@ -41,6 +42,7 @@ class Collected:
         )
         extras = [
             f"{c.malformed:,} malformed lines" if c.malformed else "",
+            f"{c.oversized:,} lines over {MAX_LINE_BYTES // 2**20} MiB skipped" if c.oversized else "",
             f"{c.unknown:,} unknown custom_ids" if c.unknown else "",
             f"{self.missing:,} missing" if self.missing else "",
         ]
@@ -57,7 +59,8 @@ def collect(store: Store, client: openai.OpenAI, batch: BatchRecord) -> Collecte
     for file_id in (batch.output_file_id, batch.error_file_id):
         if file_id:
             with client.files.with_streaming_response.content(file_id) as response:
-                store_stream(store, {batch.local_id: batch}, response.iter_lines(), items, outcome)
+                lines = bounded_lines(response.iter_bytes(READ_BYTES))
+                store_stream(store, {batch.local_id: batch}, lines, items, outcome)
     finish(store, batch, items, outcome)
     return outcome
 
@@ -65,7 +68,7 @@ def collect(store: Store, client: openai.OpenAI, batch: BatchRecord) -> Collecte
 def store_stream(
     store: Store,
     batches: dict[str, BatchRecord],
-    lines: Iterable[str | bytes],
+    lines: Iterable[str | bytes | None],
     items: dict[str, BatchItem],
     outcome: Collected,
 ) -> None:

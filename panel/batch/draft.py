@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import openai
 
@@ -98,10 +99,22 @@ class BatchDraft:
     @property
     def cost(self) -> RunCost:
         """What the lines collected by this command cost at the batch prices."""
-        prompt = sum(c.counts.prompt_tokens for c in self.collected)
-        completion = sum(c.counts.completion_tokens for c in self.collected)
-        prices = Prices.batch_of(self.settings)
-        return RunCost(prompt, completion, prices.cost(prompt, completion), prices)
+        return batch_cost(self.collected, self.settings)
+
+
+class BatchLog(Protocol):
+    """What a command's batch steps add to as they go (BatchDraft, probes.ProbeBatch)."""
+
+    submitted: list[BatchRecord]
+    collected: list[Collected]
+
+
+def batch_cost(collected: list[Collected], settings: Settings) -> RunCost:
+    """What these collected lines cost at the settings' batch prices."""
+    prompt = sum(c.counts.prompt_tokens for c in collected)
+    completion = sum(c.counts.completion_tokens for c in collected)
+    prices = Prices.batch_of(settings)
+    return RunCost(prompt, completion, prices.cost(prompt, completion), prices)
 
 
 def batch_draft(
@@ -163,7 +176,7 @@ def drive(
     wait: bool,
     poll_s: float,
     progress: BatchProgress,
-    draft: BatchDraft | None = None,
+    log: BatchLog | None = None,
 ) -> BatchStep:
     """Step the jobs `record` stores and returns until no batch of theirs is live (or once, without `wait`)."""
     while True:
@@ -172,9 +185,9 @@ def drive(
             step = batch_step(store, client, settings, record(), purpose, live_reasks, progress)
         finally:
             store.release_writer()
-        if draft is not None:
-            draft.submitted += step.submitted
-            draft.collected += step.collected
+        if log is not None:
+            log.submitted += step.submitted
+            log.collected += step.collected
         if not step.in_flight or not wait:
             return step
         wait_until_ended(client, step.in_flight, progress, poll_s)

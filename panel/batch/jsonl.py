@@ -24,6 +24,10 @@ from panel.store.batches import BatchItem, BatchRecord, CollectedLine
 from panel.verdict import InvalidAnswer, parse_verdict
 
 CHAT_PATH: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+# A verdict's result line is a few KB; a line past this is no answer panel asked for. It is skipped unread (its
+# request counts missing and is asked again), so one huge line costs neither memory nor a 50 MB stored text.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+READ_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ class LineCounts:
     ok: int = 0
     invalid: int = 0  # answered, but the answer does not validate (or is no completion)
     errors: int = 0  # the endpoint reported an error for the request
-    malformed: int = 0  # the line is not JSON (a truncated file) or has no custom_id
+    malformed: int = 0  # the line is not JSON (a truncated file, nesting too deep) or has no custom_id
+    oversized: int = 0  # the line is over MAX_LINE_BYTES: skipped unread
     unknown: int = 0  # a custom_id no batch of this database asked for
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -95,21 +100,54 @@ class LineCounts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+def bounded_lines(chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """The lines of a byte stream (read in chunks, never whole), each without its newline; None for a line over
+    `limit` bytes, whose bytes are dropped as they come."""
+    pending, over = bytearray(), False
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if not over:
+                pending += chunk[start:end]
+            yield None if over or len(pending) > limit else bytes(pending)
+            pending.clear()
+            over, start = False, end + 1
+        if not over:
+            pending += chunk[start:]
+            if len(pending) > limit:
+                over = True
+                pending.clear()
+    if over:
+        yield None
+    elif pending:
+        yield bytes(pending)
+
+
+def file_lines(path: Path) -> Iterator[bytes | None]:
+    """bounded_lines of a file, read READ_BYTES at a time."""
+    with open(path, "rb") as results:
+        yield from bounded_lines(iter(lambda: results.read(READ_BYTES), b""))
+
+
 def judge_lines(
-    lines: Iterable[str | bytes],
+    lines: Iterable[str | bytes | None],
     item_of: dict[str, BatchItem],
     batches: dict[str, BatchRecord],
     counts: LineCounts,
 ) -> Iterator[CollectedLine]:
     """Each usable result line as a CollectedLine (validated as a live answer would be, in the mode its batch was
-    sent with), counting the rest. `item_of`: custom id -> the request it answers; `batches`: by local id."""
+    sent with), counting the rest. `item_of`: custom id -> the request it answers; `batches`: by local id.
+    A line is None when it was too long to read (bounded_lines)."""
     modes = {local_id: get_mode(batch.mode) for local_id, batch in batches.items()}
     for raw in lines:
+        if raw is None:
+            counts.oversized += 1
+            continue
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
             counts.malformed += 1
             continue
         custom_id = row.get("custom_id") if isinstance(row, dict) else None

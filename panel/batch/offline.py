@@ -13,7 +13,7 @@ from pathlib import Path
 
 from panel.batch.collect import Collected, store_stream
 from panel.batch.draft import plan_requests
-from panel.batch.jsonl import write_requests_file
+from panel.batch.jsonl import file_lines, write_requests_file
 from panel.batch.submit import new_record
 from panel.config import Settings
 from panel.errors import BatchError
@@ -62,8 +62,7 @@ def import_results(path: Path, settings: Settings) -> Collected:
             for key, item in store.batch_items(batch.local_id).items():
                 items.setdefault(key, item)
         outcome = Collected(path.name)
-        with open(path, "rb") as lines:
-            store_stream(store, exports, lines, items, outcome)
+        store_stream(store, exports, file_lines(path), items, outcome)
         # Exported requests still without a valid answer: the next export writes them again.
         outcome.missing = len(items) - len(store.answered_keys(list(items)))
         outcome.finished = outcome.missing == 0

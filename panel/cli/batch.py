@@ -1,8 +1,9 @@
-"""Batch mode on the command line: `panel review --batch` (with --wait, --then-live) and `panel batch` (list, status,
-cancel, collect, export, import)."""
+"""Batch mode on the command line: `panel review --batch` (with --wait, --then-live), the probes' `--batch`
+(`panel compare`, `panel check`) and `panel batch` (list, status, cancel, collect, export, import)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from panel.batch.collect import collect
 from panel.batch.draft import BatchDraft, BatchProgress, batch_draft
 from panel.batch.offline import export_run, import_results
+from panel.batch.probes import ProbeBatch, batch_probe
 from panel.batch.submit import cancel, refresh, settle_pending
 from panel.cli.app import (
     AllowOutsideCardsOption,
@@ -28,7 +30,9 @@ from panel.cli.app import (
     model_settings,
 )
 from panel.config import Settings
+from panel.cost import RunCost
 from panel.model.client import make_batch_client
+from panel.review import PreparedRun
 from panel.store import Store
 from panel.store.batches import BatchRecord
 
@@ -64,14 +68,7 @@ def review_by_batch(
     if draft.collected:
         console.print(draft.cost.line() + " (batch price)", markup=False, highlight=False)
     if draft.in_flight:
-        names = ", ".join(b.name for b in draft.in_flight)
-        console.print(
-            f"waiting for {names}: rerun `panel review {run_file} --batch` to collect "
-            f"(add --wait to poll until done; `panel batch status {draft.in_flight[0].name}` shows its counts)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        _print_waiting(draft.in_flight, f"panel review {run_file} --batch")
         return False
     if draft.go_live:
         console.print("asking the rest live (--then-live): the failed verdicts, the chair, the pages")
@@ -79,14 +76,81 @@ def review_by_batch(
     for page in draft.pages:
         console.print(f"page: {page}")
     if draft.status == "incomplete":
-        err_console.print(
-            f"{draft.reviewers.exhausted + draft.chair.exhausted} verdicts got no valid answer after "
-            f"{settings.reasks + 1} batch tries: rerun with --then-live to ask them live",
-            markup=False,
-            highlight=False,
-        )
-        raise typer.Exit(code=3)
+        _fail_incomplete(draft.reviewers.exhausted + draft.chair.exhausted, settings)
     return False
+
+
+def check_batch_flags(batch: bool, wait: bool, then_live: bool) -> None:
+    """Refuse --wait and --then-live without --batch (typer's one-line usage error)."""
+    if (wait or then_live) and not batch:
+        raise typer.BadParameter("--wait and --then-live go with --batch")
+
+
+def spent_lines(live: RunCost, probe: ProbeBatch | None) -> list[str]:
+    """A probe's cost lines: its batch lines at the batch price, and what it asked live (all of it without --batch)."""
+    if probe is None:
+        return [live.line()]
+    lines = [probe.cost.line() + " (batch price)"]
+    if live.prompt_tokens or live.completion_tokens:
+        lines.append("live: " + live.line())
+    return lines
+
+
+def probe_by_batch(
+    plan: Callable[[], list[PreparedRun]], settings: Settings, purpose: str, wait: bool, then_live: bool, poll_s: float
+) -> ProbeBatch | None:
+    """`panel compare --batch`, `panel check --batch`: fill the cache for every run `plan` returns by batch, and
+    print where it stands (an endpoint without the Batch API is refused before anything is planned).
+
+    The probe when the ordinary command is to run now (every verdict cached, or the rest goes live with
+    --then-live); None while a batch is live. Exit 3 when verdicts failed every batch try.
+    """
+    client = make_batch_client(settings)
+    probe = batch_probe(
+        plan(),
+        settings,
+        purpose,
+        wait=wait,
+        then_live=then_live,
+        progress=_BatchPrinter(),
+        client=client,
+        poll_s=poll_s,
+    )
+    step = probe.step
+    console.print(
+        f"{purpose} by batch ({probe.status}): {step.answered} of {step.needed} verdicts stored",
+        markup=False,
+        highlight=False,
+    )
+    if probe.in_flight:
+        _print_waiting(probe.in_flight, f"panel {purpose} ... --batch")
+        return None
+    if probe.status == "live":
+        console.print(f"asking the rest live (--then-live): {step.needed - step.answered} verdicts")
+    elif probe.status == "incomplete":
+        _fail_incomplete(step.exhausted, settings)
+    return probe
+
+
+def _print_waiting(in_flight: list[BatchRecord], command: str) -> None:
+    names = ", ".join(b.name for b in in_flight)
+    console.print(
+        f"waiting for {names}: rerun `{command}` to collect "
+        f"(add --wait to poll until done; `panel batch status {in_flight[0].name}` shows its counts)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _fail_incomplete(exhausted: int, settings: Settings) -> None:
+    err_console.print(
+        f"{exhausted} verdicts got no valid answer after {settings.reasks + 1} batch tries: "
+        "rerun with --then-live to ask them live",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(code=3)
 
 
 def _standing(draft: BatchDraft) -> str:

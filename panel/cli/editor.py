@@ -44,7 +44,7 @@ from panel.cli.app import (
     make_settings,
     model_settings,
 )
-from panel.cli.batch import review_by_batch
+from panel.cli.batch import check_batch_flags, review_by_batch
 from panel.config import Settings
 from panel.pipeline import DraftOutcome, DraftProgress, draft_run
 from panel.render import write_run_pages
@@ -135,8 +135,7 @@ def review_command(
     """
     if batch and (jury or (samples or 1) > 1):
         raise typer.BadParameter("--jury and --samples are live only: drop --batch")
-    if (wait or then_live) and not batch:
-        raise typer.BadParameter("--wait and --then-live go with --batch")
+    check_batch_flags(batch, wait, then_live)
     if batch and refresh:
         raise typer.BadParameter("--refresh is live only: drop --batch to ask cached verdicts again")
     settings = model_settings(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +14,7 @@ from panel.answers import Answer
 from panel.cli.app import (
     AllowOutsideCardsOption,
     BaseUrlOption,
+    BatchOption,
     ConcurrencyOption,
     DbOption,
     EndpointOption,
@@ -22,21 +24,25 @@ from panel.cli.app import (
     OutOption,
     PersonaOption,
     PersonasDirOption,
+    PollOption,
     PriceInputOption,
     PriceOutputOption,
     PromptsDirOption,
     RunFilesArgument,
     SeedOption,
     TemperatureOption,
+    ThenLiveOption,
+    WaitOption,
     app,
     console,
     model_settings,
     run_files_or_all,
 )
+from panel.cli.batch import check_batch_flags, probe_by_batch, spent_lines
 from panel.cli.terminal import markup_text
-from panel.compare import Comparison, compare
+from panel.compare import Comparison, compare, compare_runs
 from panel.compare_report import render_compare_html, report_name
-from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check
+from panel.consistency import BLINDED, SWAPPED, ConsistencyReport, check, check_runs
 from panel.cost import dollars
 from panel.store import Store
 from panel.tally import percent as percent_text
@@ -100,7 +106,7 @@ def compare_command(
         typer.Option(
             "--base",
             help="Stored version(s) for the before side "
-            "(hash prefix; default: each prompt's most recently used version).",
+            "(hash prefix; default: the version each prompt's latest review used).",
         ),
     ] = None,
     candidate: Annotated[
@@ -125,11 +131,18 @@ def compare_command(
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
     out: OutOption = None,
+    batch: BatchOption = False,
+    wait: WaitOption = False,
+    then_live: ThenLiveOption = False,
+    poll_seconds: PollOption = 5.0,
 ) -> None:
     """Show what a persona/template edit changes: flipped verdicts and agreement with gold labels, before → after.
 
+    With --batch both sides' missing verdicts go out as one Batch API batch; rerun (or --wait) to collect it.
+
     Example: panel compare runs/example.yaml --persona skeptic
     """
+    check_batch_flags(batch, wait, then_live)
     settings = model_settings(
         db,
         out,
@@ -149,15 +162,21 @@ def compare_command(
         allow_outside_cards=allow_outside_cards,
     )
     store = Store(settings.db_path)
-    result = compare(
-        run_files_or_all(run_files, settings), settings, store, base, candidate, persona, on_answer=_progress
-    )
+    files = run_files_or_all(run_files, settings)
+    probe = None
+    if batch:
+        plan = functools.partial(compare_runs, files, settings, store, base, candidate, persona)
+        probe = probe_by_batch(plan, settings, "compare", wait, then_live, poll_seconds)
+        if probe is None:
+            return
+    result = compare(files, settings, store, base, candidate, persona, on_answer=_progress)
     for name, old_version, new_version in result.changes():
         console.print(f"{name}: {old_version} → {new_version}")
     console.print(
         f"requests: before {result.requests['before']}, after {result.requests['after']} (cached answers cost none)"
     )
-    console.print(result.spent.line())
+    for line in spent_lines(result.spent, probe):
+        console.print(line, markup=False, highlight=False)
     console.print(_compare_table(result))
     for rate in store.corrected_rates(persona):
         console.print(corrected_rate_line(rate), markup=False, highlight=False)
@@ -239,11 +258,19 @@ def check_command(
     price_output: PriceOutputOption = None,
     allow_outside_cards: AllowOutsideCardsOption = False,
     db: DbOption = None,
+    batch: BatchOption = False,
+    wait: WaitOption = False,
+    then_live: ThenLiveOption = False,
+    poll_seconds: PollOption = 5.0,
 ) -> None:
     """Re-ask a sample with tools swapped and names blinded; count flips, contradictions, drift. Exit 1 on failure.
 
+    With --batch the run's and the probes' missing verdicts go out as one Batch API batch; rerun (or --wait) to
+    collect it.
+
     Example: panel check runs/example.yaml --sample 4
     """
+    check_batch_flags(batch, wait, then_live)
     settings = model_settings(
         db,
         None,
@@ -262,16 +289,14 @@ def check_command(
         prompts_dir=prompts_dir,
         allow_outside_cards=allow_outside_cards,
     )
-    report = check(
-        run_file or settings.runs_dir / "example.yaml",
-        settings,
-        Store(settings.db_path),
-        sample,
-        sample_seed,
-        persona,
-        max_flip_rate,
-        tolerance,
-    )
+    path = run_file or settings.runs_dir / "example.yaml"
+    probe = None
+    if batch:
+        plan = functools.partial(check_runs, path, settings, sample, sample_seed, persona)
+        probe = probe_by_batch(plan, settings, "check", wait, then_live, poll_seconds)
+        if probe is None:
+            return
+    report = check(path, settings, Store(settings.db_path), sample, sample_seed, persona, max_flip_rate, tolerance)
     console.print(_check_table(report))
     for p in report.personas:
         for tool, why in p.contradictions:
@@ -280,7 +305,8 @@ def check_command(
         f"panel ship rate {_rate(report.panel_ship_rate, True)} vs labelled base rate "
         f"{_rate(report.panel_base_rate, True)}; {report.requests} requests made"
     )
-    console.print(report.spent.line())
+    for line in spent_lines(report.spent, probe):
+        console.print(line, markup=False, highlight=False)
     for problem in report.problems:
         console.print(f"[red]panel:[/red] {markup_text(problem)}", markup=True)
     if report.failed:

@@ -25,8 +25,9 @@ class _Choice(BaseModel):
 
 
 class _Usage(BaseModel):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    # A count no endpoint reports (negative, or past the store's INTEGER) is no count: it would fail the write.
+    prompt_tokens: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    completion_tokens: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class ChatReply(BaseModel):

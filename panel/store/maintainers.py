@@ -13,7 +13,8 @@ class MaintainerStore(Database):
     """Prompt versions (panel personas, compare) and gold labels (panel labels, check)."""
 
     def prompt_versions(self, kind: str | None = None) -> list[PromptVersion]:
-        """Every stored persona/templates version with first and last use and valid verdicts produced."""
+        """Every stored persona/templates version with first and last use, valid verdicts produced, and when a review
+        run last used it (asked or reused: a probe's answers count once a review adopts them)."""
         with self.reader() as con:
             return records(
                 con.execute(
@@ -24,11 +25,23 @@ class MaintainerStore(Database):
                     FROM verdicts GROUP BY persona_hash
                     UNION ALL
                     SELECT true, template_hash, min(created_at), max(created_at), count(*) FILTER (WHERE valid)
-                    FROM verdicts GROUP BY template_hash)
+                    FROM verdicts GROUP BY template_hash
+                ), review_use AS (  -- the versions of the answers each review run uses (asked or adopted)
+                    SELECT DISTINCT r.started_at, v.persona_hash, v.template_hash
+                    FROM run_items i JOIN runs r ON r.run_id = i.run_id AND r.purpose = 'review'
+                    JOIN verdicts v ON v.cache_key = i.cache_key AND v.valid
+                ), reviewed AS (
+                    SELECT false AS is_templates, persona_hash AS content_hash, max(started_at) AS last_reviewed
+                    FROM review_use GROUP BY persona_hash
+                    UNION ALL
+                    SELECT true, template_hash, max(started_at) FROM review_use GROUP BY template_hash)
                 SELECT p.content_hash, p.kind, p.name, p.text, p.first_seen_at, u.first_used AS first_used_at,
-                       u.last_used AS last_used_at, coalesce(u.n, 0) AS verdict_count
+                       u.last_used AS last_used_at, coalesce(u.n, 0) AS verdict_count,
+                       rv.last_reviewed AS last_reviewed_at
                 FROM prompt_versions p
                 LEFT JOIN used u ON u.content_hash = p.content_hash AND u.is_templates = (p.kind = 'templates')
+                LEFT JOIN reviewed rv
+                       ON rv.content_hash = p.content_hash AND rv.is_templates = (p.kind = 'templates')
                 WHERE ? IS NULL OR p.kind = ?
                 ORDER BY p.kind, p.name, coalesce(u.first_used, p.first_seen_at)""",
                     [kind, kind],

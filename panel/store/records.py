@@ -114,6 +114,7 @@ class PromptVersion:
     first_used_at: datetime | None
     last_used_at: datetime | None
     verdict_count: int
+    last_reviewed_at: datetime | None = None  # the latest review run using its answers (probes don't count)
 
 
 @dataclass(frozen=True)
