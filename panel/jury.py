@@ -157,15 +157,19 @@ def ask_members(
     refresh: bool = False,
     endpoint: Endpoint | None = None,
     on_answer: Callable[[Answer], None] | None = None,
+    consensus_stored: bool = True,
 ) -> MembersOutcome:
     """Ask every member but the lead's first sample for what it lacks, store the answers and each item's consensus.
 
-    With one member (no jury, one sample) nothing is asked and any consensus stored for the run is cleared.
+    With one member (no jury, one sample) nothing is asked and a consensus stored for the run is cleared
+    (`consensus_stored` False, as the review's rehearsal read it, spares the database that look).
     `endpoint` serves the lead's profile (one already started); other profiles are opened from their settings.
     A member that cannot answer (bad key, unreachable) abstains: its fault is in the outcome, the run goes on.
     """
     members = run_members(settings)
     outcome = MembersOutcome(members=len(members))
+    if len(members) == 1 and not consensus_stored:
+        return outcome
     store.acquire_writer()
     try:
         planned = [(member, member_jobs(prepared.jobs, member)) for member in members]

@@ -209,7 +209,13 @@ def draft_run(
         )
         if not outcome.review.endpoint_fault and not outcome.review.stop_reason:  # the chair reads the majority
             outcome.members = ask_members(
-                prepared, jury_settings, store, refresh=refresh, endpoint=endpoint, on_answer=land
+                prepared,
+                jury_settings,
+                store,
+                refresh=refresh,
+                endpoint=endpoint,
+                on_answer=land,
+                consensus_stored=outcome.review.consensus_stored,
             )
             for member, fault in outcome.members.faults.items():
                 progress.notice(f"jury member {member} abstains: {fault}")

@@ -34,6 +34,9 @@ class ReviewOutcome:
     stop_reason: str | None = None  # e.g. "request budget of 50 reached"
     # The endpoint cannot answer this run (bad key, unknown model, unreachable): one line naming what to fix.
     endpoint_fault: str | None = None
+    # A jury's or samples' consensus was stored for the run when it began (read by the rehearsal, so a run of one
+    # model and one sample learns it without opening the database again at its end).
+    consensus_stored: bool = False
 
     @property
     def asked(self) -> int:
@@ -125,10 +128,11 @@ def review(
         )
         # The run's first writes rehearsed (rolled back) before the first request: a damaged file fails here,
         # not in the writer thread with requests in flight. The same connection reads what is answered already.
-        done = store.rehearse_run(record, [j.cache_key for j in prepared.jobs], answered=not refresh)
+        done, consensus_stored = store.rehearse_run(record, [j.cache_key for j in prepared.jobs], answered=not refresh)
         # One request per key even when a run file names the same pair twice.
         todo = list({j.cache_key: j for j in prepared.jobs if j.cache_key not in done}.values())
         outcome = ReviewOutcome(prepared.run_id, len(prepared.jobs), len(prepared.jobs) - len(todo))
+        outcome.consensus_stored = consensus_stored
         if on_start:
             on_start(outcome)
         outcome.status = "stopped"  # until the asking ends normally

@@ -79,8 +79,11 @@ class RunStore(Database):
         """Store a run's record (run_writes.run_record) through the journal, as begin_run does."""
         self._write_through_journal(record, wait_s)
 
-    def rehearse_run(self, record: JournalRecord, cache_keys: list[str], answered: bool = True) -> set[str]:
-        """Rehearse a run's first writes before its first request; return the `cache_keys` answered already.
+    def rehearse_run(
+        self, record: JournalRecord, cache_keys: list[str], answered: bool = True
+    ) -> tuple[set[str], bool]:
+        """Rehearse a run's first writes before its first request; return the `cache_keys` answered already, and
+        whether a jury's or samples' consensus is stored for the run (jury.ask_members clears a stale one).
 
         Storing nothing: the run's record, a probe row in every table and the read that storing answers makes
         run in a transaction that is rolled back, so a damaged file raises StoreError before a run's first
@@ -99,10 +102,14 @@ class RunStore(Database):
                                WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
                     [cache_keys],
                 ).fetchall()
-                return found
+                consensus = con.execute("SELECT 1 FROM consensus WHERE run_id = ? LIMIT 1", [record["run_id"]])
+                return found, bool(consensus.fetchall())
         except DatabaseBusy:  # a reader holds the file: the run's writes wait in the journal for it
             self._current_schema()  # but a damaged one is refused before the first request all the same
-            return self.answered_keys(cache_keys) if answered else set()
+            with self.reader() as con:
+                consensus = con.execute("SELECT 1 FROM consensus WHERE run_id = ? LIMIT 1", [record["run_id"]])
+                stored = bool(consensus.fetchall())
+            return (self.answered_keys(cache_keys) if answered else set()), stored
 
     def add_run_items(
         self, run_id: str, jobs: list[VerdictJob], prompt_kind: str, wait_s: float = LOCK_RETRY_S
