@@ -21,7 +21,8 @@ from typing import Any
 
 from panel.answers import Answer, VerdictJob
 from panel.ask import RunBudget, cache_key
-from panel.config import KEYS, PROFILE, Settings
+from panel.config import Settings
+from panel.config_keys import KEYS, PROFILE
 from panel.errors import ConfigError
 from panel.model.embedded import open_endpoint
 from panel.model.endpoint import Endpoint

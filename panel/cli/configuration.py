@@ -29,7 +29,8 @@ from panel.cli.app import (
     app,
     console,
 )
-from panel.config import KEYS, PROFILE, Settings, load_settings
+from panel.config import Settings, load_settings
+from panel.config_keys import KEYS, PROFILE
 from panel.project import PROJECT_ENV, Project, find_project
 
 
