@@ -131,6 +131,15 @@ def plan_run(
     return jobs
 
 
+def prefix_order(jobs: list[VerdictJob]) -> list[VerdictJob]:
+    """`jobs` with each persona's requests for a pair back to back: they share the persona's system prompt and the
+    start of the user message, so a server that caches the last prompt evaluates less of the second."""
+    first_seen: dict[tuple[int, str], int] = {}
+    for job in jobs:
+        first_seen.setdefault((job.pair_index, job.persona.id), len(first_seen))
+    return sorted(jobs, key=lambda job: first_seen[(job.pair_index, job.persona.id)])
+
+
 async def ask_verdict(
     client: openai.AsyncOpenAI, job: VerdictJob, settings: Settings, mode: Mode, budget: RunBudget | None = None
 ) -> Answer:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from panel.answers import Answer, VerdictJob
-from panel.ask import RunBudget, ask_all, plan_run
+from panel.ask import RunBudget, ask_all, plan_run, prefix_order
 from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
 from panel.errors import EndpointError
@@ -168,10 +168,12 @@ def ask_jobs(
     """
 
     async def ask_everything(active: Endpoint) -> None:
-        # The embedded llama.cpp server answers one request at a time, whatever --concurrency says.
+        # The embedded llama.cpp server answers one request at a time, whatever --concurrency says, and keeps
+        # the last prompt's prefix: a persona's two requests for a pair go back to back.
         concurrency = 1 if active.embedded else settings.effective_concurrency
+        queue = prefix_order(jobs) if active.embedded else jobs
         async with make_client(active, settings, before_request=budget.admit) as client:
-            await ask_all(jobs, client, settings, on_answer, budget, concurrency, cleared)
+            await ask_all(queue, client, settings, on_answer, budget, concurrency, cleared)
 
     if endpoint is not None:
         asyncio.run(ask_everything(endpoint))

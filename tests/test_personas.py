@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from panel.ask import plan_run, prefix_order
 from panel.cards import load_run
+from panel.config import Settings
 from panel.errors import PersonaError
 from panel.personas import build_messages, load_personas, load_templates
 from panel.verdict import verdict_schema
-from tests.helpers import EXAMPLE_RUN, GOOD_CARD, PROJECT_ROOT, write_run
+from tests.helpers import EXAMPLE_RUN, GOOD_CARD, PROJECT_ROOT, write_run, write_synthetic_run
 
 PERSONAS = PROJECT_ROOT / "personas"
 PROMPTS = PROJECT_ROOT / "prompts"
@@ -55,3 +57,16 @@ def test_vendor_text_is_delimited_user_data_and_never_evaluated(tmp_path: Path) 
     lines = user["content"].splitlines()
     assert lines.count("END TOOL UNDER REVIEW") == 1
     assert lines.index("END TOOL UNDER REVIEW") > lines.index("BEGIN TOOL UNDER REVIEW")
+
+
+def test_prefix_order_puts_a_personas_two_requests_for_a_pair_back_to_back(tmp_path: Path) -> None:
+    spec = load_run(write_synthetic_run(tmp_path, 3))
+    jobs = plan_run(spec, load_personas(PERSONAS), load_templates(PROMPTS), Settings(base_url="http://u", model="m"))
+    assert [j.persona.id for j in jobs[:5]] == ["builder", "skeptic", "futurist", "business", "builder"]
+    ordered = prefix_order(jobs)
+    assert sorted(j.cache_key for j in ordered) == sorted(j.cache_key for j in jobs)
+    for first, second in zip(ordered[::2], ordered[1::2]):
+        assert (first.pair_index, first.persona.id) == (second.pair_index, second.persona.id)
+        assert first.messages[0] == second.messages[0]  # the persona's system prompt, the longest shared part
+    assert [j.pair_index for j in ordered] == sorted(j.pair_index for j in ordered)
+    assert [j.persona.id for j in ordered[:8:2]] == ["builder", "skeptic", "futurist", "business"]
