@@ -60,6 +60,7 @@ class Settings:
     base_url: str | None = None
     model: str | None = None
     mode: StructuredMode | None = None
+    logprobs: bool | None = None  # ask for token log-probabilities; None: only of the embedded model
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.2
     max_tokens: int = 700  # per reply
@@ -128,6 +129,11 @@ class Settings:
         return self.mode or ("json_object_schema" if self.embedded else "json_schema")
 
     @property
+    def wants_logprobs(self) -> bool:
+        """Whether requests ask for token log-probabilities (panel/model/logprobs.py): off for an unknown endpoint."""
+        return self.embedded if self.logprobs is None else self.logprobs
+
+    @property
     def effective_concurrency(self) -> int:
         """How many verdict requests may be in flight: the embedded server answers one at a time."""
         return self.concurrency or (1 if self.embedded else 8)
@@ -174,6 +180,7 @@ KEYS: tuple[Key, ...] = (
     Key("price_output", PROFILE, "price_output", flag="--price-output"),
     Key("price_batch_input", PROFILE, "price_batch_input"),
     Key("price_batch_output", PROFILE, "price_batch_output"),
+    Key("logprobs", PROFILE, "logprobs"),
     Key("temperature", "sampling", "temperature", flag="--temperature"),
     Key("max_tokens", "sampling", "max_tokens", flag="--max-tokens"),
     Key("seed", "sampling", "seed", flag="--seed"),
