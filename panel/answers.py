@@ -45,6 +45,7 @@ class Attempt:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0  # HTTP requests this attempt sent: 1 plus the SDK's retries
+    tokens: list[tuple[str, float]] | None = None  # (token, log-probability) of the reply, when the endpoint sent them
 
     @property
     def sdk_retries(self) -> int:
@@ -62,6 +63,8 @@ class Answer:
     attempts: list[Attempt] = field(default_factory=list)
     # Why no request of the run can succeed (bad key, unknown model, nothing listening): the run stops.
     fault: str | None = None
+    # The probability the model gave the token that begins its verdict (panel/model/logprobs.py); None: not returned.
+    verdict_probability: float | None = None
 
     @property
     def prompt_tokens(self) -> int:

@@ -25,12 +25,14 @@ import openai
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from panel.answer_kinds import kind_of
 from panel.answers import Answer, Attempt, VerdictJob
 from panel.cards import RunSpec, content_hash
 from panel.config import Settings
 from panel.endpoint_faults import refusal, unreachable
 from panel.model.client import count_requests
 from panel.model.identity import endpoint_identity
+from panel.model.logprobs import choice_probability, logprob_args, reply_tokens
 from panel.model.modes import Mode, get_mode
 from panel.model.replies import ChatReply, reply_json, reply_usage
 from panel.personas import Persona, PromptTemplates, build_messages
@@ -131,15 +133,6 @@ def plan_run(
     return jobs
 
 
-def prefix_order(jobs: list[VerdictJob]) -> list[VerdictJob]:
-    """`jobs` with each persona's requests for a pair back to back: they share the persona's system prompt and the
-    start of the user message, so a server that caches the last prompt evaluates less of the second."""
-    first_seen: dict[tuple[int, str], int] = {}
-    for job in jobs:
-        first_seen.setdefault((job.pair_index, job.persona.id), len(first_seen))
-    return sorted(jobs, key=lambda job: first_seen[(job.pair_index, job.persona.id)])
-
-
 async def ask_verdict(
     client: openai.AsyncOpenAI, job: VerdictJob, settings: Settings, mode: Mode, budget: RunBudget | None = None
 ) -> Answer:
@@ -168,6 +161,10 @@ async def ask_verdict(
                     messages = messages + mode.reask(text, invalid.feedback)
                     raise
                 answer.raw_text = text
+                kind = kind_of(job.answer_model)
+                answer.verdict_probability = choice_probability(
+                    answer.attempts[-1].tokens, kind.choice_field, kind.choice(answer.verdict)
+                )
     except (InvalidAnswer, MalformedResponse, RequestFailed):
         pass
     except OverBudget:
@@ -223,7 +220,7 @@ async def _attempt(
             raw = await client.post(
                 "/chat/completions",
                 cast_to=object,
-                body=_body(messages, settings, request_args),
+                body=_body(messages, settings, request_args) | logprob_args(settings.wants_logprobs),
             )
             attempt.http_status = sent.last_status
         except OverBudget as refused:
@@ -255,7 +252,7 @@ async def _attempt(
         attempt.status, attempt.error_class = "bad_response", "MalformedResponse"
         attempt.error_message = NOT_A_COMPLETION
         raise
-    attempt.raw_text = text
+    attempt.raw_text, attempt.tokens = text, reply_tokens(body)
     return text
 
 

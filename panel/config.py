@@ -60,6 +60,7 @@ class Settings:
     base_url: str | None = None
     model: str | None = None
     mode: StructuredMode | None = None
+    logprobs: bool | None = None  # ask for token log-probabilities; None: only of the embedded model
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.2
     max_tokens: int = 700  # per reply
@@ -126,6 +127,11 @@ class Settings:
     def structured_mode(self) -> str:
         """The structured-output mode: llama-cpp-python's server rejects json_schema, so it gets json_object+schema."""
         return self.mode or ("json_object_schema" if self.embedded else "json_schema")
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether requests ask for token log-probabilities (panel/model/logprobs.py): off for an unknown endpoint."""
+        return self.embedded if self.logprobs is None else self.logprobs
 
     @property
     def effective_concurrency(self) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from panel.answers import Answer, VerdictJob
-from panel.ask import RunBudget, ask_all, plan_run, prefix_order
+from panel.ask import RunBudget, ask_all, plan_run
 from panel.cards import RunSpec, content_hash, load_run
 from panel.config import Settings
 from panel.errors import EndpointError
@@ -151,6 +151,15 @@ def review(
         return outcome
     finally:
         store.release_writer()
+
+
+def prefix_order(jobs: list[VerdictJob]) -> list[VerdictJob]:
+    """`jobs` with each persona's requests for a pair back to back: they share the persona's system prompt and the
+    start of the user message, so a server that caches the last prompt evaluates less of the second."""
+    first_seen: dict[tuple[int, str], int] = {}
+    for job in jobs:
+        first_seen.setdefault((job.pair_index, job.persona.id), len(first_seen))
+    return sorted(jobs, key=lambda job: first_seen[(job.pair_index, job.persona.id)])
 
 
 def ask_jobs(

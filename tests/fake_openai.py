@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import re
 import signal
@@ -66,6 +67,8 @@ DEFAULT_MODELS = ("fake-model",)
 BLINDED_NAMES = ("Tool A", "Tool B")  # the names `panel check` gives a pair's tools (panel.consistency.BLIND_NAMES)
 
 Responder = Callable[[dict[str, Any]], str]
+# The probability the fake gives its verdict token, from the request and the answer's content (logprobs replies).
+VerdictProbability = Callable[[dict[str, Any], str], float]
 FaultPlan = Callable[[int, dict[str, Any]], "str | None"]
 Labels = dict[tuple[str, str], str]
 
@@ -414,7 +417,7 @@ class _Handler(BaseHTTPRequestHandler):
                 content = SCHEMA_VIOLATION_CONTENT
             elif fault is not None:
                 raise ValueError(f"unknown fault {fault!r}; known: {ALL_FAULTS + FATAL_FAULTS}")
-            self._send(200, _completion(index, body, content))
+            self._send(200, _completion(index, body, content, fake.verdict_probability))
 
     def _wait_for_reply_time(self) -> None:
         """Sleep until this request's reply time (a per-thread sleep that stop() cuts short)."""
@@ -446,8 +449,23 @@ def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _completion(index: int, body: dict[str, Any], content: str) -> dict[str, Any]:
-    """Return a ChatCompletion with content as the message, or as tool-call arguments when tools were sent."""
+def _logprobs(content: str, probability: float) -> dict[str, Any]:
+    """Content tokens (words, spaces, punctuation runs) with log-probabilities, as OpenAI and llama.cpp send them:
+    the token that begins the value of "verdict" gets log(probability), every other token log(0.99)."""
+    tokens, position = [], 0
+    value = re.search(r'"verdict"\s*:\s*"', content)
+    for token in re.findall(r"\w+|\s+|[^\w\s]+", content):
+        logprob = math.log(probability) if value is not None and position == value.end() else math.log(0.99)
+        tokens.append({"token": token, "logprob": logprob, "bytes": None, "top_logprobs": []})
+        position += len(token)
+    return {"content": tokens, "refusal": None}
+
+
+def _completion(
+    index: int, body: dict[str, Any], content: str, verdict_probability: VerdictProbability | None = None
+) -> dict[str, Any]:
+    """Return a ChatCompletion with content as the message, or as tool-call arguments when tools were sent; with
+    token log-probabilities when the request asks for them (`logprobs: true`) and `verdict_probability` is given."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     finish_reason = "stop"
     tools = body.get("tools") or []
@@ -463,12 +481,15 @@ def _completion(index: int, body: dict[str, Any], content: str) -> dict[str, Any
         finish_reason = "tool_calls"
     prompt = "\n".join(_text(m.get("content")) for m in body.get("messages", []) if isinstance(m, dict))
     prompt_tokens, completion_tokens = _tokens(prompt), _tokens(content)
+    logprobs = None
+    if body.get("logprobs") is True and verdict_probability is not None and not tools:
+        logprobs = _logprobs(content, verdict_probability(body, content))
     return {
         "id": f"chatcmpl-fake-{index}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "fake-model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": logprobs}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -491,8 +512,11 @@ class FakeOpenAI:
         hang_seconds: float = 30.0,
         models: Sequence[str] = DEFAULT_MODELS,
         api_key: str | None = None,
+        verdict_probability: VerdictProbability | None = None,
     ) -> None:
         self.responder = responder or reference_responder({})
+        # None: like an endpoint without log-probabilities, replies carry none even when asked.
+        self.verdict_probability = verdict_probability
         self.models = list(models)  # what GET /v1/models lists (tests may change it while the fake runs)
         self.api_key = api_key  # when set, every request without `Authorization: Bearer <api_key>` gets 401
         self.faults = _fault_plan(faults)

@@ -1,7 +1,10 @@
-"""End to end with the real embedded model (SmolLM2-135M via llama.cpp): slow, so there is one test."""
+"""End to end with the real embedded model (SmolLM2-135M via llama.cpp): slow, so there are two tests: one run, and
+the same run with `--samples 3`."""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 
 import duckdb
@@ -10,6 +13,7 @@ import pytest
 from panel.config import Settings
 from panel.cost import Prices, run_cost
 from panel.model.embedded import embedded_model_path
+from panel.pipeline import draft_run
 from panel.render import write_pages
 from panel.review import prepare_run, review
 from panel.store import Store
@@ -44,3 +48,33 @@ def test_embedded_model_produces_eight_valid_stored_verdicts_and_a_page(settings
     page = write_pages(tally_run(store.load_run(outcome.run_id)), settings.out_dir)[0]
     html = page.read_text()
     assert "Panel ship" in html and "Reviewer scorecard" in html
+
+
+# Three samples are 24 answers: more than the suite's 600 s per test allows on a busy machine.
+SAMPLES_TEST_TIMEOUT_S = 2400
+
+
+@pytest.mark.timeout(SAMPLES_TEST_TIMEOUT_S)
+def test_embedded_model_with_three_samples_stores_three_answers_per_persona_and_shows_stability(
+    settings: Settings,
+) -> None:
+    settings = replace(settings, timeout_s=EMBEDDED_TIMEOUT_S, samples=3)
+    draft = draft_run(EXAMPLE_RUN, settings, chair=False)
+    assert draft.review.failed == 0 and not draft.members.faults
+    assert all(answer.verdict is not None for answer in draft.members.answers)
+    with duckdb.connect(str(draft.store.path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT persona_id, tool_id, sampling_json, verdict, verdict_probability FROM verdicts WHERE valid"
+        ).fetchall()
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for persona, tool, sampling, _, _ in rows:
+        seeds.setdefault((persona, tool), set()).add(json.loads(sampling)["seed"])
+    # 4 personas x 2 tools, each asked with seeds 7, 8 and 9: three samples stored per persona and tool.
+    assert len(rows) == 24 and len(seeds) == 8 and all(found == {7, 8, 9} for found in seeds.values())
+    # The embedded server returns token log-probabilities: every verdict has its token's probability.
+    assert all(v in ("ship", "skip") and p is not None and 0 < p <= 1 for _, _, _, v, p in rows)
+    consensus = draft.store.load_run(draft.run_id).consensus
+    assert len(consensus) == 8 and all(len(found.votes) == 3 for found in consensus.values())
+    html = draft.pages[0].read_text()
+    # A majority of three samples of one model is never a split: each verdict shows "k of 3 samples".
+    assert len(re.findall(r"Samples: (ship|skip) \([23] of 3 samples\)", html)) == 8

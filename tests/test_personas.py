@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from panel.ask import plan_run, prefix_order
+from panel.ask import plan_run
 from panel.cards import load_run
 from panel.config import Settings
 from panel.errors import PersonaError
 from panel.personas import build_messages, load_personas, load_templates
+from panel.review import prefix_order
 from panel.verdict import verdict_schema
 from tests.helpers import EXAMPLE_RUN, GOOD_CARD, PROJECT_ROOT, write_run, write_synthetic_run
 

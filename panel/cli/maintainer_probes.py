@@ -11,6 +11,7 @@ from rich.table import Table
 
 from panel.answer_kinds import kind_of
 from panel.answers import Answer
+from panel.calibration import calibration
 from panel.cli.app import (
     AllowOutsideCardsOption,
     BaseUrlOption,
@@ -180,6 +181,7 @@ def compare_command(
     console.print(_compare_table(result))
     for rate in store.corrected_rates(persona):
         console.print(corrected_rate_line(rate), markup=False, highlight=False)
+    console.print(calibration((item.gold, item.after) for item in result.items).line(), markup=False)
     console.print(f"{len(result.flips)} verdict(s) flipped")
     for item in result.flips:
         before, after = item.before, item.after

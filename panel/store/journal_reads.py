@@ -30,6 +30,7 @@ def journaled_answers(records: list[JournalRecord], cache_keys: list[str]) -> di
                     v["valid"],
                     v["prompt_tokens"],
                     v["completion_tokens"],
+                    v.get("verdict_probability"),
                 )
     return found
 

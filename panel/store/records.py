@@ -141,6 +141,7 @@ class AnsweredVerdict:
     valid: bool
     prompt_tokens: int
     completion_tokens: int
+    verdict_probability: float | None = None  # of the verdict token, when the endpoint returned log-probabilities
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,10 @@ VERDICT_FIELDS = [
     "latency_s",
     "flags_json",
     "created_at",
+    "verdict_probability",
 ]
+# Fields a journal written before their migration lacks: they fold as NULL.
+LATER_VERDICT_FIELDS = {"verdict_probability"}
 # A journal written before migration 10 has attempts without the last three: they fold as NULL (cost unknown).
 ATTEMPT_FIELDS = [
     "number",
@@ -204,6 +207,7 @@ def answers_record(
             answer.latency_s,
             json.dumps(job.tool.flags, ensure_ascii=False),
             now,
+            answer.verdict_probability,
         ]
         attempts = [
             [
@@ -301,7 +305,13 @@ def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: list[dict[str, Any
     attempt_rows: list[list[object]] = []
     for verdict_id, verdict in zip(ids, verdicts):
         latest[verdict["cache_key"]] = generation = latest.get(verdict["cache_key"], 0) + 1
-        verdict_rows.append([verdict_id, generation, *(verdict[name] for name in VERDICT_FIELDS)])
+        verdict_rows.append(
+            [
+                verdict_id,
+                generation,
+                *(verdict.get(name) if name in LATER_VERDICT_FIELDS else verdict[name] for name in VERDICT_FIELDS),
+            ]
+        )
         attempt_rows.extend(
             [verdict_id, *attempt, *[None] * (len(ATTEMPT_FIELDS) - len(attempt))] for attempt in verdict["attempts"]
         )

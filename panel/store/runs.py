@@ -275,7 +275,8 @@ class RunStore(Database):
         stored = records(
             con.execute(
                 """
-            SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens
+            SELECT cache_key, verdict, confidence, headline, review, valid, prompt_tokens, completion_tokens,
+                   verdict_probability
             FROM verdicts WHERE cache_key IN (SELECT unnest(?))
             QUALIFY generation = max(generation) OVER (PARTITION BY cache_key)""",
                 [cache_keys],

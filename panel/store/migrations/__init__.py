@@ -28,6 +28,7 @@ from panel.store.migrations.workflows import (
     m014_batches,
     m015_subscribers,
     m016_trust,
+    m017_verdict_probability,
 )
 
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
@@ -45,6 +46,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (14, "batches", m014_batches),
     (15, "newsletter subscribers and digest sends", m015_subscribers),
     (16, "jury consensus and check flips", m016_trust),
+    (17, "verdict token probability", m017_verdict_probability),
 ]
 
 

@@ -194,3 +194,9 @@ def m016_trust(con: duckdb.DuckDBPyConnection) -> None:
             flipped      INTEGER NOT NULL,
             compared     INTEGER NOT NULL
         )""")
+
+
+def m017_verdict_probability(con: duckdb.DuckDBPyConnection) -> None:
+    """Migration 17: the probability the model gave its verdict token, beside its self-reported confidence."""
+    # NULL: the endpoint returned no token log-probabilities (panel/model/logprobs.py), or a verdict from before.
+    con.execute("ALTER TABLE verdicts ADD COLUMN verdict_probability DOUBLE")
