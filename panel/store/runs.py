@@ -21,7 +21,7 @@ from panel.store.migrations import migrate
 from panel.store.records import AnsweredVerdict, StoredRun, StoredVerdict
 from panel.store.run_writes import answers_record, fold, items_record, run_record, status_record
 from panel.store.schema import insert_probe_rows
-from panel.store.trust import read_consensus
+from panel.store.trust import consensus_stored, read_consensus
 from panel.store.versions import copy_versions
 from panel.store.views import current_verdicts
 
@@ -102,13 +102,11 @@ class RunStore(Database):
                                WHERE cache_key IN (SELECT unnest(?)) GROUP BY cache_key""",
                     [cache_keys],
                 ).fetchall()
-                consensus = con.execute("SELECT 1 FROM consensus WHERE run_id = ? LIMIT 1", [record["run_id"]])
-                return found, bool(consensus.fetchall())
+                return found, consensus_stored(con, str(record["run_id"]))
         except DatabaseBusy:  # a reader holds the file: the run's writes wait in the journal for it
             self._current_schema()  # but a damaged one is refused before the first request all the same
             with self.reader() as con:
-                consensus = con.execute("SELECT 1 FROM consensus WHERE run_id = ? LIMIT 1", [record["run_id"]])
-                stored = bool(consensus.fetchall())
+                stored = consensus_stored(con, str(record["run_id"]))
             return (self.answered_keys(cache_keys) if answered else set()), stored
 
     def add_run_items(

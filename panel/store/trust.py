@@ -55,6 +55,11 @@ class CheckFlips:
     flips: dict[str, tuple[int, int]]  # variant -> (flipped, compared)
 
 
+def consensus_stored(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """True when a jury's or samples' consensus is stored for `run_id`, read on `con`."""
+    return bool(con.execute("SELECT 1 FROM consensus WHERE run_id = ? LIMIT 1", [run_id]).fetchall())
+
+
 def read_consensus(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[tuple[int, str, str], StoredConsensus]:
     """The stored consensus of every item of `run_id` that has one (load_run's reader)."""
     found: dict[tuple[int, str, str], StoredConsensus] = {}
@@ -95,7 +100,7 @@ class TrustStore(Database):
     def has_consensus(self, run_id: str) -> bool:
         """True when a jury's or samples' consensus is stored for `run_id`."""
         with self.reader() as con:
-            return bool(con.execute("SELECT 1 FROM consensus WHERE run_id = ? LIMIT 1", [run_id]).fetchall())
+            return consensus_stored(con, run_id)
 
     def add_check_flips(
         self, run_id: str, flips: list[tuple[str, str, str, int, int]], wait_s: float | None = None
