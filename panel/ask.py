@@ -118,7 +118,7 @@ def plan_run(
     for index, pair in enumerate(spec.pairs):
         for tool, rival in ((pair.left, pair.right), (pair.right, pair.left)):
             for persona in personas:
-                messages = build_messages(persona, templates, tool, rival, schema)
+                messages = build_messages(persona, templates, tool, rival, schema, tool is pair.left)
                 jobs.append(
                     VerdictJob(
                         cache_key(messages, settings, settings.structured_mode),

@@ -100,7 +100,7 @@ def ask_again_job(
         persona = load_personas(settings.personas_dir, [persona_id])[0]
         left, right = run.pairs[target.pair_index]
         tool, rival = (left, right) if run.tool_ids[target.pair_index][0] == target.tool_id else (right, left)
-        messages = build_messages(persona, templates, tool, rival, verdict_schema())
+        messages = build_messages(persona, templates, tool, rival, verdict_schema(), tool is left)
         answer_model = Verdict
     if note is not None:
         messages = [*messages, {"role": "user", "content": NOTE_PREFIX + note}]

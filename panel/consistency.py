@@ -21,7 +21,7 @@ from panel.labels import base_rate
 from panel.personas import build_messages
 from panel.review import PreparedRun, prepare_run, review
 from panel.store import AnsweredVerdict, GoldLabel, Store
-from panel.vendor_text import RIVAL_DELIMITERS, TOOL_DELIMITERS
+from panel.vendor_text import FIRST_DELIMITERS, RIVAL_DELIMITERS, SECOND_DELIMITERS, TOOL_DELIMITERS
 from panel.verdict import CONTRADICTING_CONFIDENCE, verdict_schema
 
 SWAPPED = "swapped"
@@ -57,37 +57,57 @@ def contradiction(answer: AnsweredVerdict) -> str | None:
 
 
 def swap_blocks(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The messages with the tool-under-review and rival blocks of the user message in swapped order."""
+    """The messages with the two tools' cards in the user message in swapped order.
+
+    In the pair layout (FIRST TOOL and SECOND TOOL blocks) the two blocks' contents trade places and the
+    TOOL UNDER REVIEW block stays; in the older layout the TOOL UNDER REVIEW and RIVAL TOOL blocks trade places.
+    """
     swapped = []
     for message in messages:
-        lines = message["content"].splitlines()
-        if message["role"] == "user" and all(d in lines for d in TOOL_DELIMITERS + RIVAL_DELIMITERS):
-            tool = (lines.index(TOOL_DELIMITERS[0]), lines.index(TOOL_DELIMITERS[1]) + 1)
-            rival = (lines.index(RIVAL_DELIMITERS[0]), lines.index(RIVAL_DELIMITERS[1]) + 1)
-            first, second = sorted((tool, rival))
-            if first[1] > second[0]:
-                raise CheckError("the tool and rival blocks of the user message overlap: run `panel lint`")
-            lines = (
-                lines[: first[0]]
-                + lines[second[0] : second[1]]
-                + lines[first[1] : second[0]]
-                + lines[first[0] : first[1]]
-                + lines[second[1] :]
-            )
-            message = {**message, "content": "\n".join(lines)}
+        if message["role"] != "user":
             swapped.append(message)
             continue
-        if message["role"] == "user":
-            raise CheckError("the user message lacks its BEGIN/END tool and rival lines: run `panel lint`")
-        swapped.append(message)
+        lines = message["content"].splitlines()
+        if all(d in lines for d in FIRST_DELIMITERS + SECOND_DELIMITERS):
+            first, second = _block_span(lines, FIRST_DELIMITERS, True), _block_span(lines, SECOND_DELIMITERS, True)
+        elif all(d in lines for d in TOOL_DELIMITERS + RIVAL_DELIMITERS):
+            first, second = _block_span(lines, TOOL_DELIMITERS, False), _block_span(lines, RIVAL_DELIMITERS, False)
+        else:
+            raise CheckError("the user message lacks the BEGIN/END lines of its two tools' blocks: run `panel lint`")
+        first, second = sorted((first, second))
+        if first[1] > second[0]:
+            raise CheckError("the two tools' blocks of the user message overlap: run `panel lint`")
+        lines = (
+            lines[: first[0]]
+            + lines[second[0] : second[1]]
+            + lines[first[1] : second[0]]
+            + lines[first[0] : first[1]]
+            + lines[second[1] :]
+        )
+        swapped.append({**message, "content": "\n".join(lines)})
     return swapped
 
 
+def _block_span(lines: list[str], delimiters: tuple[str, str], inside: bool) -> tuple[int, int]:
+    """[start, end) of a block's lines: only those between its BEGIN and END lines when `inside`, else with them."""
+    begin, end = lines.index(delimiters[0]), lines.index(delimiters[1])
+    return (begin + 1, end) if inside else (begin, end + 1)
+
+
+# Words of a tool's name too common to blind on their own ('Sonar Pro 2 API' blinds 'Sonar', not 'Pro' or 'API').
+_COMMON_NAME_WORDS = frozenset(
+    "the and for with pro plus max mini lite turbo api sdk cli app apps model models open cloud studio labs lab "
+    "chat code search agent agents tool tools data vision voice edge flash large small base instruct".split()
+)
+
+
 def _name_pattern(name: str) -> re.Pattern[str]:
-    """The name, its first word and that word's stem before a hyphen ('SmolVLM2-2B' -> 'SmolVLM2'), as whole words."""
-    first_word = name.split()[0] if name.split() else name
-    stem = re.split(r"[-_]", first_word)[0]
-    names = sorted({name} | {n for n in (first_word, stem) if len(n) >= 4}, key=len, reverse=True)
+    """The name, each of its distinctive words, and a hyphenated word's stem ('SmolVLM2-2B' -> 'SmolVLM2'), as
+    whole words: a card's text may call the tool by part of its name ('Sonar Pro 2' of 'Perplexity Sonar Pro 2')."""
+    words = name.split()
+    parts = set(words) | {re.split(r"[-_]", word)[0] for word in words}
+    distinctive = {p for p in parts if len(p) >= 4 and p.casefold() not in _COMMON_NAME_WORDS}
+    names = sorted({name} | distinctive, key=len, reverse=True)
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.I)
 
 
@@ -187,7 +207,7 @@ def _variant_run(prepared: PreparedRun, sample: list[VerdictJob], variant: str, 
                 if job.tool.card_hash == prepared.spec.pairs[job.pair_index].left.card_hash
                 else pair.tools[::-1]
             )
-            messages = build_messages(job.persona, prepared.templates, tool, rival, schema)
+            messages = build_messages(job.persona, prepared.templates, tool, rival, schema, tool is pair.left)
             jobs.append(
                 VerdictJob(
                     cache_key(messages, settings, settings.structured_mode),

@@ -28,7 +28,7 @@ from panel.personas import (
     load_templates,
     parse_persona,
 )
-from panel.vendor_text import RIVAL_DELIMITERS, TOOL_DELIMITERS
+from panel.vendor_text import FIRST_DELIMITERS, RIVAL_DELIMITERS, SECOND_DELIMITERS, TOOL_DELIMITERS
 from panel.verdict import verdict_schema
 
 EMBEDDED_CONTEXT_TOKENS = 4096  # the embedded server's n_ctx (panel.model.embedded.embedded_server)
@@ -211,6 +211,25 @@ def _block(lines: list[str], delimiters: tuple[str, str]) -> tuple[int, int] | N
     return lines.index(begin), lines.index(end)
 
 
+_PAIR_LAYOUT = (FIRST_DELIMITERS, SECOND_DELIMITERS)
+_OLDER_LAYOUT = (TOOL_DELIMITERS, RIVAL_DELIMITERS)
+_NEEDS_BLOCKS = (
+    f"the user message needs the lines {FIRST_DELIMITERS[0]!r}, {FIRST_DELIMITERS[1]!r}, {SECOND_DELIMITERS[0]!r} "
+    f"and {SECOND_DELIMITERS[1]!r} (or, in the older layout, {TOOL_DELIMITERS[0]!r} ... {RIVAL_DELIMITERS[1]!r}) "
+    "exactly once each, each block opened before it is closed"
+)
+
+
+def _card_blocks(lines: list[str]) -> list[tuple[int, int]] | None:
+    """(BEGIN, END) line numbers of every block vendor text may sit in, or None when neither layout is whole."""
+    for layout in (_PAIR_LAYOUT, _OLDER_LAYOUT):
+        spans = [_block(lines, delimiters) for delimiters in layout]
+        if all(span is not None for span in spans):
+            named = _block(lines, TOOL_DELIMITERS) if layout is _PAIR_LAYOUT else None
+            return [span for span in (*spans, named) if span is not None]
+    return None
+
+
 def check_messages(
     messages: list[dict[str, str]], tool: ToolCard, rival: ToolCard, persona_brief: str = ""
 ) -> list[tuple[str, str]]:
@@ -224,21 +243,15 @@ def check_messages(
                 culprit = "persona" if value in persona_brief else "system"
                 problems.append((culprit, f"vendor text reaches the system role ({name} of {card.name!r})"))
     lines = user.splitlines()
-    for role, card, delimiters in (("tool", tool, TOOL_DELIMITERS), ("rival", rival, RIVAL_DELIMITERS)):
-        block = _block(lines, delimiters)
-        if block is None:
-            problems.append(
-                (
-                    "user",
-                    f"the user message needs the lines {delimiters[0]!r} and {delimiters[1]!r} "
-                    "exactly once each, in that order",
-                )
-            )
-            continue
-        mark = f"{CANARY}{role}"
-        outside = lines[: block[0]] + lines[block[1] + 1 :]
-        if card.name.startswith(mark) and any(mark in line for line in outside):
-            problems.append(("user", f"{role} vendor text appears outside {delimiters[0]} ... {delimiters[1]}"))
+    spans = _card_blocks(lines)
+    if spans is None:
+        problems.append(("user", _NEEDS_BLOCKS))
+    else:
+        outside = [line for number, line in enumerate(lines) if not any(b <= number <= e for b, e in spans)]
+        for role, card in (("tool", tool), ("rival", rival)):
+            mark = f"{CANARY}{role}"
+            if card.name.startswith(mark) and any(mark in line for line in outside):
+                problems.append(("user", f"{role} vendor text appears outside the BEGIN ... END lines of its block"))
     for line in lines:
         if line.lstrip().startswith(CANARY):
             field_name = line.lstrip()[len(CANARY) :].split()[0]

@@ -169,15 +169,31 @@ def persona_variables(persona: Persona) -> dict[str, Any]:
 
 
 def build_messages(
-    persona: Persona, templates: PromptTemplates, tool: ToolCard, rival: ToolCard, schema: dict
+    persona: Persona,
+    templates: PromptTemplates,
+    tool: ToolCard,
+    rival: ToolCard,
+    schema: dict,
+    tool_first: bool = True,
 ) -> list[dict[str, str]]:
-    """Chat messages asking `persona` for a verdict on `tool`: persona in system, vendor text in user."""
+    """Chat messages asking `persona` for a verdict on `tool`: persona in system, vendor text in user.
+
+    `tool_first`: whether `tool` is the pair's first (left) tool. The user template gets both cards in the pair's
+    order (`first`, `second`) as well as `tool` and `rival`, so both reviews of a pair can share one prefix.
+    """
     system = render_template(
         templates, SYSTEM_TEMPLATE, {"persona": persona_variables(persona), "schema": json.dumps(schema, indent=None)}
     )
+    first, second = (tool, rival) if tool_first else (rival, tool)
     user = render_template(
         templates,
         USER_TEMPLATE,
-        {"persona": persona_variables(persona), "tool": card_variables(tool), "rival": card_variables(rival)},
+        {
+            "persona": persona_variables(persona),
+            "tool": card_variables(tool),
+            "rival": card_variables(rival),
+            "first": card_variables(first),
+            "second": card_variables(second),
+        },
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

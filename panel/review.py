@@ -154,12 +154,16 @@ def review(
 
 
 def prefix_order(jobs: list[VerdictJob]) -> list[VerdictJob]:
-    """`jobs` with each persona's requests for a pair back to back: they share the persona's system prompt and the
-    start of the user message, so a server that caches the last prompt evaluates less of the second."""
-    first_seen: dict[tuple[int, str], int] = {}
+    """`jobs` persona by persona, and within a persona pair by pair, a pair's two reviews back to back.
+
+    A server that keeps the last prompt (llama.cpp) then evaluates only what differs from the previous request:
+    the pair layout of prompts/user.j2 makes a pair's second review differ only in its last lines, and the next
+    pair reuses the persona's system prompt. Within a persona and pair the planned order is kept.
+    """
+    personas: dict[str, int] = {}
     for job in jobs:
-        first_seen.setdefault((job.pair_index, job.persona.id), len(first_seen))
-    return sorted(jobs, key=lambda job: first_seen[(job.pair_index, job.persona.id)])
+        personas.setdefault(job.persona.id, len(personas))
+    return sorted(jobs, key=lambda job: (personas[job.persona.id], job.pair_index))
 
 
 def ask_jobs(
@@ -178,7 +182,7 @@ def ask_jobs(
 
     async def ask_everything(active: Endpoint) -> None:
         # The embedded llama.cpp server answers one request at a time, whatever --concurrency says, and keeps
-        # the last prompt's prefix: a persona's two requests for a pair go back to back.
+        # the last prompt's prefix: requests that share one go back to back.
         concurrency = 1 if active.embedded else settings.effective_concurrency
         queue = prefix_order(jobs) if active.embedded else jobs
         async with make_client(active, settings, before_request=budget.admit) as client:

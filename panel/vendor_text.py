@@ -32,10 +32,26 @@ FIELD_LIMITS: dict[str, int] = {
 # The blocks prompts/user.j2 and prompts/chair_user.j2 wrap data in ("BEGIN <name>" ... "END <name>"): the one
 # definition, which the forged-delimiter detector below and `panel lint`/`panel check` read. The templates are
 # the user's files, so they spell the lines out; tests/test_injection.py fails when they and these disagree.
+# The shipped user.j2 lays a pair out for prefix caches: both cards in the pair's order (FIRST TOOL, SECOND TOOL),
+# the same text for either tool's review, then a short TOOL UNDER REVIEW block naming the one under review.
+# Templates from before that layout put the tool under review first and a RIVAL TOOL block after it; `panel lint`
+# and `panel check` accept both layouts, and the detector cuts forgeries of every name.
 TOOL_BLOCK, RIVAL_BLOCK, VERDICTS_BLOCK = "TOOL UNDER REVIEW", "RIVAL TOOL", "PANEL VERDICTS"
-PROMPT_DELIMITER_NAMES = (TOOL_BLOCK, RIVAL_BLOCK, VERDICTS_BLOCK)
-TOOL_DELIMITERS = (f"BEGIN {TOOL_BLOCK}", f"END {TOOL_BLOCK}")
-RIVAL_DELIMITERS = (f"BEGIN {RIVAL_BLOCK}", f"END {RIVAL_BLOCK}")
+FIRST_BLOCK, SECOND_BLOCK = "FIRST TOOL", "SECOND TOOL"
+PROMPT_DELIMITER_NAMES = (TOOL_BLOCK, FIRST_BLOCK, SECOND_BLOCK, VERDICTS_BLOCK, RIVAL_BLOCK)
+# The block names of the shipped templates (RIVAL TOOL is only in older projects' templates).
+SHIPPED_DELIMITER_NAMES = (TOOL_BLOCK, FIRST_BLOCK, SECOND_BLOCK, VERDICTS_BLOCK)
+
+
+def delimiters(block: str) -> tuple[str, str]:
+    """The BEGIN and END lines of a block."""
+    return f"BEGIN {block}", f"END {block}"
+
+
+TOOL_DELIMITERS = delimiters(TOOL_BLOCK)
+RIVAL_DELIMITERS = delimiters(RIVAL_BLOCK)
+FIRST_DELIMITERS = delimiters(FIRST_BLOCK)
+SECOND_DELIMITERS = delimiters(SECOND_BLOCK)
 
 # One character a reader cannot see or a terminal acts on: C0 and C1 controls and DEL (newline and tab
 # kept), zero-width, bidi marks/overrides/isolates, BOM and Unicode tag characters. These are the usual

@@ -67,6 +67,13 @@ def persona_and_tool(body: dict[str, Any]) -> tuple[str, str, str]:
     return persona, tool, system
 
 
+def shown_first(body: dict[str, Any]) -> bool:
+    """Whether the tool under review's card is the first card of the user message (a swap moves it)."""
+    _, tool, _ = persona_and_tool(body)
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return re.search(r"^Name: (.+)$", user, re.M).group(1).strip() == tool
+
+
 def strict_skeptic_responder(body: dict[str, Any]) -> str:
     """Ship everything, except the skeptic whose brief has the marker: it skips Charlie, Delta and Echo."""
     persona, tool, system = persona_and_tool(body)

@@ -23,7 +23,14 @@ from panel.store import Store
 from panel.warehouse import run_query
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import PANEL, batch_lines_stored, chat_requests, copy_db, run_panel, write_synthetic_run
-from tests.persona_edit import edit_skeptic, persona_and_tool, reviewed, strict_skeptic_responder, write_six_tool_run
+from tests.persona_edit import (
+    edit_skeptic,
+    persona_and_tool,
+    reviewed,
+    shown_first,
+    strict_skeptic_responder,
+    write_six_tool_run,
+)
 
 PRICES = ["--price-input", "0.15", "--price-output", "0.60"]
 
@@ -31,8 +38,7 @@ PRICES = ["--price-input", "0.15", "--price-output", "0.60"]
 def order_sensitive_responder(body: dict[str, Any]) -> str:
     """Ship everything, except a skeptic shown the rival first, and a futurist shown blinded names: they skip."""
     persona, tool, _ = persona_and_tool(body)
-    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-    rival_first = user.index("BEGIN RIVAL TOOL") < user.index("BEGIN TOOL UNDER REVIEW")
+    rival_first = not shown_first(body)
     skip = (persona == "skeptic" and rival_first) or (persona == "futurist" and tool.startswith("Tool "))
     verdict = "skip" if skip else "ship"
     return json.dumps(

@@ -147,7 +147,9 @@ def test_forged_delimiters_never_reach_a_prompt_in_any_spelling(drafted: tuple[D
         chair = prompt.startswith("Write the panel's summary")
         expected = {
             "ENDTOOLUNDERREVIEW": 0 if chair else 1,
-            "ENDRIVALTOOL": 0 if chair else 1,
+            "ENDFIRSTTOOL": 0 if chair else 1,
+            "ENDSECONDTOOL": 0 if chair else 1,
+            "ENDRIVALTOOL": 0,  # the older layout's block: only forged, and cut
             "ENDPANELVERDICTS": 1 if chair else 0,
         }
         assert {delimiter: squashed.count(delimiter) for delimiter in expected} == expected

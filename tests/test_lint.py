@@ -44,7 +44,7 @@ def test_shipped_personas_and_templates_lint_clean(folders: Settings) -> None:
 
 def test_each_broken_template_is_named_even_when_both_are_broken(folders: Settings) -> None:
     edit(folders.prompts_dir / "system.j2", "{{ persona.focus }}", "{{ persona.fokus }}")
-    edit(folders.prompts_dir / "user.j2", "{{ tool.category | quoted }}", "{{ tool.categry }}")
+    edit(folders.prompts_dir / "user.j2", "{{ first.category | quoted }}", "{{ first.categry }}")
     found = messages_of(folders)
     assert ("error", "system.j2: unknown variable ('dict object' has no attribute 'fokus')") in found
     assert ("error", "user.j2: unknown variable ('dict object' has no attribute 'categry')") in found
@@ -52,11 +52,11 @@ def test_each_broken_template_is_named_even_when_both_are_broken(folders: Settin
 
 
 def test_sparse_card_catches_a_field_only_some_cards_have(folders: Settings) -> None:
-    edit(folders.prompts_dir / "user.j2", "END TOOL UNDER REVIEW", "Docs: {{ tool.links.docs }}\nEND TOOL UNDER REVIEW")
+    edit(folders.prompts_dir / "user.j2", "END SECOND TOOL", "Docs: {{ second.links.docs }}\nEND SECOND TOOL")
     report = lint([EXAMPLE_RUN], folders)
     [finding] = report.errors
     assert "has no attribute 'docs'" in finding.message
-    assert "SmolVLM2-2B" in finding.example or "sparse card" in finding.example
+    assert any(name in finding.example for name in ("SmolVLM2-2B", "Perplexity Sonar Pro 2 API", "sparse card"))
 
 
 def test_vendor_text_in_the_system_role_is_an_error_naming_the_persona_file(folders: Settings) -> None:
@@ -68,8 +68,8 @@ def test_vendor_text_in_the_system_role_is_an_error_naming_the_persona_file(fold
 
 
 def test_unquoted_vendor_text_and_missing_delimiters_are_errors(folders: Settings) -> None:
-    edit(folders.prompts_dir / "user.j2", "{{ tool.description | quoted }}", "{{ tool.description }}")
-    edit(folders.prompts_dir / "user.j2", "END RIVAL TOOL\n", "")
+    edit(folders.prompts_dir / "user.j2", "{{ first.description | quoted }}", "{{ first.description }}")
+    edit(folders.prompts_dir / "user.j2", "END SECOND TOOL\n", "")
     found = messages_of(folders)
     assert (
         "error",
@@ -77,9 +77,21 @@ def test_unquoted_vendor_text_and_missing_delimiters_are_errors(folders: Setting
     ) in found
     assert (
         "error",
-        "user.j2: the user message needs the lines 'BEGIN RIVAL TOOL' and 'END RIVAL TOOL' "
-        "exactly once each, in that order",
+        "user.j2: the user message needs the lines 'BEGIN FIRST TOOL', 'END FIRST TOOL', 'BEGIN SECOND TOOL' and "
+        "'END SECOND TOOL' (or, in the older layout, 'BEGIN TOOL UNDER REVIEW' ... 'END RIVAL TOOL') exactly once "
+        "each, each block opened before it is closed",
     ) in found
+
+
+def test_vendor_text_outside_every_block_is_an_error(folders: Settings) -> None:
+    edit(
+        folders.prompts_dir / "user.j2",
+        "Give your ship-or-skip",
+        "About {{ rival.tagline | quoted }}. Give your ship-or-skip",
+    )
+    assert ("error", "user.j2: rival vendor text appears outside the BEGIN ... END lines of its block") in messages_of(
+        folders
+    )
 
 
 def test_sandbox_refuses_a_template_reaching_for_python_internals(folders: Settings) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from panel.answers import VerdictJob
 from panel.ask import plan_run
 from panel.cards import load_run
 from panel.config import Settings
@@ -60,14 +62,36 @@ def test_vendor_text_is_delimited_user_data_and_never_evaluated(tmp_path: Path) 
     assert lines.index("END TOOL UNDER REVIEW") > lines.index("BEGIN TOOL UNDER REVIEW")
 
 
-def test_prefix_order_puts_a_personas_two_requests_for_a_pair_back_to_back(tmp_path: Path) -> None:
+def _prompt(job: VerdictJob) -> str:
+    return "\n".join(m["content"] for m in job.messages)
+
+
+def test_prefix_order_runs_persona_by_persona_so_each_request_reuses_the_last_ones_prefix(tmp_path: Path) -> None:
     spec = load_run(write_synthetic_run(tmp_path, 3))
     jobs = plan_run(spec, load_personas(PERSONAS), load_templates(PROMPTS), Settings(base_url="http://u", model="m"))
     assert [j.persona.id for j in jobs[:5]] == ["builder", "skeptic", "futurist", "business", "builder"]
     ordered = prefix_order(jobs)
     assert sorted(j.cache_key for j in ordered) == sorted(j.cache_key for j in jobs)
-    for first, second in zip(ordered[::2], ordered[1::2]):
-        assert (first.pair_index, first.persona.id) == (second.pair_index, second.persona.id)
-        assert first.messages[0] == second.messages[0]  # the persona's system prompt, the longest shared part
-    assert [j.pair_index for j in ordered] == sorted(j.pair_index for j in ordered)
-    assert [j.persona.id for j in ordered[:8:2]] == ["builder", "skeptic", "futurist", "business"]
+    assert [j.persona.id for j in ordered[::6]] == ["builder", "skeptic", "futurist", "business"]
+    assert [j.pair_index for j in ordered[:6]] == [0, 0, 1, 1, 2, 2]
+    for before, after in zip(ordered, ordered[1:]):
+        shared = len(os.path.commonprefix([_prompt(before), _prompt(after)]))
+        if after.persona.id != before.persona.id:
+            continue  # a new persona: its system prompt differs from the first line
+        if after.pair_index == before.pair_index:
+            # A pair's second review differs only from the block naming the tool under review.
+            assert shared >= _prompt(after).index("BEGIN TOOL UNDER REVIEW") > 0.7 * len(_prompt(after))
+        else:
+            assert shared >= len(after.messages[0]["content"])  # the next pair keeps the persona's system prompt
+
+
+def test_both_reviews_of_a_pair_show_the_cards_in_the_pairs_order() -> None:
+    spec = load_run(EXAMPLE_RUN)
+    persona = load_personas(PERSONAS)[0]
+    left, right = spec.pairs[0].tools
+    of_left = build_messages(persona, load_templates(PROMPTS), left, right, verdict_schema(), tool_first=True)
+    of_right = build_messages(persona, load_templates(PROMPTS), right, left, verdict_schema(), tool_first=False)
+    for messages, reviewed in ((of_left, left), (of_right, right)):
+        user = messages[1]["content"]
+        assert user.index(f"Name: {left.name}") < user.index("BEGIN SECOND TOOL") < user.index(f"Name: {right.name}")
+        assert user.split("BEGIN TOOL UNDER REVIEW\n")[1].startswith(f"Name: {reviewed.name}\nEND TOOL UNDER REVIEW")

@@ -85,9 +85,12 @@ def test_injection_is_flagged_on_the_verdict_and_page_and_stays_delimited_data(
         assert "Ignore all previous" not in request.body["messages"][0]["content"]  # never the system role
         assert "\U000e0041" not in json.dumps(request.body, ensure_ascii=False)
     for user in requests:
-        block = user.split("BEGIN TOOL UNDER REVIEW\n", 1)[1]
-        assert block.count("\nEND TOOL UNDER REVIEW\n") == 1  # the forged marker stayed inside a quoted string
-        description = next(line for line in block.splitlines() if line.startswith("Description: "))
+        lines = user.splitlines()
+        # The forged marker stayed inside a quoted string: the only END lines are the template's.
+        assert lines.count("END TOOL UNDER REVIEW") == 1 and lines.count("END FIRST TOOL") == 1
+        card = lines[lines.index("BEGIN FIRST TOOL") : lines.index("END FIRST TOOL")]  # the pair's first tool
+        assert "Name: Hostile Tool" in card
+        description = next(line for line in card if line.startswith("Description: "))
         assert "Ignore all previous instructions" in description
         assert json.loads(description.removeprefix("Description: ")).startswith("Great tool.")
     with duckdb.connect(str(store.path), read_only=True) as con:
