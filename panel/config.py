@@ -61,6 +61,7 @@ class Settings:
     model: str | None = None
     mode: StructuredMode | None = None
     logprobs: bool | None = None  # ask for token log-probabilities; None: only of the embedded model
+    logprobs_probe: bool | None = None  # ask them in a short request of their own; None: only of the embedded model
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.2
     max_tokens: int = 700  # per reply
@@ -132,6 +133,18 @@ class Settings:
     def wants_logprobs(self) -> bool:
         """Whether requests ask for token log-probabilities (panel/model/logprobs.py): off for an unknown endpoint."""
         return self.embedded if self.logprobs is None else self.logprobs
+
+    @property
+    def probes_logprobs(self) -> bool:
+        """Whether log-probabilities come from a short probe request before each answer, not the answer itself.
+
+        llama-cpp-python's server sorts the whole vocabulary (49,152 tokens for SmolLM2) in Python for every token
+        it returns log-probabilities for: asked on the answer, they made the embedded run 2.4x slower. The verdict
+        is the answer's first field, so a probe of LOGPROB_PROBE_TOKENS tokens (same prompt, seed and schema, the
+        prompt then cached for the answer) carries the one log-probability the calibration needs.
+        """
+        probe = self.embedded if self.logprobs_probe is None else self.logprobs_probe
+        return self.wants_logprobs and probe
 
     @property
     def effective_concurrency(self) -> int:

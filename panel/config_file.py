@@ -97,6 +97,9 @@ class EndpointTable(_Table):
     price_batch_input: float | None = Field(default=None, ge=0, description="USD per million tokens, 0 or more")
     price_batch_output: float | None = Field(default=None, ge=0, description="USD per million tokens, 0 or more")
     logprobs: bool | None = Field(default=None, description="true or false (ask for token log-probabilities)")
+    logprobs_probe: bool | None = Field(
+        default=None, description="true or false (ask log-probabilities in a short request before each answer)"
+    )
 
 
 class SmtpTable(_Table):

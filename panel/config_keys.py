@@ -33,6 +33,7 @@ KEYS: tuple[Key, ...] = (
     Key("price_batch_input", PROFILE, "price_batch_input"),
     Key("price_batch_output", PROFILE, "price_batch_output"),
     Key("logprobs", PROFILE, "logprobs"),
+    Key("logprobs_probe", PROFILE, "logprobs_probe"),
     Key("temperature", "sampling", "temperature", flag="--temperature"),
     Key("max_tokens", "sampling", "max_tokens", flag="--max-tokens"),
     Key("seed", "sampling", "seed", flag="--seed"),

@@ -466,8 +466,12 @@ def _completion(
 ) -> dict[str, Any]:
     """Return a ChatCompletion with content as the message, or as tool-call arguments when tools were sent; with
     token log-probabilities when the request asks for them (`logprobs: true`) and `verdict_probability` is given."""
-    message: dict[str, Any] = {"role": "assistant", "content": content}
     finish_reason = "stop"
+    limit = body.get("max_tokens")
+    pieces = re.findall(r"\w+|\s+|[^\w\s]+", content)
+    if isinstance(limit, int) and 0 < limit < len(pieces):  # cut like a server at max_tokens (its tokens: words)
+        content, finish_reason = "".join(pieces[:limit]), "length"
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     tools = body.get("tools") or []
     if tools:
         name = tools[0].get("function", {}).get("name", "tool")

@@ -14,7 +14,7 @@ import pytest
 from panel.calibration import auc, calibration
 from panel.compare import compare
 from panel.config import Settings
-from panel.model.logprobs import choice_probability
+from panel.model.logprobs import LOGPROB_PROBE_TOKENS, choice_probability
 from panel.review import prepare_run, review
 from panel.store import Store
 from tests.fake_openai import FakeOpenAI, VerdictProbability
@@ -47,6 +47,24 @@ def test_the_verdict_token_probability_is_stored_when_the_profile_asks(settings:
         bodies = [r.body for r in chat_requests(server)]
     assert all(b["logprobs"] is True and b["top_logprobs"] == 2 for b in bodies)
     assert len(rows) == 8 and all(p == pytest.approx(0.8) for _, p in rows)
+
+
+def test_a_probe_asks_the_logprobs_in_a_short_request_and_the_answer_without_them(settings: Settings) -> None:
+    """The embedded default: llama-cpp-python computes log-probabilities slowly, so only a short probe asks them."""
+    with FakeOpenAI(verdict_probability=lambda body, content: 0.8) as server:
+        rows = _review(server, settings, logprobs=True, logprobs_probe=True)
+        bodies = [r.body for r in chat_requests(server)]
+    probes = [b for b in bodies if b.get("logprobs")]
+    answers = [b for b in bodies if "logprobs" not in b]
+    assert len(probes) == len(answers) == 8 == len(bodies) / 2
+    assert {b["max_tokens"] for b in probes} == {LOGPROB_PROBE_TOKENS} and {b["max_tokens"] for b in answers} == {700}
+    # The probe is the answer's request (prompt, schema, seed), only shorter and with log-probabilities.
+    same = ("logprobs", "top_logprobs", "max_tokens")
+    assert sorted(json.dumps({k: v for k, v in b.items() if k not in same}, sort_keys=True) for b in probes) == sorted(
+        json.dumps({k: v for k, v in b.items() if k != "max_tokens"}, sort_keys=True) for b in answers
+    )
+    assert len(rows) == 8 and all(p == pytest.approx(0.8) for _, p in rows)
+    assert Settings().probes_logprobs and not Settings(base_url="http://127.0.0.1:1/v1", logprobs=True).probes_logprobs
 
 
 def test_no_probability_is_stored_when_the_endpoint_sends_none(settings: Settings) -> None:

@@ -12,11 +12,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from panel.model.replies import reply_json
+
+if TYPE_CHECKING:  # the SDK loads in 0.3 s; analysts' commands read this module without it
+    import openai
+
 TOP_LOGPROBS = 2  # the alternatives an endpoint must return too; some refuse logprobs without top_logprobs
+# A probe's length: '{"verdict": "ship' is 5 to 7 tokens for SmolLM2's tokenizer and a JSON grammar's spacing.
+LOGPROB_PROBE_TOKENS = 12
 
 
 class _TokenLogprob(BaseModel):
@@ -39,6 +46,15 @@ class _Reply(BaseModel):
 def logprob_args(wanted: bool) -> dict[str, Any]:
     """The request fields asking for token log-probabilities, or none."""
     return {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if wanted else {}
+
+
+async def probe_logprobs(client: openai.AsyncOpenAI, body: dict[str, Any]) -> object:
+    """The decoded reply to `body` cut at LOGPROB_PROBE_TOKENS tokens, with log-probabilities.
+
+    For Settings.probes_logprobs: the answer itself is then asked without them. The SDK's errors propagate.
+    """
+    probe = body | logprob_args(True) | {"max_tokens": LOGPROB_PROBE_TOKENS}
+    return reply_json(await client.post("/chat/completions", cast_to=object, body=probe))
 
 
 def reply_tokens(body: object) -> list[tuple[str, float]] | None:
