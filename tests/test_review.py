@@ -58,6 +58,8 @@ def test_invalid_answer_is_reasked_with_the_validation_error_and_counted(setting
     reask = first_job_requests[1].body["messages"]
     assert reask[-2]["role"] == "assistant" and reask[-2]["content"] == answers[0]
     assert "verdict" in reask[-1]["content"] and "less than or equal to 1" in reask[-1]["content"]
+    # Each re-ask samples afresh (seed + n), or a small model may repeat the invalid answer word for word.
+    assert [r.body["seed"] for r in first_job_requests] == [settings.seed, settings.seed + 1, settings.seed + 2]
     with duckdb.connect(str(store.path), read_only=True) as con:
         counts = con.execute("""SELECT v.attempt_count, count(a.attempt_id) FROM verdicts v
                                 JOIN attempts a USING (verdict_id) WHERE v.attempt_count = 3
