@@ -55,8 +55,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def embedded_server(log_path: Path | None = None, n_ctx: int = 4096) -> Iterator[Endpoint]:
-    """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; stop it on exit."""
+def embedded_server(log_path: Path | None = None, n_ctx: int = 4096, verbose: bool = False) -> Iterator[Endpoint]:
+    """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; stop it on exit.
+
+    `verbose`: the log gets llama.cpp's timings of every request (bench/bench_prefix.py reads them).
+    """
     require_embedded_runtime()
     model_path = embedded_model_path()
     port = _free_port()
@@ -77,7 +80,7 @@ def embedded_server(log_path: Path | None = None, n_ctx: int = 4096) -> Iterator
         "--n_threads",
         str(max(1, os.cpu_count() or 1)),
         "--verbose",
-        "False",
+        str(verbose),
     ]
     log = open(log_path, "ab") if log_path else None
     output = log or subprocess.DEVNULL
