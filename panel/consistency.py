@@ -21,7 +21,7 @@ from panel.labels import base_rate
 from panel.personas import build_messages
 from panel.review import PreparedRun, prepare_run, review
 from panel.store import AnsweredVerdict, GoldLabel, Store
-from panel.vendor_text import FIRST_DELIMITERS, RIVAL_DELIMITERS, SECOND_DELIMITERS, TOOL_DELIMITERS
+from panel.vendor_text import CARD_LAYOUTS, PAIR_LAYOUT
 from panel.verdict import CONTRADICTING_CONFIDENCE, verdict_schema
 
 SWAPPED = "swapped"
@@ -68,13 +68,13 @@ def swap_blocks(messages: list[dict[str, str]]) -> list[dict[str, str]]:
             swapped.append(message)
             continue
         lines = message["content"].splitlines()
-        if all(d in lines for d in FIRST_DELIMITERS + SECOND_DELIMITERS):
-            first, second = _block_span(lines, FIRST_DELIMITERS, True), _block_span(lines, SECOND_DELIMITERS, True)
-        elif all(d in lines for d in TOOL_DELIMITERS + RIVAL_DELIMITERS):
-            first, second = _block_span(lines, TOOL_DELIMITERS, False), _block_span(lines, RIVAL_DELIMITERS, False)
-        else:
+        layout = next((found for found in CARD_LAYOUTS if all(d in lines for pair in found for d in pair)), None)
+        if layout is None:
             raise CheckError("the user message lacks the BEGIN/END lines of its two tools' blocks: run `panel lint`")
-        first, second = sorted((first, second))
+        # The pair layout's block names say a position, so the cards trade places inside them; the older
+        # layout's say a role (tool under review, rival), so the whole blocks trade places.
+        inside = layout is PAIR_LAYOUT
+        first, second = sorted(_block_span(lines, block, inside) for block in layout)
         if first[1] > second[0]:
             raise CheckError("the two tools' blocks of the user message overlap: run `panel lint`")
         lines = (

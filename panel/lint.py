@@ -28,7 +28,7 @@ from panel.personas import (
     load_templates,
     parse_persona,
 )
-from panel.vendor_text import FIRST_DELIMITERS, RIVAL_DELIMITERS, SECOND_DELIMITERS, TOOL_DELIMITERS
+from panel.vendor_text import CARD_LAYOUTS, FIRST_DELIMITERS, RIVAL_DELIMITERS, SECOND_DELIMITERS, TOOL_DELIMITERS
 from panel.verdict import verdict_schema
 
 EMBEDDED_CONTEXT_TOKENS = 4096  # the embedded server's n_ctx (panel.model.embedded.embedded_server)
@@ -211,8 +211,6 @@ def _block(lines: list[str], delimiters: tuple[str, str]) -> tuple[int, int] | N
     return lines.index(begin), lines.index(end)
 
 
-_PAIR_LAYOUT = (FIRST_DELIMITERS, SECOND_DELIMITERS)
-_OLDER_LAYOUT = (TOOL_DELIMITERS, RIVAL_DELIMITERS)
 _NEEDS_BLOCKS = (
     f"the user message needs the lines {FIRST_DELIMITERS[0]!r}, {FIRST_DELIMITERS[1]!r}, {SECOND_DELIMITERS[0]!r} "
     f"and {SECOND_DELIMITERS[1]!r} (or, in the older layout, {TOOL_DELIMITERS[0]!r} ... {RIVAL_DELIMITERS[1]!r}) "
@@ -222,11 +220,11 @@ _NEEDS_BLOCKS = (
 
 def _card_blocks(lines: list[str]) -> list[tuple[int, int]] | None:
     """(BEGIN, END) line numbers of every block vendor text may sit in, or None when neither layout is whole."""
-    for layout in (_PAIR_LAYOUT, _OLDER_LAYOUT):
+    for layout in CARD_LAYOUTS:
         spans = [_block(lines, delimiters) for delimiters in layout]
         if all(span is not None for span in spans):
-            named = _block(lines, TOOL_DELIMITERS) if layout is _PAIR_LAYOUT else None
-            return [span for span in (*spans, named) if span is not None]
+            # The pair layout's TOOL UNDER REVIEW block holds a name too (the older layout's is one of its two).
+            return [span for span in (*spans, _block(lines, TOOL_DELIMITERS)) if span is not None]
     return None
 
 

@@ -52,6 +52,11 @@ TOOL_DELIMITERS = delimiters(TOOL_BLOCK)
 RIVAL_DELIMITERS = delimiters(RIVAL_BLOCK)
 FIRST_DELIMITERS = delimiters(FIRST_BLOCK)
 SECOND_DELIMITERS = delimiters(SECOND_BLOCK)
+# The two layouts of a user template's two card blocks, the shipped one first: `panel lint` accepts either and
+# `panel check` swaps the cards in either.
+PAIR_LAYOUT = (FIRST_DELIMITERS, SECOND_DELIMITERS)
+OLDER_LAYOUT = (TOOL_DELIMITERS, RIVAL_DELIMITERS)
+CARD_LAYOUTS = (PAIR_LAYOUT, OLDER_LAYOUT)
 
 # One character a reader cannot see or a terminal acts on: C0 and C1 controls and DEL (newline and tab
 # kept), zero-width, bidi marks/overrides/isolates, BOM and Unicode tag characters. These are the usual

@@ -62,16 +62,18 @@ def persona_and_tool(body: dict[str, Any]) -> tuple[str, str, str]:
     system = next(m["content"] for m in body["messages"] if m["role"] == "system")
     user = next(m["content"] for m in body["messages"] if m["role"] == "user")
     persona = re.search(r"Persona id: (\w+)", system).group(1)
-    block = user[user.index("BEGIN TOOL UNDER REVIEW") :]
-    tool = re.search(r"^Name: (.+)$", block, re.M).group(1).strip()
+    tool = _first_name(user[user.index("BEGIN TOOL UNDER REVIEW") :])
     return persona, tool, system
+
+
+def _first_name(text: str) -> str:
+    return re.search(r"^Name: (.+)$", text, re.M).group(1).strip()
 
 
 def shown_first(body: dict[str, Any]) -> bool:
     """Whether the tool under review's card is the first card of the user message (a swap moves it)."""
     _, tool, _ = persona_and_tool(body)
-    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-    return re.search(r"^Name: (.+)$", user, re.M).group(1).strip() == tool
+    return _first_name(next(m["content"] for m in body["messages"] if m["role"] == "user")) == tool
 
 
 def strict_skeptic_responder(body: dict[str, Any]) -> str:
